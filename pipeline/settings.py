@@ -1,0 +1,29 @@
+"""Offline-safe settings for DVC and Prefect, set by Cadenza itself, not by the user.
+
+Must run before `prefect` is imported: Prefect reads its settings at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def apply_offline_settings(project: Path) -> None:
+    state = project.resolve() / ".state"
+    defaults = {
+        "DVC_NO_ANALYTICS": "1",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": str(state / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # the first start of the ephemeral server runs migrations; 20 s can time out
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect won't
+    # stage commands (`cadenza ...`, `dvc`) must resolve to this environment's executables
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

@@ -1,0 +1,55 @@
+"""Self-describing checkpoints (as in nanoGPT): weights + config + vocabulary + step.
+
+`generate` and `evaluate` need nothing but this file. It holds only tensors and plain Python
+data, so it loads with `torch.load(weights_only=True)`: a checkpoint is data, never code.
+It is written to a temporary file and renamed, so a kill never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cadenza.config import ModelParams, from_dict
+from cadenza.io import atomic_path
+from cadenza.models import FAMILIES
+
+FORMAT = "cadenza-checkpoint/1"
+
+
+def save_checkpoint(path: Path, *, name: str, params: ModelParams, vocab: list[str],
+                    model: torch.nn.Module, epoch: int, step: int, valid_loss: float,
+                    seed: int) -> None:
+    payload = {
+        "format": FORMAT,
+        "name": name,
+        "params": asdict(params),
+        "vocab": vocab,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "step": step,
+        "valid_loss": valid_loss,
+        "seed": seed,
+        "torch_version": str(torch.__version__),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, device: str = "cpu"
+                    ) -> tuple[torch.nn.Module, ModelParams, dict[str, Any]]:
+    """Rebuild the model from the checkpoint alone; refuse anything that is not one of ours."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, tampered or foreign file
+        raise ValueError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})"
+                         ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} checkpoint")
+    params = from_dict(ModelParams, payload["params"], f"{path}:params")
+    model = FAMILIES[params.family].build(len(payload["vocab"]), params.net)
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), params, payload

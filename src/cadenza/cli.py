@@ -1,0 +1,146 @@
+"""`cadenza <stage>`: thin commands over library functions, one per DVC stage.
+
+Every path comes in as an argument (dvc.yaml writes them once); every setting comes from
+params.yaml through `load_params`, which fails before any work on a bad key.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from cadenza.config import Params, ParamsError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Cadenza: a reproducible pipeline for symbolic-music generation.")
+flow_app = typer.Typer(no_args_is_help=True, help="Run the DVC DAG as a Prefect flow.")
+app.add_typer(flow_app, name="flow")
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to validate and use")
+
+
+@app.callback()
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Prefect's API chatter
+
+
+def _params(path: Path) -> Params:
+    try:
+        return load_params(path)
+    except ParamsError as err:
+        typer.echo(f"error: bad param: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _model(params: Params, name: str):
+    if name not in params.models:
+        typer.echo(f"error: bad param: models.{name}: no such model in params", err=True)
+        raise typer.Exit(2)
+    return params.models[name]
+
+
+@app.command()
+def check(params_file: Path = PARAMS) -> None:
+    """Validate params.yaml and exit."""
+    params = _params(params_file)
+    typer.echo(f"ok: {len(params.sources)} source(s), {len(params.models)} model(s)")
+
+
+@app.command()
+def fetch(source: str, out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
+    """Fetch one registered source into OUT (data/raw/<source>)."""
+    from cadenza.sources.fetch import fetch_source
+
+    params = _params(params_file)
+    if source not in params.sources:
+        typer.echo(f"error: bad param: sources.{source}: not selected in params", err=True)
+        raise typer.Exit(2)
+    fetch_source(source, out, params.sources[source])
+
+
+@app.command()
+def prepare(raw: Path = typer.Option(...), out: Path = typer.Option(...),
+            params_file: Path = PARAMS) -> None:
+    """Parse, filter, transpose, split and shard every selected source."""
+    from cadenza.prepare.run import prepare as run_prepare
+
+    params = _params(params_file)
+    run_prepare(raw, list(params.sources), out, params.prepare)
+
+
+@app.command()
+def train(model: str, prepared: Path = typer.Option(...), ckpt: Path = typer.Option(...),
+          log: Path = typer.Option(..., help="per-epoch CSV for dvc plots"),
+          params_file: Path = PARAMS) -> None:
+    """Train one model of params.yaml `models:`."""
+    from cadenza.train import train as run_train
+
+    params = _params(params_file)
+    run_train(model, _model(params, model), prepared, ckpt, log, params.seed)
+
+
+@app.command()
+def generate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.Option(...),
+             out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
+    """Sample pieces from a checkpoint into OUT as MIDI."""
+    from cadenza.generate import generate as run_generate
+
+    params = _params(params_file)
+    _model(params, model)
+    run_generate(ckpt, prepared, out, params.generate, params.seed)
+
+
+@app.command()
+def evaluate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.Option(...),
+             generated: Path = typer.Option(...), out: Path = typer.Option(...),
+             params_file: Path = PARAMS) -> None:
+    """Metrics of one model's samples, plus its likelihood on the test split."""
+    from cadenza.evaluate import evaluate_model
+
+    params = _params(params_file)
+    _model(params, model)
+    evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed)
+
+
+@app.command()
+def reference(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
+              params_file: Path = PARAMS) -> None:
+    """Metrics of the test split itself: the reference row of the report."""
+    from cadenza.evaluate import evaluate_reference
+
+    evaluate_reference(prepared, out, _params(params_file).evaluate)
+
+
+@app.command()
+def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(...),
+           generated: Path = typer.Option(...), out: Path = typer.Option(...),
+           plots: Path = typer.Option(...)) -> None:
+    """Write the markdown report with its plots."""
+    from cadenza.report import build_report
+
+    build_report(metrics, train_logs, generated, out, plots)
+
+
+@flow_app.command("run")
+def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
+                                              help="stages to reproduce (default: all)"),
+             project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+    """Reproduce the DAG of dvc.yaml as a Prefect flow, one task per stage."""
+    from pipeline.settings import apply_offline_settings
+
+    apply_offline_settings(project)
+    from pipeline.flow import reproduce
+
+    stages = reproduce(str(project.resolve()), target or [])
+    typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
+
+
+
+
+if __name__ == "__main__":
+    app()

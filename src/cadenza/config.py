@@ -1,0 +1,264 @@
+"""Typed, validated params: `params.yaml` -> frozen dataclasses -> plain functions.
+
+Why this module exists: a typo in `params.yaml` (`epohcs: 3`) or a wrong type (`lr: "fast"`)
+must stop the run *before* any work starts, with a message that names the key. So every
+section is a frozen dataclass, and `from_dict` rejects unknown keys, missing keys, wrong types
+and out-of-range values, always reporting the dotted path (`models.chord_lstm.train.lr`).
+
+Each stage loads the whole file, so whichever stage DVC runs first fails fast on any bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A param is unknown, missing, mistyped or out of range; the message names it."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """One entry of `sources:`; the key is a name in the source registry."""
+
+    limit: int = 0  # keep the first N pieces (0 = all); for quick runs and tests
+    workers: int = 2  # processes used for conversion / parsing
+
+    def __post_init__(self) -> None:
+        _check(self.limit >= 0, "limit", "must be >= 0")
+        _check(self.workers >= 1, "workers", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    steps_per_beat: int = 4  # piano-roll grid; 4 = a 16th note
+    valid_fraction: float = 0.1  # used only for sources without an official split
+    test_fraction: float = 0.1
+    transpose: bool = True  # to C major / A minor
+    min_notes: int = 8  # pieces with fewer notes are rejected as empty
+
+    def __post_init__(self) -> None:
+        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check(0 <= self.valid_fraction < 1, "valid_fraction", "must be in [0, 1)")
+        _check(0 < self.test_fraction < 1, "test_fraction", "must be in (0, 1)")
+        _check(
+            self.valid_fraction + self.test_fraction < 1,
+            "test_fraction",
+            "valid_fraction + test_fraction must be < 1",
+        )
+        _check(self.min_notes >= 1, "min_notes", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TokenParams:
+    """How notes become tokens (see `cadenza.representations.tokens`)."""
+
+    scheme: Literal["chord", "pitch_next"]
+    steps_per_beat: int = 2  # seed 003 samples at eighth notes
+    max_polyphony: int = 4  # seed 003: above this, keep 3 notes chosen at random
+    min_count: int = 1  # rarer tokens become <unk>
+
+    def __post_init__(self) -> None:
+        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
+        _check(self.min_count >= 1, "min_count", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class NetParams:
+    """A token language model: embedding -> n recurrent layers -> softmax."""
+
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    layers: int = 2
+    embedding: int = 128
+    hidden: int = 128
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "embedding", "hidden"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 5
+    batch_size: int = 50
+    seq_len: int = 50
+    lr: float = 0.002
+    clip: float = 5.0  # max gradient norm
+    patience: int = 3  # early stopping: epochs without a better valid loss
+    plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
+    max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "seq_len", "patience"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.clip > 0, "clip", "must be > 0")
+        _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
+        _check(self.max_batches >= 0, "max_batches", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One entry of `models:`; the key becomes the stage name `train@<key>`."""
+
+    family: Literal["token_lm"]
+    tokens: TokenParams
+    net: NetParams = field(default_factory=NetParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    n_samples: int = 4
+    prompt_len: int = 16  # tokens taken from the start of a test piece
+    length: int = 256  # tokens generated after the prompt
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = no top-k filtering
+    greedy_prob: float = 0.0  # seed 003: share of steps that take the argmax
+    bpm: float = 100.0  # tempo written into the MIDI files
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "prompt_len", "length"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.temperature > 0, "temperature", "must be > 0")
+        _check(self.top_k >= 0, "top_k", "must be >= 0")
+        _check(0 <= self.greedy_prob <= 1, "greedy_prob", "must be in [0, 1]")
+        _check(self.bpm > 0, "bpm", "must be > 0")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    steps_per_beat: int = 24  # MuseGAN's resolution; QN's 3 steps = a 32nd note
+    qualified_min_steps: int = 3
+
+    def __post_init__(self) -> None:
+        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check(self.qualified_min_steps >= 1, "qualified_min_steps", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    sources: dict[str, SourceParams]
+    models: dict[str, ModelParams]
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    generate: GenerateParams = field(default_factory=GenerateParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def __post_init__(self) -> None:
+        _check(len(self.sources) > 0, "sources", "select at least one source")
+        _check(len(self.models) > 0, "models", "list at least one model")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate the whole params file; raise `ParamsError` naming the bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    params = from_dict(Params, raw, "")
+    from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back
+
+    for name in params.sources:
+        if name not in SOURCES:
+            known = ", ".join(sorted(SOURCES))
+            raise ParamsError(f"sources.{name}: unknown source (known: {known})")
+    return params
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from `data`, checking keys, types and ranges recursively."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{where or 'params'}: expected a mapping, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(fields)})"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        key = _join(where, name)
+        if name in data:
+            values[name] = _coerce(hints[name], data[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{key}: missing required key")
+    try:
+        return cls(**values)
+    except _RangeError as err:
+        raise ParamsError(f"{_join(where, err.name)}: {err.message}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if origin is dict:
+        _, item_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {_show(value)}")
+        return {str(k): _coerce(item_type, v, _join(key, str(k))) for k, v in value.items()}
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ParamsError(f"{key}: must be one of {list(allowed)}, got {_show(value)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(inner, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true/false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{key}: expected a number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"{key}: unsupported param type {hint!r}")  # a bug in this module
+
+
+class _RangeError(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        self.name, self.message = name, message
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    """Range check used in `__post_init__`; `from_dict` adds the dotted path."""
+    if not ok:
+        raise _RangeError(name, message)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"

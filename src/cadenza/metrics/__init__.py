@@ -1,0 +1,1 @@
+"""Objective metrics as pure functions: arrays in, floats out, NaN when undefined."""

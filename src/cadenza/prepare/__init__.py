@@ -1,0 +1,1 @@
+"""Raw MIDI -> filtered, key-normalised, split, Parquet-sharded notes and rolls."""

@@ -1,0 +1,73 @@
+"""Parse one MIDI file with symusic into a notes table in beats and seconds.
+
+symusic is used because it parses about 100x faster than pretty_midi (see
+`../shared/reference/toolchain.md`); the whole prepare stage is bound by this call.
+A file that symusic refuses, or that has no notes in the kept tracks, raises `RejectedPiece`
+with a reason that goes into the rejects table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import symusic
+
+
+class RejectedPiece(Exception):
+    """The piece cannot be used; `str(err)` is the reason recorded in the rejects table."""
+
+
+@dataclass(frozen=True)
+class ParsedPiece:
+    notes: pd.DataFrame  # track, pitch, velocity, onset/duration in beats and in seconds
+    key_signature: tuple[int, int] | None  # (sharps, tonality 0=major 1=minor), if present
+    beats_per_bar: float  # from the first time signature, 4.0 when there is none
+
+
+def keep_track(program: int, is_drum: bool, track_filter: str) -> bool:
+    """'piano' keeps GM programs 0-7 (the piano family) without drums; 'all' drops only drums."""
+    if is_drum:
+        return False
+    return track_filter == "all" or 0 <= program <= 7
+
+
+def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
+    try:
+        score = symusic.Score(str(path))
+    except Exception as err:  # noqa: BLE001 - symusic raises RuntimeError/ValueError freely
+        raise RejectedPiece(f"unreadable MIDI: {err}") from err
+    if score.ticks_per_quarter <= 0:
+        raise RejectedPiece(f"invalid ticks per quarter: {score.ticks_per_quarter}")
+    beats, seconds = score.to("quarter"), score.to("second")
+    frames = []
+    kept = 0
+    for tb, ts in zip(beats.tracks, seconds.tracks, strict=True):
+        if len(tb.notes) == 0 or not keep_track(tb.program, tb.is_drum, track_filter):
+            continue
+        nb, ns = tb.notes.numpy(), ts.notes.numpy()
+        frames.append(pd.DataFrame({
+            "track": np.full(len(nb["pitch"]), kept, dtype=np.int16),
+            "pitch": nb["pitch"].astype(np.int16),
+            "velocity": nb["velocity"].astype(np.int16),
+            "onset_beats": nb["time"].astype(np.float64),
+            "duration_beats": nb["duration"].astype(np.float64),
+            "onset_s": ns["time"].astype(np.float64),
+            "duration_s": ns["duration"].astype(np.float64),
+        }))
+        kept += 1
+    if not frames:
+        raise RejectedPiece(f"no notes in the kept tracks ({len(score.tracks)} tracks in file)")
+    notes = pd.concat(frames, ignore_index=True)
+    key_sig = None
+    if len(beats.key_signatures):
+        ks = beats.key_signatures[0]
+        key_sig = (int(ks.key), int(ks.tonality))
+    beats_per_bar = 4.0
+    if len(beats.time_signatures):
+        ts0 = beats.time_signatures[0]
+        if ts0.numerator > 0 and ts0.denominator > 0:
+            beats_per_bar = ts0.numerator * 4.0 / ts0.denominator
+    return ParsedPiece(notes=notes, key_signature=key_sig, beats_per_bar=beats_per_bar)

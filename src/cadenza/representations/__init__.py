@@ -1,0 +1,1 @@
+"""Music representations: notes, piano rolls and token schemes. Each encode has a decode."""

@@ -1,0 +1,1 @@
+"""Where corpora come from: a registry declared as data, and one fetcher per kind."""

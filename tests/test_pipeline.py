@@ -1,0 +1,132 @@
+"""The real thing, small: `dvc repro` and the Prefect flow in a temporary copy of the project.
+
+These run real DVC, real Prefect (ephemeral server), real music21 conversion and real
+training, on 16 chorales and one short epoch per model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "sources": {"bach_chorales": {"limit": 16, "workers": 2}},
+    "prepare": {"valid_fraction": 0.2, "test_fraction": 0.25},
+    "train": {"epochs": 1, "max_batches": 3, "batch_size": 8},
+    "generate": {"n_samples": 2, "length": 32, "prompt_len": 8},
+}
+
+
+def _env(project: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["PREFECT_HOME"] = str(project / ".state" / "prefect")
+    return env
+
+
+def make_project(dest: Path) -> Path:
+    """A copy of this project's DAG, code paths and params, shrunk by the TINY overrides."""
+    dest.mkdir(parents=True)
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sources"] = TINY["sources"]
+    params["prepare"].update(TINY["prepare"])
+    for model in params["models"].values():
+        model["train"].update(TINY["train"])
+    params["generate"].update(TINY["generate"])
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "init", "--no-scm", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    exe = [sys.executable, "-m", "dvc", *cmd[1:]] if cmd[0] == "dvc" else cmd
+    proc = subprocess.run(exe, cwd=cwd, env=_env(cwd), capture_output=True, text=True,
+                          timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("e2e") / "project")
+    run(["dvc", "repro"], project)
+    return project
+
+
+def test_repro_produces_reports_with_finite_metrics(reproduced):
+    report = (reproduced / "reports" / "report.md").read_text()
+    models = ["chord_lstm", "pitch_next_lstm"]
+    for model in models:
+        assert f"| {model} |" in report
+        metrics = json.loads((reproduced / "reports" / "metrics" / f"{model}.json").read_text())
+        for key in ("used_pitch_classes", "tonal_distance", "polyphony", "nll", "accuracy"):
+            assert math.isfinite(metrics[key]), (model, key)
+        assert len(list((reproduced / "data" / "generated" / model).glob("*.mid"))) == 2
+        assert (reproduced / "reports" / "plots" / f"{model}_roll.png").stat().st_size > 1000
+    assert "| reference |" in report
+    assert (reproduced / "reports" / "plots" / "loss.png").exists()
+    reference = json.loads((reproduced / "reports" / "metrics" / "reference.json").read_text())
+    assert reference["n_pieces"] >= 1 and 2 <= reference["polyphony"] <= 4  # four voices
+
+
+def test_second_repro_runs_nothing(reproduced):
+    proc = run(["dvc", "repro"], reproduced)
+    assert "Running stage" not in proc.stdout
+    assert "up to date" in proc.stdout
+
+
+def test_metrics_show_and_param_change_reruns_only_downstream(reproduced):
+    shown = run(["dvc", "metrics", "show", "--json"], reproduced).stdout
+    assert "chord_lstm" in shown and "reference" in shown
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    params["generate"]["n_samples"] = 3
+    (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run(["dvc", "repro"], reproduced)
+    ran = {line.split("'")[1] for line in proc.stdout.splitlines() if "Running stage" in line}
+    assert ran == {"generate@chord_lstm", "generate@pitch_next_lstm", "evaluate@chord_lstm",
+                   "evaluate@pitch_next_lstm", "report"}
+
+
+def test_bad_param_stops_repro_before_any_work(tmp_path):
+    project = make_project(tmp_path / "bad")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["sources"]["bach_chorales"]["limits"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run(["dvc", "repro"], project, check=False)
+    assert proc.returncode != 0
+    assert "sources.bach_chorales.limits: unknown key" in proc.stdout + proc.stderr
+    assert not (project / "data").exists()
+
+
+def test_prefect_flow_reproduces_the_dag(tmp_path):
+    project = make_project(tmp_path / "flow")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project),
+         "--target", "prepare"],
+        cwd=project, env=_env(project), capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "stages reproduced or up to date: fetch@bach_chorales, prepare" in out
+    assert "Finished in state Completed()" in out
+    assert (project / "data" / "prepared" / "_meta.json").exists()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert {"fetch@bach_chorales", "prepare"} <= set(lock["stages"])
+    assert "train@chord_lstm" not in lock["stages"]  # only the targets and their upstream

@@ -1,0 +1,83 @@
+import json
+
+import pandas as pd
+import pytest
+
+from cadenza.config import PrepareParams
+from cadenza.prepare.parse import RejectedPiece, keep_track, parse_midi
+from cadenza.prepare.run import prepare
+from cadenza.prepare.shards import read_pieces, read_table
+from cadenza.prepare.split import split_of
+
+from .conftest import write_score
+
+
+def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):
+    out = tmp_path / "prepared"
+    counts = prepare(raw_corpus, ["toy"], out, PrepareParams(valid_fraction=0.2,
+                                                              test_fraction=0.2))
+    rejects = pd.read_parquet(out / "rejects.parquet").set_index("piece_id")
+    assert set(rejects.index) == {"toy/corrupt", "toy/empty", "toy/truncated", "bwv277"}
+    assert "unreadable MIDI" in rejects.loc["toy/truncated", "reason"]
+    assert rejects.loc["bwv277", "stage"] == "fetch"
+    pieces = read_pieces(out)
+    assert len(pieces) == 30 and counts["rejected"] == 4
+    assert sum(counts[s]["pieces"] for s in ("train", "valid", "test")) == 30
+    notes = read_table(out, "notes")
+    assert len(notes) == 30 * 4 * 32
+    assert set(notes.columns) >= {"piece_id", "split", "source", "track", "pitch", "velocity",
+                                  "onset_beats", "duration_beats", "onset_s", "duration_s",
+                                  "step_beats", "step_s"}
+    # 120 bpm: one beat is half a second
+    assert (notes.onset_s * 2 - notes.onset_beats).abs().max() < 1e-9
+    # step is the onset delta within a piece
+    first = notes[notes.piece_id == "toy/p00"].sort_values(["onset_beats", "pitch"])
+    assert first.step_beats.iloc[0] == 0 and set(first.step_beats.iloc[1:]) <= {0.0, 1.0}
+    # no piece straddles two splits
+    assert notes.groupby("piece_id").split.nunique().max() == 1
+    rolls = read_table(out, "rolls", "test")
+    assert set(rolls.piece_id) == set(pieces[pieces.split == "test"].piece_id)
+    meta = json.loads((out / "_meta.json").read_text())
+    assert meta["schema_version"] == 1 and meta["encoder"]["steps_per_beat"] == 4
+    assert "symusic" in meta["libraries"]
+    assert list(out.parent.glob(".prepared.*")) == []  # no temporary folder left behind
+
+
+def test_split_is_deterministic_and_independent_of_other_pieces():
+    ids = [f"src/piece{i}" for i in range(2000)]
+    splits = [split_of(i, 0.1, 0.1) for i in ids]
+    assert splits == [split_of(i, 0.1, 0.1) for i in reversed(ids)][::-1]
+    share = pd.Series(splits).value_counts(normalize=True)
+    assert share["test"] == pytest.approx(0.1, abs=0.03)
+    assert share["valid"] == pytest.approx(0.1, abs=0.03)
+
+
+def test_transposition_to_c(tmp_path):
+    # a D major scale with a D major key signature (2 sharps) lands on C major
+    raw = tmp_path / "raw" / "toy"
+    write_score(raw / "midi" / "d.mid", [[(i, 1, 62 + s) for i, s in
+                                          enumerate([0, 2, 4, 5, 7, 9, 11, 12])]],
+                key_sig=(2, 0))
+    pd.DataFrame([{"piece_id": "d", "title": "d", "source_path": "d", "midi_path": "midi/d.mid",
+                   "sha256": "", "status": "ok", "reason": ""}]).to_csv(raw / "manifest.csv",
+                                                                          index=False)
+    (raw / "source.json").write_text(json.dumps({"track_filter": "all"}))
+    prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams())
+    piece = read_pieces(tmp_path / "out").iloc[0]
+    assert (piece.key_original, piece.key_method, piece.key_shift) == \
+        ("D major", "key_signature", -2)
+    pitches = sorted(read_table(tmp_path / "out", "notes").pitch)
+    assert pitches == [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def test_piano_filter_keeps_programs_0_to_7_without_drums():
+    assert keep_track(0, False, "piano") and keep_track(7, False, "piano")
+    assert not keep_track(8, False, "piano") and not keep_track(0, True, "piano")
+    assert keep_track(40, False, "all") and not keep_track(40, True, "all")
+
+
+def test_parse_rejects_non_midi(tmp_path):
+    path = tmp_path / "x.mid"
+    path.write_bytes(b"<html>not a midi file</html>")
+    with pytest.raises(RejectedPiece, match="unreadable MIDI"):
+        parse_midi(path, "all")
