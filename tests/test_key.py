@@ -55,7 +55,7 @@ def test_signature_wins_over_estimate(tmp_path):
                                              enumerate([0, 2, 4, 5, 7, 9, 11, 12])]],
                        key_sig=(1, 0))
     parsed = parse_midi(path, "all")
-    key = estimate_key(parsed.notes.pitch.to_numpy(), parsed.notes.duration_beats.to_numpy(),
+    key = estimate_key(parsed.notes["pitch"], parsed.notes["duration_beats"],
                        parsed.key_signature)
     assert (key.name, key.method) == ("G major", "key_signature")
 
@@ -71,13 +71,13 @@ def test_real_chorale_key_and_transposition(tmp_path):
     mf.write()
     mf.close()
     parsed = parse_midi(path, "all")
-    key = estimate_key(parsed.notes.pitch.to_numpy(), parsed.notes.duration_beats.to_numpy(),
+    key = estimate_key(parsed.notes["pitch"], parsed.notes["duration_beats"],
                        parsed.key_signature)
     assert key.name == "G major"
     # the estimate from the notes alone agrees with the signature
-    assert krumhansl_schmuckler(parsed.notes.pitch.to_numpy(),
-                                parsed.notes.duration_beats.to_numpy()).name == "G major"
-    shifted = parsed.notes.pitch.to_numpy() + shift_to_c(key)
-    assert krumhansl_schmuckler(shifted, parsed.notes.duration_beats.to_numpy()).name \
+    assert krumhansl_schmuckler(parsed.notes["pitch"],
+                                parsed.notes["duration_beats"]).name == "G major"
+    shifted = parsed.notes["pitch"] + shift_to_c(key)
+    assert krumhansl_schmuckler(shifted, parsed.notes["duration_beats"]).name \
         == "C major"
     assert parsed.beats_per_bar == 3.0  # bwv269 is in 3/4

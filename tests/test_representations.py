@@ -3,10 +3,10 @@ import pytest
 
 from cadenza.config import TokenParams
 from cadenza.representations.rolls import (
-    cells_to_roll,
     notes_to_roll,
-    roll_to_cells,
+    roll_runs,
     roll_to_notes,
+    runs_to_roll,
 )
 from cadenza.representations.tokens import (
     EOS,
@@ -35,8 +35,8 @@ def test_roll_round_trip_is_exact_on_the_grid():
     roll = notes_to_roll(*NOTES, steps_per_beat=2)
     assert roll.shape == (9, 128)
     assert roll[0, [48, 60, 64]].all() and not roll[2, 60] and roll[3, 48]
-    steps, pitches = roll_to_cells(roll)
-    assert (cells_to_roll(steps, pitches, len(roll)) == roll).all()
+    pitch, start, end = roll_runs(*NOTES, steps_per_beat=2)
+    assert (runs_to_roll(pitch, start, end, len(roll)) == roll).all()
     for a, b in zip(_sorted(roll_to_notes(roll, 2)), _sorted(NOTES), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -94,3 +94,16 @@ def test_vocab_and_ids(scheme):
     ids = to_ids([seq, ["never-seen"]], vocab)
     assert [vocab[i] for i in ids[: len(seq)]] == seq
     assert [vocab[i] for i in ids[len(seq):]] == [EOS, UNK, EOS]
+
+
+def test_roll_runs_merge_overlaps_like_the_dense_roll():
+    rng = np.random.default_rng(3)
+    onset = rng.integers(0, 64, 300) / 4
+    duration = rng.integers(1, 12, 300) / 4
+    pitch = rng.integers(40, 50, 300)  # few pitches: many overlapping and touching notes
+    pitch_r, start, end = roll_runs(onset, duration, pitch, 4)
+    dense = notes_to_roll(onset, duration, pitch, 4)
+    assert (runs_to_roll(pitch_r, start, end, len(dense)) == dense).all()
+    # runs are maximal: two runs of one pitch never touch
+    same = pitch_r[1:] == pitch_r[:-1]
+    assert (start[1:][same] > end[:-1][same]).all()

@@ -83,10 +83,9 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
             log.warning("%s: %s", path.name, err)
             unreadable += 1
             continue
-        notes = parsed.notes
-        per_piece.append(piece_metrics(
-            (notes.onset_beats.to_numpy(), notes.duration_beats.to_numpy(),
-             notes.pitch.to_numpy()), parsed.beats_per_bar, params))
+        n = parsed.notes
+        per_piece.append(piece_metrics((n["onset_beats"], n["duration_beats"], n["pitch"]),
+                                       parsed.beats_per_bar, params))
     result = mean_metrics(per_piece)
     result["empty_samples"] = unreadable
     result.update(token_likelihood(ckpt, prepared, seed))

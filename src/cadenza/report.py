@@ -91,9 +91,9 @@ def plot_roll(midi: Path, out: Path, title: str, steps_per_beat: int = 4) -> Pat
     except RejectedPiece as err:
         log.warning("%s: no piano roll (%s)", midi, err)
         return None
-    roll = notes_to_roll(notes.onset_beats.to_numpy(), notes.duration_beats.to_numpy(),
-                         notes.pitch.to_numpy(), steps_per_beat)
-    low, high = int(notes.pitch.min()) - 2, int(notes.pitch.max()) + 3
+    roll = notes_to_roll(notes["onset_beats"], notes["duration_beats"], notes["pitch"],
+                         steps_per_beat)
+    low, high = int(notes["pitch"].min()) - 2, int(notes["pitch"].max()) + 3
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.imshow(roll[:, low:high].T, aspect="auto", origin="lower", cmap="Greys",
               interpolation="nearest", extent=(0, len(roll) / steps_per_beat, low, high))

@@ -1,7 +1,8 @@
-"""Parse one MIDI file with symusic into a notes table in beats and seconds.
+"""Parse one MIDI file with symusic into note arrays in beats and seconds.
 
 symusic is used because it parses about 100x faster than pretty_midi (see
-`../shared/reference/toolchain.md`); the whole prepare stage is bound by this call.
+`../shared/reference/toolchain.md`). Notes stay plain numpy arrays (no per-file DataFrame):
+at MAESTRO scale, pandas' per-object overhead would cost more than the parse itself.
 A file that symusic refuses, or that has no notes in the kept tracks, raises `RejectedPiece`
 with a reason that goes into the rejects table.
 """
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import symusic
+
+NOTE_ARRAYS = ("track", "pitch", "velocity", "onset_beats", "duration_beats", "onset_s",
+               "duration_s")
 
 
 class RejectedPiece(Exception):
@@ -22,7 +25,7 @@ class RejectedPiece(Exception):
 
 @dataclass(frozen=True)
 class ParsedPiece:
-    notes: pd.DataFrame  # track, pitch, velocity, onset/duration in beats and in seconds
+    notes: dict[str, np.ndarray]  # NOTE_ARRAYS, all of one length
     key_signature: tuple[int, int] | None  # (sharps, tonality 0=major 1=minor), if present
     beats_per_bar: float  # from the first time signature, 4.0 when there is none
 
@@ -42,25 +45,21 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
     if score.ticks_per_quarter <= 0:
         raise RejectedPiece(f"invalid ticks per quarter: {score.ticks_per_quarter}")
     beats, seconds = score.to("quarter"), score.to("second")
-    frames = []
-    kept = 0
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in NOTE_ARRAYS}
     for tb, ts in zip(beats.tracks, seconds.tracks, strict=True):
         if len(tb.notes) == 0 or not keep_track(tb.program, tb.is_drum, track_filter):
             continue
         nb, ns = tb.notes.numpy(), ts.notes.numpy()
-        frames.append(pd.DataFrame({
-            "track": np.full(len(nb["pitch"]), kept, dtype=np.int16),
-            "pitch": nb["pitch"].astype(np.int16),
-            "velocity": nb["velocity"].astype(np.int16),
-            "onset_beats": nb["time"].astype(np.float64),
-            "duration_beats": nb["duration"].astype(np.float64),
-            "onset_s": ns["time"].astype(np.float64),
-            "duration_s": ns["duration"].astype(np.float64),
-        }))
-        kept += 1
-    if not frames:
+        parts["track"].append(np.full(len(nb["pitch"]), len(parts["track"]), dtype=np.int16))
+        parts["pitch"].append(nb["pitch"].astype(np.int16))
+        parts["velocity"].append(nb["velocity"].astype(np.int16))
+        parts["onset_beats"].append(nb["time"].astype(np.float64))
+        parts["duration_beats"].append(nb["duration"].astype(np.float64))
+        parts["onset_s"].append(ns["time"].astype(np.float64))
+        parts["duration_s"].append(ns["duration"].astype(np.float64))
+    if not parts["track"]:
         raise RejectedPiece(f"no notes in the kept tracks ({len(score.tracks)} tracks in file)")
-    notes = pd.concat(frames, ignore_index=True)
+    notes = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     key_sig = None
     if len(beats.key_signatures):
         ks = beats.key_signatures[0]

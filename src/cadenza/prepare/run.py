@@ -1,9 +1,11 @@
 """The `prepare` stage: every fetched source -> one prepared dataset under `data/prepared/`.
 
 Per piece: parse (symusic), keep the source's tracks, estimate the key, transpose to C major /
-A minor, assign the split by piece id, then encode notes and rolls. Anything that goes wrong
-with one file becomes a row in the rejects table; the stage goes on. The whole output folder
-is built beside the target and swapped in at the end, so a kill leaves no half-written shard.
+A minor, assign the split by piece id, then encode notes and roll runs. Anything that goes
+wrong with one file becomes a row in the rejects table; the stage goes on. The whole output
+folder is built beside the target and swapped in at the end, so a kill leaves no half-written
+shard. Columns are gathered as numpy arrays and become Arrow tables once, at the end: at
+MAESTRO scale (7 M notes) per-piece DataFrames would cost more time and memory than parsing.
 """
 
 from __future__ import annotations
@@ -15,25 +17,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from cadenza.config import PrepareParams
 from cadenza.io import atomic_dir, read_json, write_json, write_parquet
 from cadenza.prepare.key import estimate_key, shift_to_c
-from cadenza.prepare.parse import ParsedPiece, RejectedPiece, parse_midi
+from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
 from cadenza.prepare.shards import REJECT_COLUMNS, SCHEMA_VERSION, SPLITS, write_partitioned
 from cadenza.prepare.split import split_of
-from cadenza.representations.rolls import notes_to_roll, roll_to_cells
+from cadenza.representations.rolls import roll_runs
 
 log = logging.getLogger(__name__)
 
-NOTE_COLUMNS = ["piece_id", "split", "source", "track", "pitch", "velocity", "onset_beats",
-                "duration_beats", "onset_s", "duration_s", "step_beats", "step_s"]
+NOTE_COLUMNS = [*NOTE_ARRAYS, "step_beats", "step_s"]
+ROLL_COLUMNS = ["pitch", "start", "end"]
 
 
 def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams) -> dict:
     """Prepare `sources` (folders under `raw_root`) into `out`; return the counts."""
-    notes, rolls, pieces, rejects = [], [], [], []
+    pieces: list[dict] = []
+    notes: list[dict[str, np.ndarray]] = []
+    rolls: list[dict[str, np.ndarray]] = []
+    rejects: list[tuple] = []
     for name in sources:
         folder = raw_root / name
         source = read_json(folder / "source.json")
@@ -47,31 +53,31 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
                 parsed = parse_midi(folder / row.midi_path, source["track_filter"])
                 split = getattr(row, "split", "") or split_of(
                     piece_id, params.valid_fraction, params.test_fraction)
-                piece, piece_notes, piece_rolls = encode_piece(parsed, piece_id, split, params)
+                piece, piece_notes, piece_roll = encode_piece(parsed, piece_id, split, params)
             except RejectedPiece as err:
                 rejects.append((name, piece_id, row.midi_path, "prepare", str(err)))
                 continue
             piece.update(source=name, title=row.title, sha256=row.sha256)
             pieces.append(piece)
-            notes.append(piece_notes.assign(source=name))
-            rolls.append(piece_rolls)
+            notes.append(piece_notes)
+            rolls.append(piece_roll)
     if not pieces:
         raise RuntimeError(f"prepare: no usable piece in {sources}; see the rejects above")
-    notes_df = pd.concat(notes, ignore_index=True)[NOTE_COLUMNS]
-    rolls_df = pd.concat(rolls, ignore_index=True)
     pieces_df = pd.DataFrame(pieces)
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     for r in rejects_df.itertuples():
         log.warning("rejected %s (%s): %s", r.piece_id, r.stage, r.reason)
-    counts = {
+    notes_table, notes_split = _columns_table(pieces_df, notes, NOTE_COLUMNS, with_source=True)
+    rolls_table, rolls_split = _columns_table(pieces_df, rolls, ROLL_COLUMNS)
+    counts: dict = {
         split: {"pieces": int((pieces_df.split == split).sum()),
-                "notes": int((notes_df.split == split).sum())}
+                "notes": int((notes_split == split).sum())}
         for split in SPLITS
     }
     counts["rejected"] = len(rejects_df)
     with atomic_dir(out) as tmp:
-        write_partitioned(notes_df, tmp / "notes")
-        write_partitioned(rolls_df, tmp / "rolls")
+        write_partitioned(notes_table, notes_split, tmp / "notes")
+        write_partitioned(rolls_table, rolls_split, tmp / "rolls")
         write_parquet(tmp / "pieces.parquet", pieces_df)
         write_parquet(tmp / "rejects.parquet", rejects_df)
         write_json(tmp / "_meta.json", {
@@ -82,46 +88,61 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
             "counts": counts,
         })
     log.info("prepared %d pieces (%d notes), rejected %d -> %s",
-             len(pieces_df), len(notes_df), len(rejects_df), out)
+             len(pieces_df), len(notes_table), len(rejects_df), out)
     return counts
 
 
 def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams
-                 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Key-normalise one parsed piece; return its pieces row, notes rows and roll cells."""
+                 ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Key-normalise one parsed piece; return its pieces row, note columns and roll runs."""
     notes = parsed.notes
-    if len(notes) < params.min_notes:
-        raise RejectedPiece(f"too few notes: {len(notes)} < min_notes={params.min_notes}")
-    key = estimate_key(notes.pitch.to_numpy(), notes.duration_beats.to_numpy(),
-                       parsed.key_signature)
+    if len(notes["pitch"]) < params.min_notes:
+        raise RejectedPiece(f"too few notes: {len(notes['pitch'])} < "
+                            f"min_notes={params.min_notes}")
+    key = estimate_key(notes["pitch"], notes["duration_beats"], parsed.key_signature)
     shift = shift_to_c(key) if params.transpose else 0
-    notes = notes.assign(pitch=notes.pitch + shift)
-    notes = notes[(notes.pitch >= 0) & (notes.pitch <= 127)]
-    notes = notes.sort_values(["onset_beats", "pitch", "track"], kind="stable")
-    notes = notes.assign(
-        piece_id=piece_id,
-        split=split,
-        step_beats=np.diff(notes.onset_beats.to_numpy(), prepend=0.0),
-        step_s=np.diff(notes.onset_s.to_numpy(), prepend=0.0),
-    ).reset_index(drop=True)
-    roll = notes_to_roll(notes.onset_beats.to_numpy(), notes.duration_beats.to_numpy(),
-                         notes.pitch.to_numpy(), params.steps_per_beat)
-    steps, pitches = roll_to_cells(roll)
-    rolls = pd.DataFrame({"piece_id": piece_id, "split": split, "step": steps,
-                          "pitch": pitches})
+    pitch = notes["pitch"] + shift
+    keep = (pitch >= 0) & (pitch <= 127)
+    order = np.lexsort((notes["track"][keep], pitch[keep], notes["onset_beats"][keep]))
+    cols = {name: notes[name][keep][order] for name in NOTE_ARRAYS}
+    cols["pitch"] = pitch[keep][order]
+    cols["step_beats"] = np.diff(cols["onset_beats"], prepend=0.0)
+    cols["step_s"] = np.diff(cols["onset_s"], prepend=0.0)
+    run_pitch, run_start, run_end = roll_runs(cols["onset_beats"], cols["duration_beats"],
+                                              cols["pitch"], params.steps_per_beat)
+    roll = {"pitch": run_pitch.astype(np.int16), "start": run_start.astype(np.int32),
+            "end": run_end.astype(np.int32)}
     piece = {
         "piece_id": piece_id,
         "split": split,
-        "n_notes": len(notes),
-        "n_steps": len(roll),
-        "n_tracks": int(notes.track.nunique()),
+        "n_notes": len(cols["pitch"]),
+        "n_steps": int(run_end.max()),
+        "n_tracks": len(np.unique(cols["track"])),
         "beats_per_bar": parsed.beats_per_bar,
-        "duration_beats": float((notes.onset_beats + notes.duration_beats).max()),
+        "duration_beats": float((cols["onset_beats"] + cols["duration_beats"]).max()),
         "key_original": key.name,
         "key_method": key.method,
         "key_shift": shift,
     }
-    return piece, notes, rolls
+    return piece, cols, roll
+
+
+def _columns_table(pieces: pd.DataFrame, parts: list[dict[str, np.ndarray]],
+                   columns: list[str], with_source: bool = False
+                   ) -> tuple[pa.Table, np.ndarray]:
+    """Concatenate per-piece arrays into one Arrow table with dictionary-encoded ids."""
+    lengths = np.array([len(p[columns[0]]) for p in parts])
+    piece_index = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
+    data = {"piece_id": pa.DictionaryArray.from_arrays(
+        piece_index, pa.array(pieces.piece_id.tolist()))}
+    if with_source:
+        codes, names = pd.factorize(pieces.source)
+        data["source"] = pa.DictionaryArray.from_arrays(
+            codes.astype(np.int32)[piece_index], pa.array(list(names)))
+    for name in columns:
+        data[name] = pa.array(np.concatenate([p[name] for p in parts]))
+    split_of_row = pieces.split.to_numpy()[piece_index]
+    return pa.table(data), split_of_row
 
 
 def _library_versions() -> dict[str, str]:

@@ -2,16 +2,20 @@
 
 Layout of `data/prepared/`:
     notes/split=<s>/part-0.parquet   one row per note (seed 004's representation)
-    rolls/split=<s>/part-0.parquet   active (step, pitch) cells of each piece's piano roll
+    rolls/split=<s>/part-0.parquet   the piano roll of each piece as runs (pitch, start, end)
     pieces.parquet                   one row per kept piece: split, key, shift, counts
     rejects.parquet                  one row per rejected file: source, file, stage, reason
     _meta.json                       schema version, encoder params, library versions, counts
+
+The folders are hive-partitioned, so `pd.read_parquet("data/prepared/notes")` and any Arrow
+or DuckDB reader get the `split` column back from the path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -22,23 +26,19 @@ SPLITS = ("train", "valid", "test")
 REJECT_COLUMNS = ["source", "piece_id", "file", "stage", "reason"]
 
 
-def write_partitioned(frame: pd.DataFrame, folder: Path) -> None:
-    """Write `frame` as zstd Parquet, one folder per split (hive style: `split=train/`)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    ds.write_dataset(
-        table,
-        base_dir=str(folder),
-        format="parquet",
-        partitioning=ds.partitioning(pa.schema([("split", pa.string())]), flavor="hive"),
-        file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-        basename_template="part-{i}.parquet",
-        existing_data_behavior="error",
-    )
+def write_partitioned(table: pa.Table, split_of_row: np.ndarray, folder: Path) -> None:
+    """Write `table` as zstd Parquet, one `split=<s>/part-0.parquet` per non-empty split."""
+    for split in SPLITS:
+        mask = split_of_row == split
+        if mask.any():
+            (folder / f"split={split}").mkdir(parents=True)
+            pq.write_table(table.filter(pa.array(mask)),
+                           folder / f"split={split}" / "part-0.parquet", compression="zstd")
 
 
 def read_table(prepared: Path | str, name: str, split: str | None = None,
                columns: list[str] | None = None) -> pd.DataFrame:
-    """Read `notes` or `rolls`, optionally one split only (pushdown: other files untouched)."""
+    """Read `notes` or `rolls`, optionally one split only (the other files stay unread)."""
     folder = Path(prepared) / name
     if split is not None:
         folder = folder / f"split={split}"

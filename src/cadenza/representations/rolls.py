@@ -1,7 +1,8 @@
 """Notes <-> piano rolls on a beat grid.
 
 A roll is a boolean (T, 128) array: roll[t, p] is True while pitch p sounds at step t.
-Stored sparsely as (step, pitch) cells, because a 16th-note roll of a chorale is >95 % empty.
+Stored sparsely as runs (pitch, start, end): a 16th-note roll is >95 % empty, and a run per
+sounding stretch is smaller still than one row per active cell.
 Onsets and offsets are rounded to the nearest step; a note always keeps at least one step, so
 no note vanishes on a coarse grid.
 """
@@ -33,15 +34,36 @@ def notes_to_roll(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
     return (np.cumsum(diff, axis=0)[:n_steps] > 0)
 
 
-def roll_to_cells(roll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse (step, pitch) coordinates of the active cells, in row-major order."""
-    steps, pitches = np.nonzero(roll)
-    return steps.astype(np.int32), pitches.astype(np.int16)
+def roll_runs(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
+              steps_per_beat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The roll of these notes as runs (pitch, start, end), without building the dense roll.
+
+    Quantised notes of one pitch that overlap or touch merge into one run, exactly as the
+    dense roll would show them; runs are sorted by (pitch, start).
+    """
+    start, end = note_steps(onset, duration, steps_per_beat)
+    pitch = np.asarray(pitch, dtype=np.int64)
+    if len(pitch) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    order = np.lexsort((start, pitch))
+    p, s, e = pitch[order], start[order], end[order]
+    # running max of `end` within each pitch: offsetting by pitch keeps groups apart
+    offset = p * (int(e.max()) + 1)
+    reach = np.maximum.accumulate(e + offset) - offset
+    new = np.ones(len(p), dtype=bool)
+    new[1:] = (p[1:] != p[:-1]) | (s[1:] > reach[:-1])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(p) - 1]
+    return p[first], s[first], reach[last]
 
 
-def cells_to_roll(steps: np.ndarray, pitches: np.ndarray, n_steps: int) -> np.ndarray:
+def runs_to_roll(pitch: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 n_steps: int | None = None) -> np.ndarray:
+    n_steps = int(np.max(end)) if n_steps is None and len(end) else (n_steps or 0)
     roll = np.zeros((n_steps, 128), dtype=bool)
-    roll[np.asarray(steps, dtype=np.int64), np.asarray(pitches, dtype=np.int64)] = True
+    for p, s, e in zip(pitch.tolist(), start.tolist(), end.tolist(), strict=True):
+        roll[s:e, p] = True
     return roll
 
 
