@@ -6,14 +6,16 @@
 For each corpus it times, in the same process and on the same files:
   * `floor`: symusic's bare `Score(path)` parse, the least any symusic-based prepare can take;
   * `prepare`: Cadenza's whole prepare stage (parse, filter, key, transpose, split, rolls,
-    Parquet shards), with its peak resident memory.
-The ratio floor/prepare says how much of the floor's speed the full stage keeps.
+    Parquet shards), with its peak resident memory;
+  * `pretty_midi`: the path most research scripts take (pretty_midi parse, piano filter,
+    seconds -> beats, a notes table to Parquet). It runs about 3 files/s on MAESTRO, so it is
+    timed on `--reference-files` files spread evenly through the corpus, compared per file.
+The ratios say how far the full stage is from the floor, and how far ahead of pretty_midi.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -21,10 +23,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pretty_midi
 import symusic
 
 from cadenza.config import PrepareParams
 from cadenza.prepare.run import prepare
+from cadenza.sources.fetch import write_manifest
+from cadenza.sources.registry import Source
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIRS = [ROOT / "data" / "raw" / "bach_chorales" / "midi",
@@ -45,19 +50,38 @@ def bench_prepare(files: list[Path]) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw" / "bench"
         raw.mkdir(parents=True)
-        pd.DataFrame({"piece_id": [p.stem for p in files], "title": [p.stem for p in files],
-                      "source_path": [str(p) for p in files],
-                      "midi_path": [str(p.resolve()) for p in files], "sha256": "",
-                      "status": "ok", "reason": ""}).to_csv(raw / "manifest.csv", index=False)
-        (raw / "source.json").write_text(json.dumps({"track_filter": "all"}))
+        rows = [{"piece_id": p.stem, "format": "midi", "path": str(p.resolve()),
+                 "status": "ok"} for p in files]
+        write_manifest(raw, rows, Source(name="bench", layout="maestro", description="",
+                                         license="", citation=""))
         start = time.perf_counter()
         counts = prepare(raw.parent, ["bench"], Path(tmp) / "prepared", PrepareParams())
         return time.perf_counter() - start, counts
 
 
+def pretty_midi_notes(path: Path) -> pd.DataFrame:
+    """The reference path: what a typical pretty_midi script does to one file."""
+    pm = pretty_midi.PrettyMIDI(str(path))
+    rows = [(n.pitch, n.velocity, pm.time_to_tick(n.start) / pm.resolution,
+             pm.time_to_tick(n.end) / pm.resolution)
+            for inst in pm.instruments if inst.program < 8 and not inst.is_drum
+            for n in inst.notes]
+    return pd.DataFrame(rows, columns=["pitch", "velocity", "start_beat", "end_beat"])
+
+
+def bench_pretty_midi(files: list[Path]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for i, path in enumerate(files):
+            pretty_midi_notes(path).to_parquet(Path(tmp) / f"{i}.parquet")
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midi-dir", type=Path, action="append")
+    parser.add_argument("--reference-files", type=int, default=60,
+                        help="how many files the slow pretty_midi path is timed on")
     args = parser.parse_args()
     for folder in args.midi_dir or DEFAULT_DIRS:
         files = midi_files(folder)
@@ -73,8 +97,14 @@ def main() -> None:
               f"  {n_notes / floor_s:12,.0f} notes/s")
         print(f"prepare full stage    : {prep_s:7.2f} s  {len(files) / prep_s:9.0f} files/s"
               f"  {kept / prep_s:12,.0f} notes/s  peak RSS {peak_mb:,.0f} MB")
+        ref = files[:: max(1, len(files) // args.reference_files)][: args.reference_files]
+        ref_s = bench_pretty_midi(ref)
+        print(f"pretty_midi reference : {ref_s:7.2f} s  {len(ref) / ref_s:9.1f} files/s"
+              f"  (every {len(files) // len(ref)}th file, {len(ref)} in all)")
         print(f"ratio   prepare/floor : {prep_s / floor_s:7.1f}x the bare parse time"
               f" (rejected {counts['rejected']})")
+        speedup = (ref_s / len(ref)) / (prep_s / len(files))
+        print(f"ratio   pretty_midi/prepare : {speedup:7.1f}x faster per file than pretty_midi")
     sys.stdout.flush()
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import symusic
 
+from cadenza.sources.fetch import write_manifest
+from cadenza.sources.registry import Source
+
 ROOT = Path(__file__).resolve().parents[1]
+TOY_SOURCE = Source(name="toy", layout="music21_chorales", description="toy", license="",
+                    citation="")
 SHARED = ROOT.parent / "shared"
 
 
@@ -54,15 +57,9 @@ def raw_corpus(tmp_path: Path) -> Path:
     (folder / "midi" / "truncated.mid").write_bytes(good[: len(good) // 2])
     for name in ("corrupt", "empty", "truncated"):
         rows.append((name, folder / "midi" / f"{name}.mid"))
-    manifest = pd.DataFrame({
-        "piece_id": [r[0] for r in rows], "title": [r[0] for r in rows],
-        "source_path": [str(r[1]) for r in rows],
-        "midi_path": [f"midi/{r[1].name}" for r in rows], "sha256": "", "status": "ok",
-        "reason": "",
-    })
-    extra = pd.DataFrame([{"piece_id": "bwv277", "title": "bwv277", "source_path": "x",
-                           "midi_path": "", "sha256": "", "status": "rejected",
-                           "reason": "ExpanderException: badly formed repeats"}])
-    pd.concat([manifest, extra]).to_csv(folder / "manifest.csv", index=False)
-    (folder / "source.json").write_text(json.dumps({"track_filter": "all"}))
+    rows = [{"piece_id": pid, "title": pid, "source_path": str(path), "format": "midi",
+             "path": f"midi/{path.name}", "status": "ok"} for pid, path in rows]
+    rows.append({"piece_id": "bwv277", "status": "rejected",
+                 "reason": "ExpanderException: badly formed repeats"})
+    write_manifest(folder, rows, TOY_SOURCE)
     return tmp_path / "raw"

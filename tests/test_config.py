@@ -66,7 +66,8 @@ def test_cli_fails_fast_and_names_the_param(tmp_path):
     out = tmp_path / "raw"
     proc = subprocess.run(
         [sys.executable, "-m", "cadenza.cli", "fetch", "bach_chorales", "--out", str(out),
-         "--params", str(bad)], capture_output=True, text=True)
+         "--cache", str(tmp_path / "cache"), "--params", str(bad)],
+        capture_output=True, text=True)
     assert proc.returncode == 2
     assert "sources.bach_chorales.limt: unknown key" in proc.stderr
     assert not out.exists()  # no work was done

@@ -8,8 +8,9 @@ from cadenza.prepare.parse import RejectedPiece, keep_track, parse_midi
 from cadenza.prepare.run import prepare
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.prepare.split import split_of
+from cadenza.sources.fetch import write_manifest
 
-from .conftest import write_score
+from .conftest import TOY_SOURCE, write_score
 
 
 def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):
@@ -58,10 +59,8 @@ def test_transposition_to_c(tmp_path):
     write_score(raw / "midi" / "d.mid", [[(i, 1, 62 + s) for i, s in
                                           enumerate([0, 2, 4, 5, 7, 9, 11, 12])]],
                 key_sig=(2, 0))
-    pd.DataFrame([{"piece_id": "d", "title": "d", "source_path": "d", "midi_path": "midi/d.mid",
-                   "sha256": "", "status": "ok", "reason": ""}]).to_csv(raw / "manifest.csv",
-                                                                          index=False)
-    (raw / "source.json").write_text(json.dumps({"track_filter": "all"}))
+    write_manifest(raw, [{"piece_id": "d", "format": "midi", "path": "midi/d.mid",
+                          "status": "ok"}], TOY_SOURCE)
     prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams())
     piece = read_pieces(tmp_path / "out").iloc[0]
     assert (piece.key_original, piece.key_method, piece.key_shift) == \

@@ -52,7 +52,9 @@ def check(params_file: Path = PARAMS) -> None:
 
 
 @app.command()
-def fetch(source: str, out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
+def fetch(source: str, out: Path = typer.Option(...),
+          cache: Path = typer.Option(..., help="download cache, kept across runs"),
+          params_file: Path = PARAMS) -> None:
     """Fetch one registered source into OUT (data/raw/<source>)."""
     from cadenza.sources.fetch import fetch_source
 
@@ -60,7 +62,7 @@ def fetch(source: str, out: Path = typer.Option(...), params_file: Path = PARAMS
     if source not in params.sources:
         typer.echo(f"error: bad param: sources.{source}: not selected in params", err=True)
         raise typer.Exit(2)
-    fetch_source(source, out, params.sources[source])
+    fetch_source(source, out, cache, params.sources[source])
 
 
 @app.command()

@@ -32,11 +32,22 @@ class SourceParams:
     """One entry of `sources:`; the key is a name in the source registry."""
 
     limit: int = 0  # keep the first N pieces (0 = all); for quick runs and tests
-    workers: int = 2  # processes used for conversion / parsing
+    workers: int = 2  # processes used for conversion
+    url: str = ""  # mirror, file:// URL or local path overriding the registry's address
+    sha256: str = ""  # expected checksum of what `url` serves ("" = the registry's)
+    subset: str = ""  # keep pieces under this path only, e.g. Essen "europa/deutschl/erk"
+    max_extract_mb: int = 20_000  # refuse archives that unpack to more than this
+    delay_s: float = 1.0  # crawler politeness: pause between network requests
+    retries: int = 5  # download retries on transient errors, with exponential backoff
 
     def __post_init__(self) -> None:
         _check(self.limit >= 0, "limit", "must be >= 0")
         _check(self.workers >= 1, "workers", "must be >= 1")
+        _check(self.max_extract_mb >= 1, "max_extract_mb", "must be >= 1")
+        _check(self.delay_s >= 0, "delay_s", "must be >= 0")
+        _check(self.retries >= 0, "retries", "must be >= 0")
+        _check(self.sha256 == "" or len(self.sha256) == 64, "sha256",
+               "must be empty or 64 hex digits")
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,31 @@ def key_from_signature(sharps: int, tonality: int) -> Key:
 
 
 def krumhansl_schmuckler(pitch: np.ndarray, duration: np.ndarray) -> Key:
-    """Best of the 24 keys by Pearson correlation with the rotated K-K profiles."""
+    """Best of the 24 keys by Pearson correlation with the rotated K-K profiles.
+
+    All 24 correlations are one matrix product over standardised vectors; ties go to the
+    first key in (major C..B, minor C..B) order.
+    """
     hist = np.bincount(np.asarray(pitch) % 12, weights=np.asarray(duration, float),
                        minlength=12)
-    best, best_r = Key(0, "major", "krumhansl"), -np.inf
-    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
-            if r > best_r:
-                best, best_r = Key(tonic, mode, "krumhansl"), r
-    return best
+    centred = hist - hist.mean()
+    norm = np.linalg.norm(centred)
+    if norm == 0:  # flat histogram: no evidence, keep C major
+        return Key(0, "major", "krumhansl")
+    r = _KEY_PROFILES @ (centred / norm)
+    best = int(np.argmax(r))
+    return Key(best % 12, "major" if best < 12 else "minor", "krumhansl")
+
+
+def _standardised_profiles() -> np.ndarray:
+    """(24, 12): each key's rotated profile, centred and scaled to unit length."""
+    rows = [np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE)
+            for tonic in range(12)]
+    centred = np.array(rows) - np.mean(rows, axis=1, keepdims=True)
+    return centred / np.linalg.norm(centred, axis=1, keepdims=True)
+
+
+_KEY_PROFILES = _standardised_profiles()
 
 
 def estimate_key(pitch: np.ndarray, duration: np.ndarray,

@@ -20,7 +20,15 @@ NOTE_ARRAYS = ("track", "pitch", "velocity", "onset_beats", "duration_beats", "o
 
 
 class RejectedPiece(Exception):
-    """The piece cannot be used; `str(err)` is the reason recorded in the rejects table."""
+    """The piece cannot be used; `str(err)` is the reason recorded in the rejects table.
+
+    `stage` says why: "prepare" for a broken file, "filter" for a sound file that the
+    source's track filter leaves empty (LPD songs with no piano: counted, not errors).
+    """
+
+    def __init__(self, reason: str, stage: str = "prepare") -> None:
+        super().__init__(reason)
+        self.stage = stage
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         parts["onset_s"].append(ns["time"].astype(np.float64))
         parts["duration_s"].append(ns["duration"].astype(np.float64))
     if not parts["track"]:
-        raise RejectedPiece(f"no notes in the kept tracks ({len(score.tracks)} tracks in file)")
+        raise RejectedPiece(f"no notes in the kept tracks ({len(score.tracks)} tracks in file)",
+                            stage="filter")
     notes = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     key_sig = None
     if len(beats.key_signatures):

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from cadenza.config import PrepareParams
 from cadenza.io import atomic_dir, read_json, write_json, write_parquet
 from cadenza.prepare.key import estimate_key, shift_to_c
-from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
+from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
+from cadenza.prepare.readers import read_piece
 from cadenza.prepare.shards import REJECT_COLUMNS, SCHEMA_VERSION, SPLITS, write_partitioned
 from cadenza.prepare.split import split_of
 from cadenza.representations.rolls import roll_runs
@@ -31,6 +32,7 @@ from cadenza.representations.rolls import roll_runs
 log = logging.getLogger(__name__)
 
 NOTE_COLUMNS = [*NOTE_ARRAYS, "step_beats", "step_s"]
+PIECE_COLUMNS_IN_NOTES = ["source", "composer", "title", "year"]
 ROLL_COLUMNS = ["pitch", "start", "end"]
 
 
@@ -44,40 +46,48 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         folder = raw_root / name
         source = read_json(folder / "source.json")
         manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+        if {"path", "format", "split"} - set(manifest.columns):  # written before schema 1
+            raise RuntimeError(f"{folder}/manifest.csv: outdated; re-run fetch@{name}")
         for row in manifest[manifest.status != "ok"].itertuples():
             rejects.append((name, row.piece_id, row.source_path, "fetch", row.reason))
         ok = manifest[manifest.status == "ok"]
+        transpose = params.transpose and source["transpose"]
         for row in tqdm(ok.itertuples(), total=len(ok), desc=f"prepare {name}", unit="file"):
             piece_id = f"{name}/{row.piece_id}"
             try:
-                parsed = parse_midi(folder / row.midi_path, source["track_filter"])
-                split = getattr(row, "split", "") or split_of(
-                    piece_id, params.valid_fraction, params.test_fraction)
-                piece, piece_notes, piece_roll = encode_piece(parsed, piece_id, split, params)
+                parsed = read_piece(folder, row, source)
+                split = row.split or split_of(piece_id, params.valid_fraction,
+                                              params.test_fraction)
+                piece, piece_notes, piece_roll = encode_piece(parsed, piece_id, split, params,
+                                                              transpose)
             except RejectedPiece as err:
-                rejects.append((name, piece_id, row.midi_path, "prepare", str(err)))
+                rejects.append((name, piece_id, row.path, err.stage, str(err)))
                 continue
-            piece.update(source=name, title=row.title, sha256=row.sha256)
+            piece.update(source=name, title=row.title, composer=row.composer, year=row.year,
+                         sha256=row.sha256)
             pieces.append(piece)
             notes.append(piece_notes)
             rolls.append(piece_roll)
     if not pieces:
         raise RuntimeError(f"prepare: no usable piece in {sources}; see the rejects above")
-    pieces_df = pd.DataFrame(pieces)
+    # group pieces by split, so that each split is one contiguous slice of the tables
+    order = sorted(range(len(pieces)), key=lambda i: SPLITS.index(pieces[i]["split"]))
+    pieces_df = pd.DataFrame([pieces[i] for i in order])
+    notes, rolls = [notes[i] for i in order], [rolls[i] for i in order]
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     for r in rejects_df.itertuples():
         log.warning("rejected %s (%s): %s", r.piece_id, r.stage, r.reason)
-    notes_table, notes_split = _columns_table(pieces_df, notes, NOTE_COLUMNS, with_source=True)
-    rolls_table, rolls_split = _columns_table(pieces_df, rolls, ROLL_COLUMNS)
-    counts: dict = {
-        split: {"pieces": int((pieces_df.split == split).sum()),
-                "notes": int((notes_split == split).sum())}
-        for split in SPLITS
-    }
-    counts["rejected"] = len(rejects_df)
+    notes_table, notes_rows = _columns_table(pieces_df, notes, NOTE_COLUMNS, with_metadata=True)
+    rolls_table, rolls_rows = _columns_table(pieces_df, rolls, ROLL_COLUMNS)
+    del notes, rolls  # the tables hold the same buffers
+    counts: dict = {split: {"pieces": int((pieces_df.split == split).sum()),
+                            "notes": notes_rows.get(split, 0)}
+                    for split in SPLITS}
+    counts["rejected"] = int((rejects_df.stage != "filter").sum())
+    counts["filtered_out"] = int((rejects_df.stage == "filter").sum())  # e.g. LPD, no piano
     with atomic_dir(out) as tmp:
-        write_partitioned(notes_table, notes_split, tmp / "notes")
-        write_partitioned(rolls_table, rolls_split, tmp / "rolls")
+        write_partitioned({"notes": (notes_table, notes_rows),
+                           "rolls": (rolls_table, rolls_rows)}, tmp)
         write_parquet(tmp / "pieces.parquet", pieces_df)
         write_parquet(tmp / "rejects.parquet", rejects_df)
         write_json(tmp / "_meta.json", {
@@ -92,7 +102,8 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
     return counts
 
 
-def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams
+def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams,
+                 transpose: bool = True
                  ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Key-normalise one parsed piece; return its pieces row, note columns and roll runs."""
     notes = parsed.notes
@@ -100,7 +111,7 @@ def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: Prepare
         raise RejectedPiece(f"too few notes: {len(notes['pitch'])} < "
                             f"min_notes={params.min_notes}")
     key = estimate_key(notes["pitch"], notes["duration_beats"], parsed.key_signature)
-    shift = shift_to_c(key) if params.transpose else 0
+    shift = shift_to_c(key) if transpose else 0
     pitch = notes["pitch"] + shift
     keep = (pitch >= 0) & (pitch <= 127)
     order = np.lexsort((notes["track"][keep], pitch[keep], notes["onset_beats"][keep]))
@@ -128,21 +139,24 @@ def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: Prepare
 
 
 def _columns_table(pieces: pd.DataFrame, parts: list[dict[str, np.ndarray]],
-                   columns: list[str], with_source: bool = False
-                   ) -> tuple[pa.Table, np.ndarray]:
-    """Concatenate per-piece arrays into one Arrow table with dictionary-encoded ids."""
+                   columns: list[str], with_metadata: bool = False
+                   ) -> tuple[pa.Table, dict[str, int]]:
+    """Per-piece arrays as one Arrow table, with dictionary-encoded piece ids.
+
+    Returns the table and its row count per split (pieces arrive grouped by split).
+    """
     lengths = np.array([len(p[columns[0]]) for p in parts])
     piece_index = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
     data = {"piece_id": pa.DictionaryArray.from_arrays(
         piece_index, pa.array(pieces.piece_id.tolist()))}
-    if with_source:
-        codes, names = pd.factorize(pieces.source)
-        data["source"] = pa.DictionaryArray.from_arrays(
-            codes.astype(np.int32)[piece_index], pa.array(list(names)))
-    for name in columns:
-        data[name] = pa.array(np.concatenate([p[name] for p in parts]))
-    split_of_row = pieces.split.to_numpy()[piece_index]
-    return pa.table(data), split_of_row
+    for column in PIECE_COLUMNS_IN_NOTES if with_metadata else []:
+        codes, names = pd.factorize(pieces[column].astype(str))
+        data[column] = pa.DictionaryArray.from_arrays(
+            codes.astype(np.int32)[piece_index], pa.array(list(names), pa.string()))
+    for name in columns:  # zero-copy: one chunk per piece, no 7 M-row concatenation
+        data[name] = pa.chunked_array([p[name] for p in parts])
+    rows = pd.Series(lengths).groupby(pieces.split.to_numpy(), sort=False).sum()
+    return pa.table(data), {str(k): int(v) for k, v in rows.items()}
 
 
 def _library_versions() -> dict[str, str]:

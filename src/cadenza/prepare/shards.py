@@ -13,9 +13,10 @@ or DuckDB reader get the `split` column back from the path.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -26,14 +27,30 @@ SPLITS = ("train", "valid", "test")
 REJECT_COLUMNS = ["source", "piece_id", "file", "stage", "reason"]
 
 
-def write_partitioned(table: pa.Table, split_of_row: np.ndarray, folder: Path) -> None:
-    """Write `table` as zstd Parquet, one `split=<s>/part-0.parquet` per non-empty split."""
-    for split in SPLITS:
-        mask = split_of_row == split
-        if mask.any():
-            (folder / f"split={split}").mkdir(parents=True)
-            pq.write_table(table.filter(pa.array(mask)),
-                           folder / f"split={split}" / "part-0.parquet", compression="zstd")
+def write_partitioned(tables: dict[str, tuple[pa.Table, dict[str, int]]], folder: Path
+                      ) -> None:
+    """Write each `name: (table, rows_per_split)` as `<name>/split=<s>/part-0.parquet` (zstd).
+
+    A table's rows come grouped by split in SPLITS order, `rows_per_split[s]` of them for
+    split s: slicing is free, where filtering a 7 M-row table is not. Parquet encoding holds
+    no GIL, so the files are written by a thread pool, one thread per core.
+    """
+    jobs = []
+    for name, (table, rows_per_split) in tables.items():
+        if sum(rows_per_split.values()) != len(table):
+            raise ValueError(f"{name}: rows_per_split does not cover its {len(table)} rows")
+        offset = 0
+        for split in SPLITS:
+            n_rows = rows_per_split.get(split, 0)
+            if n_rows:
+                path = folder / name / f"split={split}" / "part-0.parquet"
+                path.parent.mkdir(parents=True)
+                jobs.append((table.slice(offset, n_rows), path))
+            offset += n_rows
+    # biggest first, so the longest write starts at once
+    jobs.sort(key=lambda job: -job[0].nbytes)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda job: pq.write_table(*job, compression="zstd"), jobs))
 
 
 def read_table(prepared: Path | str, name: str, split: str | None = None,

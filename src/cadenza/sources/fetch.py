@@ -1,8 +1,9 @@
 """`fetch@<source>`: materialise one registered source under `data/raw/<source>/`.
 
 The output folder is swapped in atomically, so a killed fetch never leaves a half-filled
-`data/raw/<source>/`. Every folder holds `manifest.csv` (one row per piece, with its status
-and, for rejects, the reason) and `source.json` (the registry entry it came from).
+`data/raw/<source>/`. Downloads go to a cache outside DVC's outputs, so changing a param
+that re-runs the stage downloads nothing again. Every folder holds `manifest.csv` (one row per
+piece, with its status and, for rejects, the reason) and `source.json` (the registry entry).
 """
 
 from __future__ import annotations
@@ -11,22 +12,38 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from cadenza.config import SourceParams
 from cadenza.io import atomic_dir, write_json
-from cadenza.sources.music21_corpus import fetch_chorales
-from cadenza.sources.registry import SOURCES
+from cadenza.sources.layouts import LAYOUTS
+from cadenza.sources.registry import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
-FETCHERS = {"music21_corpus": fetch_chorales}
+MANIFEST_COLUMNS = ["piece_id", "title", "composer", "year", "split", "format", "path",
+                    "member", "source_path", "sha256", "status", "reason"]
 
 
-def fetch_source(name: str, out: Path, params: SourceParams) -> Path:
+def fetch_source(name: str, out: Path, cache: Path, params: SourceParams) -> Path:
     """Fetch source `name` into `out`; return the manifest path."""
     source = SOURCES[name]
     with atomic_dir(out) as tmp:
-        manifest = FETCHERS[source.kind](tmp, params)
-        manifest.to_csv(tmp / "manifest.csv", index=False)
-        write_json(tmp / "source.json", dataclasses.asdict(source))
-    log.info("fetched %s: %d pieces -> %s", name, len(manifest), out)
+        manifest = write_manifest(tmp, LAYOUTS[source.layout](source, params, cache, tmp),
+                                  source)
+    n_ok = int((manifest.status == "ok").sum())
+    log.info("fetched %s: %d pieces, %d rejected -> %s", name, n_ok, len(manifest) - n_ok, out)
     return out / "manifest.csv"
+
+
+def write_manifest(folder: Path, rows: list[dict], source: Source) -> pd.DataFrame:
+    """Write `manifest.csv` (standard columns first, missing ones empty) and `source.json`."""
+    manifest = pd.DataFrame(rows)
+    for column in MANIFEST_COLUMNS:
+        if column not in manifest:
+            manifest[column] = ""
+    extra = [c for c in manifest.columns if c not in MANIFEST_COLUMNS]
+    manifest = manifest[MANIFEST_COLUMNS + extra]
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    write_json(folder / "source.json", dataclasses.asdict(source))
+    return manifest

@@ -1,43 +1,115 @@
 """The source registry: every corpus Cadenza knows, declared as data (as MusPy does).
 
-A `Source` says where a corpus comes from and how prepare must read it: which tracks to keep,
-and whether the publisher's own split must be used. Adding a corpus means adding an entry here
-and, when its kind is new, one fetcher in `cadenza.sources.fetch`.
+A `Source` says where a corpus comes from (its files, with size and checksum where the
+publisher gives them), how its download is laid out, and how prepare must read it: which
+tracks to keep, whether the publisher's split is official, whether to transpose. Adding a
+corpus means adding an entry here and, for a new layout, one function in
+`cadenza.sources.layouts`. Addresses and checksums are from `../shared/reference/datasets.md`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+Layout = Literal["music21_chorales", "maestro", "lpd", "piano_midi_de", "essen_kern",
+                 "bl_pickle"]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str  # "" where no stable public address exists (LPD): a mirror or path is required
+    name: str  # file name in the download cache
+    sha256: str = ""  # from the publisher; "" = unknown (the fetched hash is recorded)
+    size: int = 0  # bytes, 0 = unknown
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: Literal["music21_corpus"]  # selects the fetcher
+    layout: Layout  # selects how the download becomes a manifest of pieces
     description: str
-    url: str  # where the publisher serves it ("" for corpora shipped in a package)
     license: str
     citation: str
-    track_filter: Literal["all", "piano"]  # "piano": GM programs 0-7, no drums
-    official_split: bool  # True: prepare must use the publisher's split, never re-split
-    sha256: str = ""  # of the archive, where the publisher gives one
-    size: int = 0  # bytes of the archive, where known
+    files: tuple[RemoteFile, ...] = ()
+    track_filter: Literal["all", "piano"] = "all"  # "piano": GM programs 0-7, no drums
+    official_split: bool = False  # True: the publisher's split is used, never re-split
+    transpose: bool = True  # False where the publisher already transposed (B-L: to C)
+    step_beats: float = 0.0  # B-L rolls: beats per time step
+    options: dict[str, str] = field(default_factory=dict)  # layout-specific settings
 
 
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in [
-        Source(
-            name="bach_chorales",
-            kind="music21_corpus",
-            description="J.S. Bach's four-part chorales shipped with music21 (MusicXML -> MIDI)",
-            url="https://github.com/cuthbertLab/music21/tree/master/music21/corpus/bach",
-            license="public domain music; music21 corpus (BSD / LGPL)",
-            citation="Cuthbert & Ariza, music21: A Toolkit for Computer-Aided Musicology, "
-            "ISMIR 2010",
-            track_filter="all",
-            official_split=False,
-        ),
-    ]
-}
+_MAESTRO = ("Hawthorne et al., Enabling Factorized Piano Music Modeling and Generation with "
+            "the MAESTRO Dataset, ICLR 2019")
+_LPD = ("Dong et al., MuseGAN: Multi-track Sequential Generative Adversarial Networks for "
+        "Symbolic Music Generation and Accompaniment, AAAI 2018")
+_BL = ("Boulanger-Lewandowski, Bengio & Vincent, Modeling Temporal Dependencies in "
+       "High-Dimensional Sequences, ICML 2012")
+_BL_URL = "http://www-etud.iro.umontreal.ca/~boulanni/"
+
+
+def _maestro(version: str, sha256: str = "", size: int = 0) -> Source:
+    base = "https://storage.googleapis.com/magentadata/datasets/maestro"
+    return Source(
+        name="maestro" if version == "v3.0.0" else "maestro_v2", layout="maestro",
+        description=f"MAESTRO {version}: virtuoso piano performances (MIDI only)",
+        license="CC BY-NC-SA 4.0", citation=_MAESTRO, track_filter="piano",
+        official_split=True,
+        files=(RemoteFile(f"{base}/{version}/maestro-{version}-midi.zip",
+                          f"maestro-{version}-midi.zip", sha256, size),),
+    )
+
+
+def _lpd(name: str, archive: str, piano: str) -> Source:
+    return Source(
+        name=name, layout="lpd",
+        description=f"Lakh Pianoroll Dataset, {archive} (21,425 cleansed multitrack rolls)",
+        license="CC BY 4.0", citation=_LPD, track_filter="piano",
+        files=(RemoteFile("", archive),),  # hosted on shared cloud drives: give a path
+        options={"piano": piano},
+    )
+
+
+def _bl(name: str, file: str, title: str, step_beats: float) -> Source:
+    return Source(
+        name=name, layout="bl_pickle",
+        description=f"{title}: Boulanger-Lewandowski polyphonic benchmark (piano rolls)",
+        license="as the source corpora", citation=_BL, official_split=True, transpose=False,
+        step_beats=step_beats,
+        files=(RemoteFile(_BL_URL + "icml2012/" + file.replace(" ", "%20"), file),),
+    )
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in [
+    Source(
+        name="bach_chorales", layout="music21_chorales",
+        description="J.S. Bach's four-part chorales shipped with music21 (MusicXML -> MIDI)",
+        license="public domain music; music21 corpus (BSD / LGPL)",
+        citation="Cuthbert & Ariza, music21: A Toolkit for Computer-Aided Musicology, "
+        "ISMIR 2010",
+    ),
+    _maestro("v3.0.0", "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c",
+             58_416_533),
+    _maestro("v2.0.0"),
+    _lpd("lpd_cleansed", "lpd_cleansed.tar.gz", "program"),
+    _lpd("lpd_5_cleansed", "lpd_5_cleansed.tar.gz", "name"),
+    _lpd("lpd_17_cleansed", "lpd_17_cleansed.tar.gz", "program"),
+    Source(
+        name="piano_midi_de", layout="piano_midi_de",
+        description="piano-midi.de (Bernd Krueger): classical piano pieces, crawled politely",
+        license="CC BY-SA Germany", citation="Krueger, piano-midi.de", track_filter="piano",
+        files=(RemoteFile("http://www.piano-midi.de/midis.htm", "midis.htm"),),
+    ),
+    Source(
+        name="essen", layout="essen_kern",
+        description="Essen Folksong Collection, CCARH Humdrum **kern edition (8,473 songs)",
+        license="CCARH academic, non-commercial",
+        citation="Schaffrath, The Essen Folksong Collection, ed. D. Huron, CCARH 1995",
+        files=(RemoteFile("https://github.com/ccarh/essen-folksong-collection/archive/"
+                          "refs/heads/master.zip", "essen-folksong-collection.zip"),),
+    ),
+    _bl("bl_jsb", "JSB Chorales.pickle", "JSB Chorales", 1.0),
+    _bl("bl_nottingham", "Nottingham.pickle", "Nottingham", 0.5),
+    _bl("bl_musedata", "MuseData.pickle", "MuseData", 0.5),
+    _bl("bl_piano_midi", "Piano-midi.de.pickle", "Piano-midi.de", 0.5),
+]}

@@ -1,0 +1,89 @@
+"""A polite crawler for piano-midi.de, which offers no bulk archive.
+
+From the index page (`midis.htm`) it follows the composer pages on the same host, then the
+`.mid` links on each. It waits `delay_s` between network requests, sends its own User-Agent,
+and keeps every page and file in the download cache, so a re-run fetches nothing. What was
+fetched is pinned in the manifest (URL, path, size, sha256), because the site changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urljoin, urlparse
+
+from tqdm import tqdm
+
+from cadenza.io import sha256_file
+from cadenza.sources.download import fetch_file
+
+log = logging.getLogger(__name__)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links += [v for k, v in attrs if k == "href" and v]
+
+
+def links(html: str, base: str) -> list[str]:
+    parser = _Links()
+    parser.feed(html)
+    return [urljoin(base, href) for href in parser.links]
+
+
+class PoliteFetcher:
+    """`fetch_file` with a pause before every request that really goes to the network."""
+
+    def __init__(self, cache: Path, delay_s: float) -> None:
+        self.cache, self.delay_s, self._last = cache, delay_s, 0.0
+
+    def get(self, url: str) -> Path:
+        name = _cache_name(url)
+        if not (self.cache / name).exists():
+            wait = self._last + self.delay_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last = time.monotonic()
+        return fetch_file(url, self.cache, name)
+
+
+def crawl_piano_midi_de(index_url: str, out: Path, cache: Path, delay_s: float,
+                        limit: int) -> list[dict]:
+    fetcher = PoliteFetcher(cache, delay_s)
+    host = urlparse(index_url).netloc
+    index = fetcher.get(index_url).read_text(errors="replace")
+    pages = sorted({u for u in links(index, index_url)
+                    if urlparse(u).netloc == host and u.endswith(".htm") and u != index_url})
+    midis: list[str] = []
+    for page in tqdm(pages, desc="crawl piano-midi.de pages", unit="page"):
+        html = fetcher.get(page).read_text(errors="replace")
+        midis += [u for u in links(html, page) if u.lower().endswith((".mid", ".midi"))]
+    midis = sorted(dict.fromkeys(midis))
+    if limit:
+        midis = midis[:limit]
+    rows = []
+    for url in tqdm(midis, desc="fetch piano-midi.de files", unit="file"):
+        path = PurePosixPath(unquote(urlparse(url).path))
+        composer = path.parent.name
+        rel = Path("midis") / composer / path.name
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fetcher.get(url), out / rel)
+        rows.append({"piece_id": f"{composer}/{path.stem}", "title": path.stem,
+                     "composer": composer, "format": "midi", "path": str(rel),
+                     "source_path": url, "size": (out / rel).stat().st_size,
+                     "sha256": sha256_file(out / rel), "status": "ok", "reason": ""})
+    log.info("piano-midi.de: %d composer pages, %d files", len(pages), len(rows))
+    return rows
+
+
+def _cache_name(url: str) -> str:
+    parsed = urlparse(url)
+    return str(Path(parsed.netloc) / unquote(parsed.path).lstrip("/"))

@@ -1,0 +1,76 @@
+"""Safe archive extraction: every entry is checked before a single byte is written.
+
+Refused, with the entry named: absolute paths, `..` components, symlinks or hardlinks that
+point outside the target, device files, and archives whose total uncompressed size is over
+the limit (a zip bomb). Tar extraction also goes through Python's `data` filter as a second
+line of defence.
+"""
+
+from __future__ import annotations
+
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+
+class UnsafeArchive(RuntimeError):
+    """The archive would write outside its target, or is too large; nothing was written."""
+
+
+def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            total = 0
+            for info in zf.infolist():
+                _check_name(archive, info.filename)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise UnsafeArchive(f"{archive}: {info.filename}: symlinks are refused")
+                total += info.file_size
+                _check_total(archive, total, max_bytes)
+            zf.extractall(target)
+        return
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            total = 0
+            for m in members:
+                _check_name(archive, m.name)
+                if m.issym() or m.islnk():
+                    _check_link(archive, m)
+                elif not (m.isfile() or m.isdir()):
+                    raise UnsafeArchive(f"{archive}: {m.name}: special files are refused")
+                total += m.size
+                _check_total(archive, total, max_bytes)
+            tf.extractall(target, members=members, filter="data")
+        return
+    raise UnsafeArchive(f"{archive}: neither a zip nor a tar archive")
+
+
+def _check_name(archive: Path, name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
+        raise UnsafeArchive(f"{archive}: {name}: absolute paths are refused")
+    if ".." in path.parts:
+        raise UnsafeArchive(f"{archive}: {name}: '..' in a path is refused")
+
+
+def _check_link(archive: Path, member: tarfile.TarInfo) -> None:
+    """A link may point anywhere inside the target, never outside it."""
+    base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+    link = PurePosixPath(member.linkname)
+    depth = -1 if link.is_absolute() else len([p for p in base.parts if p != "."])
+    for part in () if link.is_absolute() else link.parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            break
+    if depth < 0:
+        raise UnsafeArchive(f"{archive}: {member.name} -> {member.linkname}: a link "
+                            "pointing outside the target is refused")
+
+
+def _check_total(archive: Path, total: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise UnsafeArchive(f"{archive}: more than {max_bytes:,} bytes uncompressed; refused "
+                            "(raise sources.<name>.max_extract_mb if this is expected)")

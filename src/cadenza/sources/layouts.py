@@ -1,0 +1,173 @@
+"""From a source's download to a manifest: one function per layout, one row per piece.
+
+A manifest row says where a piece is (`path`, relative to `data/raw/<source>/`), how prepare
+must read it (`format`: midi, npz or bl_pickle, with `member` for pieces inside a container),
+its official `split` where the publisher gives one, and what is known about it (title,
+composer, year). Rows with `status` other than "ok" carry the reason they were rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import shutil
+import urllib.error
+from pathlib import Path
+
+import pandas as pd
+
+from cadenza.config import SourceParams
+from cadenza.sources.crawl import crawl_piano_midi_de
+from cadenza.sources.download import fetch_file
+from cadenza.sources.extract import safe_extract
+from cadenza.sources.music21_convert import convert_all
+from cadenza.sources.registry import Source
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
+
+
+def download(source: Source, params: SourceParams, cache: Path) -> Path:
+    """The source's (single) file, from the params' or environment's mirror, else upstream."""
+    (remote,) = source.files
+    url = params.url or _env_mirror(source) or remote.url
+    if not url:
+        raise RuntimeError(
+            f"{source.name} has no stable public address; download {remote.name} yourself "
+            f"and set sources.{source.name}.url (a path or URL) or "
+            f"CADENZA_MIRROR_{source.name.upper()}")
+    # a mirror or local copy must hold the published bytes, unless the params say otherwise
+    sha256, size = (params.sha256, 0) if params.sha256 else (remote.sha256, remote.size)
+    return fetch_file(url, cache, remote.name, sha256, size, retries=params.retries)
+
+
+def _env_mirror(source: Source) -> str:
+    return os.environ.get(f"CADENZA_MIRROR_{source.name.upper()}", "")
+
+
+def _unpack(source: Source, params: SourceParams, cache: Path, out: Path) -> Path:
+    archive = download(source, params, cache)
+    files = out / "files"
+    safe_extract(archive, files, params.max_extract_mb * 1_000_000)
+    return files
+
+
+def _under(rel: str, subset: str) -> bool:
+    return not subset or rel == subset or rel.startswith(subset.rstrip("/") + "/")
+
+
+def _limit(rows: list[dict], params: SourceParams) -> list[dict]:
+    return rows[: params.limit] if params.limit else rows
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def music21_chorales(source: Source, params: SourceParams, cache: Path, out: Path
+                     ) -> list[dict]:
+    from music21 import corpus
+
+    names = sorted(set(corpus.chorales.Iterator(returnType="filename")), key=_natural_key)
+    jobs = [(Path(n).name, f"music21:{n}") for n in names]
+    rows = convert_all(_limit(jobs, params), out, params.workers, "fetch bach_chorales")
+    for row in rows:
+        row["bwv"] = row["piece_id"].removeprefix("bwv")
+    return rows
+
+
+def maestro(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
+    files = _unpack(source, params, cache, out)
+    (csv,) = sorted(files.glob("*/maestro-v*.csv"))
+    table = pd.read_csv(csv)
+    top = csv.parent.relative_to(out)
+    rows = [{"piece_id": str(Path(r.midi_filename).with_suffix("")),
+             "title": r.canonical_title, "composer": r.canonical_composer, "year": r.year,
+             "split": SPLIT_NAMES[r.split], "format": "midi",
+             "path": str(top / r.midi_filename), "source_path": r.midi_filename,
+             "status": "ok", "reason": ""}
+            for r in table.itertuples()]
+    return _limit(rows, params)
+
+
+def lpd(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
+    files = _unpack(source, params, cache, out)
+    rows = []
+    for path in sorted(files.rglob("*.npz")):
+        rel = path.relative_to(files)
+        if _under(str(rel), params.subset):
+            rows.append({"piece_id": f"{path.parent.name}/{path.stem}", "title": path.stem,
+                         "format": "npz", "path": str(path.relative_to(out)),
+                         "source_path": str(rel), "status": "ok", "reason": ""})
+    return _limit(rows, params)
+
+
+def piano_midi_de(source: Source, params: SourceParams, cache: Path, out: Path
+                  ) -> list[dict]:
+    index = params.url or _env_mirror(source) or source.files[0].url
+    return crawl_piano_midi_de(index, out, cache / source.name, params.delay_s, params.limit)
+
+
+def essen_kern(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
+    """The kern edition; offline and with no mirror given, music21's shipped ABC copy."""
+    try:
+        files = _unpack(source, params, cache, out)
+    except (RuntimeError, urllib.error.URLError) as err:
+        if params.url or _env_mirror(source):
+            raise
+        log.warning("essen: kern edition unreachable (%s); using music21's ABC copy", err)
+        return _essen_abc(params, out)
+    jobs = []
+    for path in sorted(files.rglob("*.krn")):
+        rel = path.relative_to(files)
+        rel = Path(*rel.parts[1:]) if len(rel.parts) > 1 and rel.parts[0].startswith(
+            "essen-folksong-collection") else rel  # the GitHub zip's top folder
+        if _under(str(rel), params.subset):
+            jobs.append((str(rel.with_suffix("")), str(path)))
+    rows = convert_all(_limit(jobs, params), out, params.workers, "fetch essen")
+    for row in rows:
+        row["source_path"] = str(Path(row["source_path"]).relative_to(out))
+    return rows
+
+
+def _essen_abc(params: SourceParams, out: Path) -> list[dict]:
+    """One job per tune (`path#X`), so `limit` applies before the slow conversion."""
+    from music21 import corpus
+
+    paths = sorted(p for p in corpus.getPaths(fileExtensions=["abc"])
+                   if "essenFolksong" in str(p))
+    jobs = []
+    for path in paths:
+        text = Path(path).read_text(encoding="latin-1")
+        for number in re.findall(r"^X:\s*(\d+)", text, flags=re.MULTILINE):
+            jobs.append((f"essenFolksong/{Path(path).stem}/{int(number):04d}",
+                         f"{path}#{number}"))
+    return convert_all(_limit(jobs, params), out, params.workers, "fetch essen (ABC)")
+
+
+def bl_pickle(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
+    """The B-L pickles keep their fixed train / valid / test split; each piece is a row."""
+    local = download(source, params, cache)
+    target = out / "files" / source.files[0].name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(local, target)
+    with open(target, "rb") as fh:
+        data = pickle.load(fh, encoding="latin1")  # noqa: S301 - the published format
+    rows = []
+    for split in ("train", "valid", "test"):
+        for index in range(len(data[split])):
+            rows.append({"piece_id": f"{split}/{index:04d}", "title": f"{split} {index}",
+                         "split": split, "format": "bl_pickle",
+                         "path": str(target.relative_to(out)), "member": index,
+                         "source_path": source.files[0].name, "status": "ok", "reason": ""})
+    return _limit(rows, params)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+LAYOUTS = {"music21_chorales": music21_chorales, "maestro": maestro, "lpd": lpd,
+           "piano_midi_de": piano_midi_de, "essen_kern": essen_kern, "bl_pickle": bl_pickle}
