@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cadenza.config import EvaluateParams
-from cadenza.evaluate import piece_metrics
-from cadenza.metrics import musegan, muspy_set
-from cadenza.metrics.likelihood import summarise, token_sums
+from cadenza.evaluate import on_grid, piece_metrics
+from cadenza.metrics import musegan, muspy_set, yang_lerch
+from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
 
 
 def roll_of(steps: list[list[int]]) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_split_top_voice():
 
 def test_polyphony_and_pitch_range():
     roll = roll_of([[60], [60, 64, 67], [], [60, 64]])
-    assert muspy_set.polyphony(roll) == pytest.approx(2.0)  # (1 + 3 + 2) / 3 sounding steps
+    assert muspy_set.polyphony(roll.sum(axis=1)) == pytest.approx(2.0)  # (1 + 3 + 2) / 3
     assert muspy_set.pitch_range(np.array([60, 48, 79])) == 31
 
 
@@ -110,9 +110,198 @@ def test_piece_metrics_on_a_hand_built_piece():
     onset = np.array([0, 0, 0, 1, 1, 1, 8.0])
     dur = np.array([1, 1, 1, 1, 1, 1, 0.5])
     pitch = np.array([60, 64, 67, 60, 64, 67, 60])
-    m = piece_metrics((onset, dur, pitch), 4.0, EvaluateParams())
+    m = piece_metrics(on_grid((onset, dur, pitch), 4.0, 24), EvaluateParams())
     assert m["empty_bar_ratio"] == pytest.approx(1 / 3)
     assert m["used_pitch_classes"] == pytest.approx((3 + 1) / 2)
     assert m["qualified_note_ratio"] == 1.0
     assert m["polyphony"] == pytest.approx((3 * 48 + 12) / (48 + 12))
     assert m["pitch_range"] == 7
+    assert m["n_pitches_used"] == 3 and m["n_pitch_classes_used"] == 3
+    assert m["polyphony_rate"] == pytest.approx(48 / 204)  # 48 of 8.5 beats * 24 steps
+    assert m["pitch_in_scale_rate"] == 1.0 and m["scale_consistency"] == 1.0
+    # histogram C:3, E:2, G:2 of 7 notes
+    h = -(3 / 7 * math.log2(3 / 7) + 2 * 2 / 7 * math.log2(2 / 7))
+    assert m["pitch_entropy"] == pytest.approx(h) and m["pitch_class_entropy"] == pytest.approx(h)
+    # 9 beats (the last half-filled): beats 0, 1, 8 sound
+    assert m["empty_beat_rate"] == pytest.approx(6 / 9)
+    # onset grids: bar 1 {0, 24}, bar 2 {}, bar 3 {0}: distances 2 and 1 over 2 x 96 steps
+    assert m["groove_consistency"] == pytest.approx(1 - 3 / (96 * 2))
+
+
+def test_scale_metrics_by_hand():
+    pitch = np.array([60, 61, 62, 64])  # C C# D E: 3 of 4 in C major
+    assert muspy_set.pitch_in_scale_rate(pitch) == 0.75
+    assert muspy_set.pitch_in_scale_rate(pitch, root=2, mode="major") == 0.75  # D major: C#DE
+    assert muspy_set.scale_consistency(pitch) == 0.75
+    assert muspy_set.scale_consistency(np.array([57, 60, 64])) == 1.0
+    assert math.isnan(muspy_set.scale_consistency(np.array([], dtype=int)))
+
+
+def test_polyphony_rate_counts_more_than_threshold():
+    roll = roll_of([[60], [60, 64], [60, 64, 67], []])
+    assert muspy_set.polyphony_rate(roll.sum(axis=1), 2) == 0.25  # only the triad has > 2
+    assert muspy_set.polyphony_rate(roll.sum(axis=1), 1) == 0.5
+
+
+def test_entropy_is_log2_of_uniform_choices():
+    assert muspy_set.pitch_class_entropy(np.arange(60, 72)) == pytest.approx(math.log2(12))
+    assert muspy_set.pitch_entropy(np.array([60, 60])) == 0.0
+
+
+def test_drum_pattern_by_hand():
+    # 16th grid every 6 steps at 24 per beat: onsets at 0, 6 (on), 7 (one off), 9 (off grid)
+    assert musegan.drum_pattern(np.array([0, 6, 7, 9]), 24) == pytest.approx((1 + 1 + 0.3) / 4)
+    # all shifted by 3 steps: the best circular shift finds the grid again
+    assert musegan.drum_pattern(np.array([3, 9, 15]), 24) == 1.0
+
+
+def test_frame_nll_and_accuracy_by_hand():
+    probs = np.array([[0.9, 0.2], [0.5, 0.5]])
+    y = np.array([[1, 0], [0, 1]])
+    expected = -(math.log(0.9) + math.log(0.8) + math.log(0.5) + math.log(0.5)) / 2
+    assert frame_nll(probs, y) == pytest.approx(expected)
+    # predictions p > .5 -> [[1, 0], [0, 0]]: TP 1, FP 0, FN 1 -> 1 / 2
+    assert frame_accuracy(probs > 0.5, y) == 0.5
+
+
+# ------------------------------------------------------------------ Yang & Lerch (mgeval)
+
+
+def test_yang_lerch_features_by_hand():
+    # quarter C, quarter E, half G in one 4/4 bar at 4 steps per beat
+    p = yang_lerch.PieceNotes(start=np.array([0, 4, 8]), end=np.array([4, 8, 16]),
+                              pitch=np.array([60, 64, 67]), steps_per_beat=4, steps_per_bar=16)
+    f = yang_lerch.piece_features(p)
+    assert f["total_used_pitch"][0] == 3 and f["pitch_range"][0] == 7
+    assert f["avg_pitch_interval"][0] == pytest.approx((4 + 3) / 2)
+    assert f["avg_ioi"][0] == 1.0 and f["notes_per_bar"][0] == 3
+    assert f["note_length_histogram"][2] == pytest.approx(2 / 3)  # quarters
+    assert f["note_length_histogram"][1] == pytest.approx(1 / 3)  # half
+    transitions = f["pitch_class_transition"].reshape(12, 12)
+    assert transitions[0, 4] == transitions[4, 7] == 0.5
+
+
+def test_identical_sets_overlap_fully_and_shifted_sets_do_not():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, 400)
+    grid = yang_lerch.shared_grid(a, a)
+    p = yang_lerch.density(a, grid)
+    assert yang_lerch.overlap_area(p, p, grid) == pytest.approx(1.0, abs=1e-3)
+    assert yang_lerch.kl_divergence(p, p, grid) == pytest.approx(0.0, abs=1e-9)
+    b = a + 10
+    grid = yang_lerch.shared_grid(a, b)
+    p, q = yang_lerch.density(a, grid), yang_lerch.density(b, grid)
+    assert yang_lerch.overlap_area(p, q, grid) < 0.01
+    assert yang_lerch.kl_divergence(p, q, grid) > 5
+
+
+def test_kde_of_two_gaussians_matches_closed_form_overlap():
+    # OA of N(0,1) and N(1,1) is 2 * Phi(-1/2) = 0.617; the KDE of large samples gets close
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 5000), rng.normal(1, 1, 5000)
+    grid = yang_lerch.shared_grid(a, b)
+    oa = yang_lerch.overlap_area(yang_lerch.density(a, grid), yang_lerch.density(b, grid), grid)
+    assert oa == pytest.approx(2 * 0.5 * math.erfc(0.5 / math.sqrt(2)), abs=0.03)
+
+
+def test_compare_sets_prefers_the_closer_set():
+    rng = np.random.default_rng(2)
+
+    def pieces(spread: int, n: int) -> list:
+        out = []
+        for _ in range(n):
+            start = np.sort(rng.integers(0, 64, 24))
+            pitch = 60 + rng.integers(-spread, spread + 1, 24)
+            out.append(yang_lerch.PieceNotes(start=start, end=start + 2, pitch=pitch,
+                                             steps_per_beat=4, steps_per_bar=16))
+        return out
+
+    reference, close, far = pieces(5, 30), pieces(5, 20), pieces(30, 20)
+    near_oa = yang_lerch.compare_sets(close, reference)["pitch_range"]["oa"]
+    far_oa = yang_lerch.compare_sets(far, reference)["pitch_range"]["oa"]
+    assert near_oa > 0.5 > far_oa
+
+
+# ------------------------------------------------------------------ cross-checks with muspy
+
+
+def _muspy_music(p: yang_lerch.PieceNotes):
+    import muspy
+
+    notes = [muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
+             for s, e, q in zip(p.start, p.end, p.pitch, strict=True)]
+    return muspy.Music(resolution=p.steps_per_beat, tracks=[muspy.Track(notes=notes)])
+
+
+def test_agrees_with_muspy_where_the_definitions_match(chorale_pieces):
+    import muspy
+
+    for p in chorale_pieces:
+        m, music = piece_metrics(p, EvaluateParams()), _muspy_music(p)
+        assert m["pitch_range"] == muspy.pitch_range(music)
+        assert m["n_pitches_used"] == muspy.n_pitches_used(music)
+        assert m["n_pitch_classes_used"] == muspy.n_pitch_classes_used(music)
+        assert m["polyphony"] == pytest.approx(muspy.polyphony(music))
+        assert m["polyphony_rate"] == pytest.approx(muspy.polyphony_rate(music))
+        assert m["pitch_in_scale_rate"] == pytest.approx(muspy.pitch_in_scale_rate(music, 0,
+                                                                                    "major"))
+        assert m["scale_consistency"] == pytest.approx(muspy.scale_consistency(music))
+        assert m["pitch_entropy"] == pytest.approx(muspy.pitch_entropy(music))
+        assert m["pitch_class_entropy"] == pytest.approx(muspy.pitch_class_entropy(music))
+
+
+def test_muspy_empty_beat_and_groove_off_by_one():
+    """muspy marks beats start // r .. end // r as played, though `end` is exclusive, and
+    counts length // r + 1 beats or bars. So a note ending on a beat "plays" the next one, and
+    a piece ending on a bar line gains a silent bar. We count the steps where notes sound."""
+    import muspy
+
+    # quarter notes on beats 0 and 2 at 4 steps per beat; beat 1 is silent
+    p = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([4, 12]),
+                              pitch=np.array([60, 60]), steps_per_beat=4, steps_per_bar=8)
+    roll = np.zeros((12, 128), dtype=bool)
+    roll[0:4, 60] = roll[8:12, 60] = True
+    assert muspy_set.empty_rate(roll.sum(axis=1), 4) == pytest.approx(1 / 3)
+    assert muspy.empty_beat_rate(_muspy_music(p)) == 0.0  # 4 "beats", all "played"
+    # two identical bars of 8 steps: a perfectly consistent groove
+    two_bars = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([8, 16]),
+                                     pitch=np.array([60, 60]), steps_per_beat=4,
+                                     steps_per_bar=8)
+    assert muspy_set.groove_consistency(two_bars.start, 16, 8) == 1.0
+    # muspy adds a third, empty bar: one onset differs from bar 2 to bar 3
+    assert muspy.groove_consistency(_muspy_music(two_bars), 8) == pytest.approx(1 - 1 / 16)
+
+
+def test_shuffled_bars_raise_tonal_distance(chorale_pieces):
+    """MuseGAN's sanity check: shuffling the accompaniment's bars against the melody must make
+    melody and harmony fit worse, so TD rises."""
+    params = EvaluateParams()
+    rng = np.random.default_rng(0)
+    td = np.nanmean([piece_metrics(p, params)["tonal_distance"] for p in chorale_pieces])
+    shuffled = np.nanmean([piece_metrics(p, params, rng)["tonal_distance"]
+                           for p in chorale_pieces])
+    assert shuffled > td * 1.05
+
+
+# ------------------------------------------------------------------ compare
+
+
+def test_compare_marks_the_better_direction():
+    from cadenza.compare import compare_table, direction
+
+    assert direction("nll") == "lower" and direction("yang_lerch.mean.oa") == "higher"
+    assert direction("test.tonal_distance") == "closer to test" and direction("n_pieces") == ""
+    diff = {
+        "reports/metrics/reference.json": {"test.tonal_distance": {"old": 1.0, "new": 1.0}},
+        "reports/metrics/m.json": {
+            "nll": {"old": 2.0, "new": 1.5, "diff": -0.5},
+            "accuracy": {"old": 0.5, "new": 0.4, "diff": -0.1},
+            "tonal_distance": {"old": 1.5, "new": 1.1, "diff": -0.4},  # closer to 1.0
+            "n_pieces": {"old": 4, "new": 4, "diff": 0},
+        },
+    }
+    table = compare_table(diff).set_index("metric")
+    assert table.loc["nll", "verdict"] == "better"
+    assert table.loc["accuracy", "verdict"] == "worse"
+    assert table.loc["tonal_distance", "verdict"] == "better"
+    assert table.loc["n_pieces", "verdict"] == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def _env(project: Path) -> dict[str, str]:
 def make_project(dest: Path) -> Path:
     """A copy of this project's DAG, code paths and params, shrunk by the TINY overrides."""
     dest.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -74,17 +75,46 @@ def reproduced(tmp_path_factory) -> Path:
 def test_repro_produces_reports_with_finite_metrics(reproduced):
     report = (reproduced / "reports" / "report.md").read_text()
     models = ["chord_lstm", "pitch_next_lstm"]
+    header = next(line for line in report.splitlines() if line.startswith("|  "))
+    for column in ["reference:train", "reference:test", "reference:test_shuffled_bars",
+                   *models]:
+        assert f" {column} " in header
     for model in models:
-        assert f"| {model} |" in report
         metrics = json.loads((reproduced / "reports" / "metrics" / f"{model}.json").read_text())
-        for key in ("used_pitch_classes", "tonal_distance", "polyphony", "nll", "accuracy"):
+        for key in ("used_pitch_classes", "tonal_distance", "polyphony", "pitch_entropy",
+                    "nll", "accuracy"):
             assert math.isfinite(metrics[key]), (model, key)
-        assert len(list((reproduced / "data" / "generated" / model).glob("*.mid"))) == 2
-        assert (reproduced / "reports" / "plots" / f"{model}_roll.png").stat().st_size > 1000
-    assert "| reference |" in report
-    assert (reproduced / "reports" / "plots" / "loss.png").exists()
+        assert 0 <= metrics["yang_lerch"]["mean"]["oa"] <= 1
+        samples = sorted((reproduced / "data" / "generated" / model).glob("*.mid"))
+        assert len(samples) == 2
+        for sample in samples:
+            assert (reproduced / "reports" / "plots" / f"{model}_{sample.stem}.png").exists()
+    for png in ("loss.png", "metrics.png"):
+        assert (reproduced / "reports" / "plots" / png).stat().st_size > 1000
     reference = json.loads((reproduced / "reports" / "metrics" / "reference.json").read_text())
-    assert reference["n_pieces"] >= 1 and 2 <= reference["polyphony"] <= 4  # four voices
+    assert reference["test"]["n_pieces"] >= 1 and 2 <= reference["test"]["polyphony"] <= 4
+    assert reference["train"]["n_pieces"] > reference["test"]["n_pieces"]
+
+
+def test_html_report_references_only_local_files(reproduced):
+    page = reproduced / "reports" / "index.html"
+    text = page.read_text()
+    assert "Closeness to real music" in text and "<table" in text
+    targets = re.findall(r'(?:src|href)="([^"]+)"', text)
+    assert targets, "no images or links"
+    for target in targets:
+        assert "://" not in target and not target.startswith("//"), target
+        assert (page.parent / target).exists(), target
+
+
+def test_dvc_plots_render_offline(reproduced):
+    proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "plots", "--out", "dvc_plots"],
+                          cwd=reproduced, env=_env(reproduced), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (reproduced / "dvc_plots" / "index.html").read_text()
+    assert "window.vegaEmbed" in page and "Loss curves" in page
+    assert "cdn.jsdelivr" not in page and "<script src=" not in page
 
 
 def test_second_repro_runs_nothing(reproduced):
@@ -93,9 +123,14 @@ def test_second_repro_runs_nothing(reproduced):
     assert "up to date" in proc.stdout
 
 
-def test_metrics_show_and_param_change_reruns_only_downstream(reproduced):
+def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     shown = run(["dvc", "metrics", "show", "--json"], reproduced).stdout
     assert "chord_lstm" in shown and "reference" in shown
+    # make the project a git repo, so that `cadenza compare HEAD` has a commit to read
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
+        run(cmd, reproduced)
+    run(["dvc", "config", "core.no_scm", "false"], reproduced)
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
     params["generate"]["n_samples"] = 3
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -103,6 +138,9 @@ def test_metrics_show_and_param_change_reruns_only_downstream(reproduced):
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if "Running stage" in line}
     assert ran == {"generate@chord_lstm", "generate@pitch_next_lstm", "evaluate@chord_lstm",
                    "evaluate@pitch_next_lstm", "report"}
+    out = run([sys.executable, "-m", "cadenza.cli", "compare", "HEAD"], reproduced).stdout
+    assert "| reports/metrics/chord_lstm.json" in out and "closer to test" in out
+    assert "n_pieces" in out and "(HEAD -> workspace)" in out
 
 
 def test_bad_param_stops_repro_before_any_work(tmp_path):

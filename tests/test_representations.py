@@ -7,6 +7,8 @@ from cadenza.representations.rolls import (
     roll_runs,
     roll_to_notes,
     runs_to_roll,
+    sounding_counts,
+    steps_to_roll,
 )
 from cadenza.representations.tokens import (
     EOS,
@@ -107,3 +109,12 @@ def test_roll_runs_merge_overlaps_like_the_dense_roll():
     # runs are maximal: two runs of one pitch never touch
     same = pitch_r[1:] == pitch_r[:-1]
     assert (start[1:][same] > end[:-1][same]).all()
+
+
+def test_sounding_counts_are_the_row_sums_of_the_roll():
+    rng = np.random.default_rng(3)
+    start = rng.integers(0, 50, 200)
+    end = start + rng.integers(1, 10, 200)
+    pitch = rng.integers(40, 50, 200)  # many overlaps of one pitch
+    roll = steps_to_roll(start, end, pitch)
+    assert (sounding_counts(start, end, pitch) == roll.sum(axis=1)).all()

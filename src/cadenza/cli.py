@@ -112,20 +112,52 @@ def evaluate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.
 @app.command()
 def reference(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
               params_file: Path = PARAMS) -> None:
-    """Metrics of the test split itself: the reference row of the report."""
+    """Metrics of real data: train, test, and test with shuffled bars (the reference rows)."""
     from cadenza.evaluate import evaluate_reference
 
-    evaluate_reference(prepared, out, _params(params_file).evaluate)
+    params = _params(params_file)
+    evaluate_reference(prepared, out, params.evaluate, params.seed)
 
 
 @app.command()
 def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(...),
            generated: Path = typer.Option(...), out: Path = typer.Option(...),
+           html: Path = typer.Option(...), table: Path = typer.Option(...),
            plots: Path = typer.Option(...)) -> None:
-    """Write the markdown report with its plots."""
+    """Write the markdown and HTML report, its plots, and the metrics table as CSV."""
     from cadenza.report import build_report
 
-    build_report(metrics, train_logs, generated, out, plots)
+    build_report(metrics, train_logs, generated, out, html, table, plots)
+
+
+@app.command()
+def compare(a_rev: str = typer.Argument("HEAD", help="the old commit or experiment"),
+            b_rev: str = typer.Argument(None, help="the new one (default: the workspace)"),
+            changed_only: bool = typer.Option(False, "--changed", help="hide unchanged rows"),
+            project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+    """Metric diff between two commits or experiments, with the better direction marked."""
+    from cadenza.compare import compare_table, metrics_diff
+
+    table = compare_table(metrics_diff(str(project), a_rev, b_rev))
+    if changed_only:
+        table = table[table.verdict != "same"]
+    if table.empty:
+        typer.echo("no metrics differ" if changed_only else "no metrics found")
+        return
+    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
+    counts = table.verdict.value_counts()
+    typer.echo(f"\n{counts.get('better', 0)} better, {counts.get('worse', 0)} worse, "
+               f"{counts.get('same', 0)} unchanged ({a_rev} -> {b_rev or 'workspace'})")
+
+
+@app.command()
+def plots(project: Path = typer.Option(Path("."), help="the DVC project folder"),
+          out: Path = typer.Option(Path("dvc_plots"), help="where the page goes")) -> None:
+    """`dvc plots show` (loss curves, metric charts) as a page that works offline."""
+    from cadenza.dvc_plots import show
+
+    page = show(project, out, project / ".cache" / "dvc-plots-offline.html")
+    typer.echo(f"plots: {page}")
 
 
 @flow_app.command("run")
@@ -140,8 +172,6 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
 
     stages = reproduce(str(project.resolve()), target or [])
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
-
-
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""`evaluate@<model>` and `reference`: objective metrics of generated pieces and of test data.
+"""`evaluate@<model>` and `reference`: objective metrics of generated pieces and of real data.
 
 Music metrics are computed per piece on a 24-steps-per-beat roll (MuseGAN's resolution), then
 averaged over pieces. Token models also get teacher-forced NLL, perplexity and accuracy on the
-test split. The `reference` stage runs the same music metrics on the test split itself: the
-row every model is read against.
+test split, and every model gets Yang & Lerch's overlap with the test split. The `reference`
+stage gives the rows every model is read against: the training data, the test data, and the
+test data with the accompaniment's bars shuffled (MuseGAN's sanity check: TD must rise).
 """
 
 from __future__ import annotations
@@ -18,38 +19,72 @@ from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams
 from cadenza.data import piece_notes, token_sequences
 from cadenza.io import write_json
-from cadenza.metrics import musegan, muspy_set
+from cadenza.metrics import musegan, muspy_set, yang_lerch
 from cadenza.metrics.likelihood import summarise, token_sums
+from cadenza.metrics.yang_lerch import PieceNotes
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
-from cadenza.representations.rolls import note_steps, notes_to_roll
+from cadenza.representations.rolls import note_steps, steps_to_roll
 from cadenza.representations.tokens import PAD, Notes, to_ids
 from cadenza.train import pick_device, stream_logits
 
 log = logging.getLogger(__name__)
 
-MUSIC_METRICS = ["empty_bar_ratio", "used_pitch_classes", "qualified_note_ratio",
-                 "tonal_distance", "polyphony", "pitch_range"]
+MUSIC_METRICS = [
+    "empty_bar_ratio", "used_pitch_classes", "qualified_note_ratio", "tonal_distance",
+    "pitch_range", "n_pitches_used", "n_pitch_classes_used", "polyphony", "polyphony_rate",
+    "pitch_in_scale_rate", "scale_consistency", "pitch_entropy", "pitch_class_entropy",
+    "empty_beat_rate", "groove_consistency",
+]
+REFERENCE_ROWS = ["train", "test", "test_shuffled_bars"]
 
 
-def piece_metrics(notes: Notes, beats_per_bar: float, params: EvaluateParams
-                  ) -> dict[str, float]:
-    """All music metrics of one piece."""
+def on_grid(notes: Notes, beats_per_bar: float, steps_per_beat: int) -> PieceNotes:
+    """Notes in beats -> integer steps on the metric grid, sorted by (start, pitch)."""
     onset, duration, pitch = notes
-    spb = params.steps_per_beat
+    start, end = note_steps(onset, duration, steps_per_beat)
+    order = np.lexsort((pitch, start))
     bar_beats = max(int(round(beats_per_bar)), 1)
-    roll = notes_to_roll(onset, duration, pitch, spb)
-    bars = musegan.to_bars(roll, bar_beats * spb)
-    start, end = note_steps(onset, duration, spb)
+    return PieceNotes(start=start[order], end=end[order],
+                      pitch=np.asarray(pitch, dtype=np.int64)[order],
+                      steps_per_beat=steps_per_beat, steps_per_bar=bar_beats * steps_per_beat)
+
+
+def piece_roll(p: PieceNotes) -> np.ndarray:
+    """Boolean (T, 128) roll of the notes; T = the last offset."""
+    return steps_to_roll(p.start, p.end, p.pitch)
+
+
+def piece_metrics(p: PieceNotes, params: EvaluateParams,
+                  rng: np.random.Generator | None = None) -> dict[str, float]:
+    """All music metrics of one piece. With `rng`, the bars of the accompaniment (everything
+    but the top voice) are shuffled first: MuseGAN's check that TD measures harmony."""
+    roll = piece_roll(p)
     top, rest = musegan.split_top_voice(roll)
+    if rng is not None:
+        rest = _shuffle_bars(rest, p.steps_per_bar, rng)
+        top = musegan.to_bars(top, p.steps_per_bar).reshape(rest.shape)
+        roll = top | rest
+    bars = musegan.to_bars(roll, p.steps_per_bar)
+    counts = roll.sum(axis=1)
+    beats_per_bar = p.steps_per_bar // p.steps_per_beat
     return {
         "empty_bar_ratio": musegan.empty_bar_ratio(bars),
         "used_pitch_classes": musegan.used_pitch_classes(bars),
-        "qualified_note_ratio": musegan.qualified_note_ratio(end - start,
+        "qualified_note_ratio": musegan.qualified_note_ratio(p.end - p.start,
                                                              params.qualified_min_steps),
-        "tonal_distance": musegan.tonal_distance(top, rest, spb, bar_beats),
-        "polyphony": muspy_set.polyphony(roll),
-        "pitch_range": muspy_set.pitch_range(pitch),
+        "tonal_distance": musegan.tonal_distance(top, rest, p.steps_per_beat, beats_per_bar),
+        "pitch_range": muspy_set.pitch_range(p.pitch),
+        "n_pitches_used": muspy_set.n_pitches_used(p.pitch),
+        "n_pitch_classes_used": muspy_set.n_pitch_classes_used(p.pitch),
+        "polyphony": muspy_set.polyphony(counts),
+        "polyphony_rate": muspy_set.polyphony_rate(counts),
+        "pitch_in_scale_rate": muspy_set.pitch_in_scale_rate(p.pitch),
+        "scale_consistency": muspy_set.scale_consistency(p.pitch),
+        "pitch_entropy": muspy_set.pitch_entropy(p.pitch),
+        "pitch_class_entropy": muspy_set.pitch_class_entropy(p.pitch),
+        "empty_beat_rate": muspy_set.empty_rate(counts, p.steps_per_beat),
+        "groove_consistency": muspy_set.groove_consistency(p.start, len(roll), p.steps_per_bar),
     }
 
 
@@ -63,19 +98,37 @@ def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams) -> dict:
+def split_pieces(prepared: Path, split: str, steps_per_beat: int) -> list[PieceNotes]:
+    """Every piece of one split of the prepared data, on the metric grid."""
     bars = read_pieces(prepared).set_index("piece_id").beats_per_bar
-    per_piece = [piece_metrics(notes, float(bars[pid]), params)
-                 for pid, notes in piece_notes(prepared, "test").items()]
-    result = mean_metrics(per_piece)
+    return [on_grid(notes, float(bars[pid]), steps_per_beat)
+            for pid, notes in piece_notes(prepared, split).items()]
+
+
+def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams,
+                       seed: int) -> dict:
+    """The reference rows: train, test, and test with the accompaniment's bars shuffled."""
+    train = split_pieces(prepared, "train", params.steps_per_beat)
+    test = split_pieces(prepared, "test", params.steps_per_beat)
+    rng = np.random.default_rng(seed)
+    result = {
+        "train": mean_metrics([piece_metrics(p, params) for p in train]),
+        "test": mean_metrics([piece_metrics(p, params) for p in test]),
+        "test_shuffled_bars": mean_metrics([piece_metrics(p, params, rng) for p in test]),
+    }
     write_json(out_json, result)
-    log.info("reference (test split, %d pieces): %s", len(per_piece), _fmt(result))
+    for row, metrics in result.items():
+        log.info("reference %s (%d pieces): %s", row, metrics["n_pieces"], _fmt(metrics))
+    td_test, td_shuffled = (result[r]["tonal_distance"] for r in REFERENCE_ROWS[1:])
+    if not td_shuffled > td_test:
+        log.warning("TD did not rise with shuffled bars (%.3f -> %.3f): too few test pieces?",
+                    td_test, td_shuffled)
     return result
 
 
 def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
                    params: EvaluateParams, seed: int) -> dict:
-    per_piece, unreadable = [], 0
+    samples, unreadable = [], 0
     for path in sorted(generated.glob("*.mid")):
         try:
             parsed = parse_midi(path, "all")
@@ -84,14 +137,38 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
             unreadable += 1
             continue
         n = parsed.notes
-        per_piece.append(piece_metrics((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                                       parsed.beats_per_bar, params))
-    result = mean_metrics(per_piece)
+        samples.append(on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
+                               parsed.beats_per_bar, params.steps_per_beat))
+    result = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
     result.update(token_likelihood(ckpt, prepared, seed))
+    result["yang_lerch"] = yang_lerch_vs_test(samples, prepared, params)
     write_json(out_json, result)
     log.info("%s: %s", generated.name, _fmt(result))
     return result
+
+
+def yang_lerch_vs_test(samples: list[PieceNotes], prepared: Path, params: EvaluateParams
+                       ) -> dict:
+    """KL and OA per feature against test-set excerpts as long as the median sample, so that
+    length-dependent features (note counts) compare like with like."""
+    if not samples:
+        return {}
+    n_steps = int(np.median([int(p.end.max(initial=0)) for p in samples]))
+    reference = [excerpt(p, n_steps) for p in split_pieces(prepared, "test",
+                                                            params.steps_per_beat)]
+    per_feature = yang_lerch.compare_sets(samples, [p for p in reference if len(p.pitch)])
+    per_feature["mean"] = {k: float(np.nanmean([f[k] for f in per_feature.values()]))
+                           for k in ("kl", "oa")}
+    return per_feature
+
+
+def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
+    """The first `n_steps` of a piece; notes cut at the end."""
+    keep = p.start < n_steps
+    return PieceNotes(start=p.start[keep], end=np.minimum(p.end[keep], n_steps),
+                      pitch=p.pitch[keep], steps_per_beat=p.steps_per_beat,
+                      steps_per_bar=p.steps_per_bar)
 
 
 def token_likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
@@ -109,5 +186,12 @@ def token_likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
     return summarise(nll, correct, count)
 
 
+def _shuffle_bars(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Whole bars in random order; the roll comes back padded to whole bars."""
+    bars = musegan.to_bars(roll, steps_per_bar)
+    return bars[rng.permutation(len(bars))].reshape(-1, roll.shape[1])
+
+
 def _fmt(metrics: dict) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in metrics.items())
+    return ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float | int))

@@ -1,23 +1,29 @@
-"""`report`: metrics, loss curves and samples -> `reports/report.md` with PNG plots.
+"""`report`: metrics, loss curves and samples -> `reports/report.md` and `reports/index.html`.
 
-The report is for people: one table of models x metrics with the test data as the reference
-row, the loss curves, and a piano roll of one sample per model with a link to its MIDI file.
+The report is for people. Both files hold the same sections: the metrics table (metrics as
+rows; the reference rows, then the models, as columns), Yang & Lerch's OA/KL table, a bar
+chart per metric, the loss curves, and a piano roll of every sample linked to its MIDI file.
+The HTML references only local files (the PNGs and MIDI beside it), so it opens offline.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cadenza.evaluate import MUSIC_METRICS  # noqa: E402
+from cadenza.evaluate import MUSIC_METRICS, REFERENCE_ROWS  # noqa: E402
 from cadenza.io import atomic_path, read_json  # noqa: E402
+from cadenza.metrics.yang_lerch import FEATURES  # noqa: E402
 from cadenza.prepare.parse import RejectedPiece, parse_midi  # noqa: E402
 from cadenza.representations.rolls import notes_to_roll  # noqa: E402
 
@@ -25,48 +31,115 @@ log = logging.getLogger(__name__)
 
 REFERENCE = "reference"
 LIKELIHOOD = ["nll", "perplexity", "accuracy"]
+YANG_LERCH = ["yl_mean_oa", "yl_mean_kl"]
+INTRO = ("Music metrics are means over pieces, on a 24-steps-per-beat grid (definitions and "
+         "citations in the README). The reference columns are the training data, the test "
+         "data, and the test data with the accompaniment's bars shuffled against the melody "
+         "(MuseGAN's check: tonal distance must rise). Likelihood metrics are teacher-forced on "
+         "the test split. `yl_mean_oa` / `yl_mean_kl` are the mean Yang & Lerch overlap area "
+         "(1 = as close to the test set as it is to itself) and KL divergence over 11 "
+         "features.")
+
+
+@dataclass
+class Figure:
+    png: Path
+    caption: str
+    link: Path | None = None  # e.g. the sample's MIDI file
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: pd.DataFrame | None = None
+    figures: list[Figure] = field(default_factory=list)
 
 
 def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: Path,
-                 plots: Path) -> Path:
+                 out_html: Path, out_csv: Path, plots: Path) -> None:
     plots.mkdir(parents=True, exist_ok=True)
     table = metrics_table(metrics_dir)
-    models = [m for m in table.index if m != REFERENCE]
-    lines = ["# Cadenza report", "",
-             "Music metrics are means over pieces (MuseGAN definitions at 24 steps per beat; "
-             "see the README). `reference` is the test split itself. Likelihood metrics are "
-             "teacher-forced on the test split.", "",
-             "## Metrics", "", _markdown_table(table), ""]
-
+    with atomic_path(out_csv) as tmp:  # one row per column: what `dvc plots` charts
+        table.T.rename_axis("column").to_csv(tmp)
+    models = [c for c in table.columns if not c.startswith(REFERENCE)]
+    sections = [Section("Metrics", INTRO, table)]
+    yl = yang_lerch_table(metrics_dir, models)
+    if yl is not None:
+        sections.append(Section(
+            "Closeness to real music (Yang & Lerch 2018)",
+            "Per feature: overlap area (OA, higher is closer) and KL divergence (lower is "
+            "closer) between the test set's intra-set distances and the samples-to-test "
+            "distances; test excerpts are cut to the samples' median length.", yl))
+    sections.append(Section("Metric charts", figures=[
+        Figure(plot_metric_bars(table, plots / "metrics.png"), "each metric, per column")]))
     loss_png = plot_losses(train_logs, models, plots / "loss.png")
     if loss_png:
-        lines += ["## Loss curves", "", f"![loss curves]({_rel(loss_png, out_md)})", ""]
-
-    lines += ["## Samples", ""]
+        sections.append(Section("Loss curves", figures=[Figure(loss_png, "loss curves")]))
     for model in models:
         samples = sorted((generated / model).glob("*.mid"))
-        if not samples:
-            lines += [f"- {model}: no samples", ""]
-            continue
-        png = plot_roll(samples[0], plots / f"{model}_roll.png", title=f"{model}: "
-                        f"{samples[0].name}")
-        links = ", ".join(f"[{p.name}]({_rel(p, out_md)})" for p in samples)
-        lines += [f"### {model}", ""]
-        if png:
-            lines += [f"![{model} piano roll]({_rel(png, out_md)})", ""]
-        lines += [f"MIDI: {links}", ""]
-    with atomic_path(out_md) as tmp:
-        tmp.write_text("\n".join(lines))
-    log.info("report -> %s", out_md)
-    return out_md
+        figures = [Figure(png, f"{model}: {midi.name}", midi) for midi in samples
+                   if (png := plot_roll(midi, plots / f"{model}_{midi.stem}.png",
+                                        f"{model}: {midi.name}"))]
+        sections.append(Section(f"Samples: {model}",
+                                "" if samples else "No samples.", figures=figures))
+    _write(out_md, render_markdown(sections, out_md))
+    _write(out_html, render_html(sections, out_html))
+    log.info("report -> %s, %s, %s", out_md, out_html, out_csv)
 
 
 def metrics_table(metrics_dir: Path) -> pd.DataFrame:
-    rows = {p.stem: read_json(p) for p in sorted(metrics_dir.glob("*.json"))}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    columns = [c for c in MUSIC_METRICS + LIKELIHOOD + ["n_pieces"] if c in table.columns]
-    order = [REFERENCE] + sorted(i for i in table.index if i != REFERENCE)
-    return table.reindex(index=[i for i in order if i in table.index], columns=columns)
+    """Metrics as rows; `reference:train`, `reference:test`, ..., then one column per model."""
+    columns: dict[str, dict] = {}
+    reference = metrics_dir / f"{REFERENCE}.json"
+    if reference.exists():
+        rows = read_json(reference)
+        for row in REFERENCE_ROWS:
+            columns[f"{REFERENCE}:{row}"] = rows[row]
+    for path in sorted(metrics_dir.glob("*.json")):
+        if path.stem != REFERENCE:
+            values = read_json(path)
+            mean = values.get("yang_lerch", {}).get("mean", {})
+            columns[path.stem] = {**values, "yl_mean_oa": mean.get("oa"),
+                                  "yl_mean_kl": mean.get("kl")}
+    table = pd.DataFrame(columns)
+    rows = [r for r in MUSIC_METRICS + LIKELIHOOD + YANG_LERCH + ["n_pieces"]
+            if r in table.index]
+    return table.reindex(rows).apply(pd.to_numeric, errors="coerce")
+
+
+def yang_lerch_table(metrics_dir: Path, models: list[str]) -> pd.DataFrame | None:
+    """Features as rows; `<model> OA` and `<model> KL` columns."""
+    columns = {}
+    for model in models:
+        per_feature = read_json(metrics_dir / f"{model}.json").get("yang_lerch") or {}
+        for stat in ("oa", "kl"):
+            columns[f"{model} {stat.upper()}"] = {f: per_feature[f][stat]
+                                                  for f in [*FEATURES, "mean"]
+                                                  if f in per_feature}
+    return pd.DataFrame(columns) if columns else None
+
+
+def plot_metric_bars(table: pd.DataFrame, out: Path) -> Path:
+    """One small bar chart per metric: reference columns in greys, models in colours."""
+    metrics = [m for m in table.index if m != "n_pieces"]
+    n_cols = 4
+    n_rows = -(-len(metrics) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.4 * n_rows),
+                             squeeze=False)
+    greys, hues = iter(["0.35", "0.6", "0.8"]), (f"C{i}" for i in range(100))
+    colors = [next(greys, "0.5") if c.startswith(REFERENCE) else next(hues)
+              for c in table.columns]
+    labels = [c.removeprefix(f"{REFERENCE}:") for c in table.columns]
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        values = table.loc[metric].to_numpy(dtype=float)
+        ax.bar(range(len(values)), np.nan_to_num(values), color=colors)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xticks(range(len(values)), labels, rotation=45, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
+    return _save(fig, out)
 
 
 def plot_losses(train_logs: Path, models: list[str], out: Path) -> Path | None:
@@ -94,32 +167,61 @@ def plot_roll(midi: Path, out: Path, title: str, steps_per_beat: int = 4) -> Pat
     roll = notes_to_roll(notes["onset_beats"], notes["duration_beats"], notes["pitch"],
                          steps_per_beat)
     low, high = int(notes["pitch"].min()) - 2, int(notes["pitch"].max()) + 3
-    fig, ax = plt.subplots(figsize=(9, 3))
+    fig, ax = plt.subplots(figsize=(9, 2.6))
     ax.imshow(roll[:, low:high].T, aspect="auto", origin="lower", cmap="Greys",
               interpolation="nearest", extent=(0, len(roll) / steps_per_beat, low, high))
     ax.set(xlabel="beat", ylabel="MIDI pitch", title=title)
     return _save(fig, out)
 
 
+def render_markdown(sections: list[Section], out: Path) -> str:
+    lines = ["# Cadenza report", ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        if s.text:
+            lines += [s.text, ""]
+        if s.table is not None:
+            lines += [s.table.to_markdown(floatfmt=".3f", missingval="-"), ""]
+        for f in s.figures:
+            lines += [f"![{f.caption}]({_rel(f.png, out)})", ""]
+            if f.link:
+                lines += [f"MIDI: [{f.link.name}]({_rel(f.link, out)})", ""]
+    return "\n".join(lines)
+
+
+def render_html(sections: list[Section], out: Path) -> str:
+    body = ["<h1>Cadenza report</h1>"]
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            body.append(f"<p>{html.escape(s.text)}</p>")
+        if s.table is not None:
+            body.append(s.table.to_html(border=0, float_format="{:.3f}".format, na_rep="-"))
+        for f in s.figures:
+            link = (f' <a href="{html.escape(_rel(f.link, out))}">{html.escape(f.link.name)}'
+                    "</a>" if f.link else "")
+            body.append(f'<figure><img src="{html.escape(_rel(f.png, out))}" '
+                        f'alt="{html.escape(f.caption)}"><figcaption>'
+                        f"{html.escape(f.caption)}{link}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;"
+             "text-align:right}tr:nth-child(even){background:#f3f3f3}img{max-width:100%}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Cadenza report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return out
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    header = "| model | " + " | ".join(table.columns) + " |"
-    sep = "|---|" + "---:|" * len(table.columns)
-    body = ["| " + str(name) + " | " + " | ".join(_cell(v) for v in row) + " |"
-            for name, row in table.iterrows()]
-    return "\n".join([header, sep, *body])
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
-def _cell(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.3f}"
-
-
-def _rel(path: Path, md: Path) -> str:
-    return os.path.relpath(path, md.parent)
+def _rel(path: Path, doc: Path) -> str:
+    return os.path.relpath(path, doc.parent)

@@ -98,6 +98,28 @@ def tonal_distance(roll_a: np.ndarray, roll_b: np.ndarray, steps_per_beat: int,
     return float(np.nanmean(per_bar[valid], axis=1).mean())
 
 
+def drum_pattern(onset_steps: np.ndarray, steps_per_beat: int = 24,
+                 tolerance: float = 0.3) -> float:
+    """DP, for drum tracks only: the share of drum onsets on the 16th-note grid (which holds
+    the 8th-note grid), an onset one step off the grid counting `tolerance`; the grid is
+    shifted circularly by 0 .. grid-1 steps and the best shift is kept.
+
+    `onset_steps` are the drum onsets in steps at `steps_per_beat` (24 in MuseGAN, so the
+    16th grid is every 6 steps).
+    """
+    onset_steps = np.asarray(onset_steps)
+    if len(onset_steps) == 0:
+        return float("nan")
+    grid = max(steps_per_beat // 4, 1)
+    weight = np.zeros(grid)
+    weight[0] = 1.0
+    if grid > 2:
+        weight[1] = weight[-1] = tolerance
+    phase = onset_steps % grid  # (N,)
+    scores = [weight[(phase - shift) % grid].sum() for shift in range(grid)]
+    return float(max(scores) / len(onset_steps))
+
+
 def split_top_voice(roll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split one track in two for TD: the highest sounding pitch at each step vs the rest.
 

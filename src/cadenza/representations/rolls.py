@@ -24,30 +24,45 @@ def notes_to_roll(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
                   steps_per_beat: int, n_steps: int | None = None) -> np.ndarray:
     """Dense boolean roll (T, 128); T covers the last offset unless `n_steps` is given."""
     start, end = note_steps(onset, duration, steps_per_beat)
-    total = int(end.max()) if len(end) else 0
-    n_steps = total if n_steps is None else n_steps
-    # difference array: +1 at onset, -1 at offset, cumulative sum > 0 means sounding
-    diff = np.zeros((max(n_steps, total) + 1, 128), dtype=np.int32)
-    pitch = np.asarray(pitch, dtype=np.int64)
-    np.add.at(diff, (start, pitch), 1)
-    np.add.at(diff, (end, pitch), -1)
-    return (np.cumsum(diff, axis=0)[:n_steps] > 0)
+    return steps_to_roll(start, end, pitch, n_steps)
+
+
+def steps_to_roll(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
+                  n_steps: int | None = None) -> np.ndarray:
+    """Dense boolean roll (T, 128) of notes given in steps (`end` exclusive).
+
+    Only the sounding cells are touched (a few per step), never all T x 128 of them.
+    """
+    start = np.asarray(start, dtype=np.int64)
+    lengths = np.maximum(np.asarray(end, dtype=np.int64) - start, 0)
+    total = int((start + lengths).max()) if len(start) else 0
+    roll = np.zeros((total if n_steps is None else max(n_steps, total), 128), dtype=bool)
+    first_cell = np.cumsum(lengths) - lengths
+    steps = np.repeat(start - first_cell, lengths) + np.arange(int(lengths.sum()))
+    roll[steps, np.repeat(np.asarray(pitch, dtype=np.int64), lengths)] = True
+    return roll if n_steps is None else roll[:n_steps]
 
 
 def roll_runs(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
               steps_per_beat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The roll of these notes as runs (pitch, start, end), without building the dense roll.
-
-    Quantised notes of one pitch that overlap or touch merge into one run, exactly as the
-    dense roll would show them; runs are sorted by (pitch, start).
-    """
+    """The roll of these notes as runs (pitch, start, end), without building the dense roll."""
     start, end = note_steps(onset, duration, steps_per_beat)
+    return merge_runs(start, end, pitch)
+
+
+def merge_runs(start: np.ndarray, end: np.ndarray, pitch: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Notes in steps -> runs (pitch, start, end), sorted by (pitch, start).
+
+    Notes of one pitch that overlap or touch merge into one run, exactly as the dense roll
+    would show them.
+    """
     pitch = np.asarray(pitch, dtype=np.int64)
     if len(pitch) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     order = np.lexsort((start, pitch))
-    p, s, e = pitch[order], start[order], end[order]
+    p, s, e = pitch[order], np.asarray(start)[order], np.asarray(end)[order]
     # running max of `end` within each pitch: offsetting by pitch keeps groups apart
     offset = p * (int(e.max()) + 1)
     reach = np.maximum.accumulate(e + offset) - offset
@@ -56,6 +71,17 @@ def roll_runs(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
     first = np.flatnonzero(new)
     last = np.r_[first[1:] - 1, len(p) - 1]
     return p[first], s[first], reach[last]
+
+
+def sounding_counts(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
+                    n_steps: int | None = None) -> np.ndarray:
+    """How many distinct pitches sound at each step: the row sums of the roll, in O(notes + T)
+    without building it."""
+    _, run_start, run_end = merge_runs(start, end, pitch)
+    n_steps = int(run_end.max(initial=0)) if n_steps is None else n_steps
+    diff = (np.bincount(run_start, minlength=n_steps + 1)[: n_steps + 1]
+            - np.bincount(run_end, minlength=n_steps + 1)[: n_steps + 1])
+    return np.cumsum(diff[:n_steps])
 
 
 def runs_to_roll(pitch: np.ndarray, start: np.ndarray, end: np.ndarray,

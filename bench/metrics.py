@@ -1,0 +1,116 @@
+"""Benchmark the metric suite on 10,000 bars of real music; prints time and ratio to muspy.
+
+    python bench/metrics.py                    # MAESTRO v2 from ../shared, else the chorales
+    python bench/metrics.py --midi-dir DIR     # any folder of .mid / .midi files
+
+It reads files until it has `--bars` bars (at 24 steps per beat, MuseGAN's grid), then times,
+in the same process and on the same pieces:
+  * `cadenza all`: every music metric of `cadenza.evaluate.piece_metrics` (MuseGAN's EB, UPC,
+    QN, TD and the MusPy set) plus Yang & Lerch's 11 features;
+  * `cadenza muspy-set`: only the metrics muspy also has, from the notes (no dense roll);
+  * `muspy`: muspy 0.5's own functions for those same metrics, on muspy Music objects built
+    from the same notes (building them is not timed).
+The ratio muspy / cadenza is on identical work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import muspy
+import numpy as np
+
+from cadenza.config import EvaluateParams
+from cadenza.evaluate import on_grid, piece_metrics
+from cadenza.metrics import muspy_set
+from cadenza.metrics.yang_lerch import PieceNotes, feature_matrix
+from cadenza.prepare.parse import RejectedPiece, parse_midi
+from cadenza.representations.rolls import sounding_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DIRS = [ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
+                ROOT / "data" / "raw" / "bach_chorales" / "midi"]
+SPB = 24
+
+
+def load_pieces(folder: Path, n_bars: int) -> list[PieceNotes]:
+    pieces, bars = [], 0
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi")):
+        try:
+            parsed = parse_midi(path, "piano")
+        except RejectedPiece:
+            continue
+        n = parsed.notes
+        piece = on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
+                        parsed.beats_per_bar, SPB)
+        pieces.append(piece)
+        bars += -(-int(piece.end.max()) // piece.steps_per_bar)
+        if bars >= n_bars:
+            break
+    return pieces
+
+
+def ours_muspy_set(p: PieceNotes) -> list[float]:
+    counts = sounding_counts(p.start, p.end, p.pitch)
+    return [muspy_set.pitch_range(p.pitch), muspy_set.n_pitches_used(p.pitch),
+            muspy_set.n_pitch_classes_used(p.pitch), muspy_set.polyphony(counts),
+            muspy_set.polyphony_rate(counts), muspy_set.pitch_in_scale_rate(p.pitch),
+            muspy_set.scale_consistency(p.pitch), muspy_set.pitch_entropy(p.pitch),
+            muspy_set.pitch_class_entropy(p.pitch), muspy_set.empty_rate(counts, SPB),
+            muspy_set.groove_consistency(p.start, len(counts), p.steps_per_bar)]
+
+
+def theirs(music: muspy.Music, steps_per_bar: int) -> list[float]:
+    return [muspy.pitch_range(music), muspy.n_pitches_used(music),
+            muspy.n_pitch_classes_used(music), muspy.polyphony(music),
+            muspy.polyphony_rate(music), muspy.pitch_in_scale_rate(music, 0, "major"),
+            muspy.scale_consistency(music), muspy.pitch_entropy(music),
+            muspy.pitch_class_entropy(music), muspy.empty_beat_rate(music),
+            muspy.groove_consistency(music, steps_per_bar)]
+
+
+def to_muspy(p: PieceNotes) -> muspy.Music:
+    notes = [muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
+             for s, e, q in zip(p.start, p.end, p.pitch, strict=True)]
+    return muspy.Music(resolution=SPB, tracks=[muspy.Track(notes=notes)])
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--midi-dir", type=Path)
+    parser.add_argument("--bars", type=int, default=10_000)
+    args = parser.parse_args()
+    folder = args.midi_dir or next((d for d in DEFAULT_DIRS if d.exists()), None)
+    if folder is None:
+        raise SystemExit("no MIDI folder: pass --midi-dir, or run `make run` first")
+    pieces = load_pieces(folder, args.bars)
+    n_bars = sum(-(-int(p.end.max()) // p.steps_per_bar) for p in pieces)
+    n_notes = sum(len(p.pitch) for p in pieces)
+    params = EvaluateParams()
+    musics = [to_muspy(p) for p in pieces]
+    print(f"{folder}: {len(pieces)} pieces, {n_bars:,} bars, {n_notes:,} notes at {SPB} "
+          f"steps per beat")
+    t_all = timed(lambda: ([piece_metrics(p, params) for p in pieces], feature_matrix(pieces)))
+    t_set = timed(lambda: [ours_muspy_set(p) for p in pieces])
+    t_muspy = timed(lambda: [theirs(m, p.steps_per_bar) for m, p in
+                             zip(musics, pieces, strict=True)])
+    print(f"cadenza all metrics      : {t_all:7.2f} s  ({n_bars / t_all:,.0f} bars/s)")
+    print(f"cadenza muspy-set metrics: {t_set:7.2f} s")
+    print(f"muspy 0.5 same metrics   : {t_muspy:7.2f} s")
+    print(f"ratio muspy / cadenza    : {t_muspy / t_set:7.1f}x")
+    agree = np.isclose([ours_muspy_set(p)[:9] for p in pieces],
+                       [theirs(m, p.steps_per_bar)[:9] for m, p in
+                        zip(musics, pieces, strict=True)], equal_nan=True).all()
+    print(f"the 9 shared definitions agree with muspy on every piece: {bool(agree)}")
+
+
+if __name__ == "__main__":
+    main()
