@@ -51,7 +51,8 @@ def compare_table(diff: dict[str, dict[str, dict]]) -> pd.DataFrame:
     for path, metrics in diff.items():
         for metric, values in metrics.items():
             old, new = values.get("old"), values.get("new")
-            better = direction(metric)
+            # real data has no better direction: it is what the models are judged against
+            better = "" if path.endswith(REFERENCE_FILE) else direction(metric)
             reference = test_values.get(f"{TEST_ROW}.{metric}", {})
             rows.append({
                 "file": path, "metric": metric, "old": old, "new": new,
@@ -59,8 +60,9 @@ def compare_table(diff: dict[str, dict[str, dict]]) -> pd.DataFrame:
                 "verdict": verdict(old, new, better, reference.get("old"),
                                    reference.get("new")),
             })
-    return pd.DataFrame(rows, columns=["file", "metric", "old", "new", "change", "better",
-                                       "verdict"])
+    table = pd.DataFrame(rows, columns=["file", "metric", "old", "new", "change", "better",
+                                        "verdict"])
+    return table.sort_values(["file", "metric"], ignore_index=True)
 
 
 def verdict(old, new, better: str, test_old=None, test_new=None) -> str:
