@@ -30,6 +30,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/train.py
 
 lock: setup  ## rewrite constraints.txt from the current venv
 	{ echo "# Exact versions of every dependency (pip constraints). Regenerate with: make lock"; \

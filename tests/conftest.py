@@ -44,9 +44,14 @@ def chorale_like(rng: np.random.Generator, n_beats: int = 32) -> list[list[tuple
 
 @pytest.fixture
 def raw_corpus(tmp_path: Path) -> Path:
-    """data/raw/<source>/ with 30 good pieces, plus a corrupt, an empty and a truncated file."""
+    return write_corpus(tmp_path)
+
+
+def write_corpus(root: Path) -> Path:
+    """root/raw/toy/ with 30 good pieces, plus a corrupt, an empty and a truncated file;
+    returns root/raw."""
     rng = np.random.default_rng(0)
-    folder = tmp_path / "raw" / "toy"
+    folder = root / "raw" / "toy"
     rows = []
     for i in range(30):
         path = write_score(folder / "midi" / f"p{i:02d}.mid", chorale_like(rng), key_sig=(0, 0))
@@ -62,7 +67,7 @@ def raw_corpus(tmp_path: Path) -> Path:
     rows.append({"piece_id": "bwv277", "status": "rejected",
                  "reason": "ExpanderException: badly formed repeats"})
     write_manifest(folder, rows, TOY_SOURCE)
-    return tmp_path / "raw"
+    return root / "raw"
 
 
 @pytest.fixture(scope="session")

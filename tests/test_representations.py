@@ -27,6 +27,14 @@ NOTES = (np.array([0.0, 0.0, 0.0, 1.0, 1.5, 2.0, 4.0]),
          np.array([60, 48, 64, 62, 64, 67, 72]))
 
 
+def piece(notes, velocity=80) -> dict:
+    """The prepared columns of one piece at 120 bpm (half a second per beat)."""
+    onset, duration, pitch = notes
+    return {"onset_beats": onset, "duration_beats": duration, "pitch": pitch,
+            "onset_s": onset / 2, "duration_s": duration / 2,
+            "velocity": np.full(len(pitch), velocity)}
+
+
 def _sorted(notes):
     onset, dur, pitch = (np.asarray(a, dtype=float) for a in notes)
     order = np.lexsort((pitch, onset))
@@ -50,7 +58,7 @@ def test_short_note_keeps_one_step():
 
 def test_chord_tokens_round_trip():
     params = TokenParams(scheme="chord", steps_per_beat=2)
-    tokens = encode(NOTES, params)
+    tokens = encode(piece(NOTES), params)
     assert tokens[:4] == ["48-60-64", "48-60-64", "48-62", "48-64"]
     assert tokens[6] == REST
     for a, b in zip(_sorted(decode(tokens, params)), _sorted(NOTES), strict=True):
@@ -60,15 +68,15 @@ def test_chord_tokens_round_trip():
 def test_chord_tokens_cap_polyphony_like_seed_003():
     notes = (np.zeros(6), np.ones(6), np.array([48, 52, 55, 60, 64, 67]))
     params = TokenParams(scheme="chord", steps_per_beat=1, max_polyphony=4)
-    (token,) = encode(notes, params, seed=1)
+    (token,) = encode(piece(notes), params, seed=1)
     kept = [int(p) for p in token.split("-")]
     assert len(kept) == 3 and set(kept) <= {48, 52, 55, 60, 64, 67}
-    assert encode(notes, params, seed=1) == [token]  # reproducible
+    assert encode(piece(notes), params, seed=1) == [token]  # reproducible
 
 
 def test_pitch_next_round_trip_onsets_and_pitches():
     params = TokenParams(scheme="pitch_next", steps_per_beat=2)
-    tokens = encode(NOTES, params)
+    tokens = encode(piece(NOTES), params)
     assert tokens[:5] == ["48", "60", "64", NEXT, NEXT]
     assert tokens.count(NEXT) == 9  # one per step up to the last onset (step 8)
     onset, dur, pitch = _sorted(decode(tokens, params))
@@ -90,7 +98,7 @@ def test_decode_skips_garbage_and_stops_at_eos():
 @pytest.mark.parametrize("scheme", ["chord", "pitch_next"])
 def test_vocab_and_ids(scheme):
     params = TokenParams(scheme=scheme, steps_per_beat=2)
-    seq = encode(NOTES, params)
+    seq = encode(piece(NOTES), params)
     vocab = build_vocab([seq], min_count=1)
     assert vocab[:3] == ["<pad>", UNK, EOS]
     ids = to_ids([seq, ["never-seen"]], vocab)
@@ -118,3 +126,33 @@ def test_sounding_counts_are_the_row_sums_of_the_roll():
     pitch = rng.integers(40, 50, 200)  # many overlaps of one pitch
     roll = steps_to_roll(start, end, pitch)
     assert (sounding_counts(start, end, pitch) == roll.sum(axis=1)).all()
+
+
+def test_melody_tokens_follow_the_top_voice_like_seed_001():
+    params = TokenParams(scheme="melody", steps_per_beat=2)
+    tokens = encode(piece(NOTES), params)
+    # step 0: 64 starts (the highest of the chord), held to step 1; 62 at step 2; ...
+    assert tokens[:6] == ["64", "_", "62", "64", "67", "_"]
+    assert tokens[6:] == ["r", "r", "72"]
+    onset, dur, pitch = decode(tokens, params)
+    assert list(pitch) == [64, 62, 64, 67, 72]
+    assert list(onset) == [0.0, 1.0, 1.5, 2.0, 4.0] and list(dur) == [1.0, 0.5, 0.5, 1.0, 0.5]
+
+
+def test_lowest_tokens_keep_the_lowest_sounding_note_like_seed_000():
+    params = TokenParams(scheme="lowest", steps_per_beat=2)
+    tokens = encode(piece(NOTES), params)
+    assert tokens == ["48"] * 4 + ["67", "67", REST, REST, "72"]
+    onset, dur, pitch = decode(tokens, params)
+    assert list(pitch) == [48, 67, 72] and list(dur) == [2.0, 1.0, 0.5]
+
+
+def test_event_tokens_round_trip_performance_rnn_style():
+    params = TokenParams(scheme="event", velocity_bins=32)
+    tokens = encode(piece(NOTES, velocity=100), params)
+    assert tokens[:4] == ["vel_25", "on_48", "on_60", "on_64"]  # 100 * 32 // 128 = 25
+    assert "shift_50" in tokens and all(int(t.split("_")[1]) <= 100 for t in tokens
+                                        if t.startswith("shift_"))
+    # seconds at 120 bpm come back as beats: exact on a 10 ms grid
+    for a, b in zip(_sorted(decode(tokens, params)), _sorted(NOTES), strict=True):
+        np.testing.assert_allclose(a, b)

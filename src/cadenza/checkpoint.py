@@ -1,4 +1,4 @@
-"""Self-describing checkpoints (as in nanoGPT): weights + config + vocabulary + step.
+"""Self-describing checkpoints (as in nanoGPT): weights + config + data info + step.
 
 `generate` and `evaluate` need nothing but this file. It holds only tensors and plain Python
 data, so it loads with `torch.load(weights_only=True)`: a checkpoint is data, never code.
@@ -17,17 +17,18 @@ from cadenza.config import ModelParams, from_dict
 from cadenza.io import atomic_path
 from cadenza.models import FAMILIES
 
-FORMAT = "cadenza-checkpoint/1"
+FORMAT = "cadenza-checkpoint/2"
 
 
-def save_checkpoint(path: Path, *, name: str, params: ModelParams, vocab: list[str],
+def save_checkpoint(path: Path, *, name: str, params: ModelParams, info: dict,
                     model: torch.nn.Module, epoch: int, step: int, valid_loss: float,
                     seed: int) -> None:
+    """`info` is what the model keeps from the training data (the vocabulary), plain data."""
     payload = {
         "format": FORMAT,
         "name": name,
         "params": asdict(params),
-        "vocab": vocab,
+        "info": info,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "epoch": epoch,
         "step": step,
@@ -50,6 +51,6 @@ def load_checkpoint(path: Path, device: str = "cpu"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
     params = from_dict(ModelParams, payload["params"], f"{path}:params")
-    model = FAMILIES[params.family].build(len(payload["vocab"]), params.net)
+    model = FAMILIES[params.family].build(params.net, payload["info"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), params, payload

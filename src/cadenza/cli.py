@@ -17,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Cadenza: a reproducible pipeline for symbolic-music generation.")
 flow_app = typer.Typer(no_args_is_help=True, help="Run the DVC DAG as a Prefect flow.")
 app.add_typer(flow_app, name="flow")
+bench_app = typer.Typer(no_args_is_help=True, help="Published benchmarks, reproduced.")
+app.add_typer(bench_app, name="benchmark")
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to validate and use")
 
@@ -83,7 +85,8 @@ def train(model: str, prepared: Path = typer.Option(...), ckpt: Path = typer.Opt
     from cadenza.train import train as run_train
 
     params = _params(params_file)
-    run_train(model, _model(params, model), prepared, ckpt, log, params.seed)
+    _model(params, model)
+    run_train(model, params.model(model), prepared, ckpt, log, params.seed)
 
 
 @app.command()
@@ -158,6 +161,42 @@ def plots(project: Path = typer.Option(Path("."), help="the DVC project folder")
 
     page = show(project, out, project / ".cache" / "dvc-plots-offline.html")
     typer.echo(f"plots: {page}")
+
+
+@bench_app.command("bl")
+def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedata or "
+                                             "piano_midi_de"),
+                 model: str = typer.Option(..., help="a model of the benchmark's params"),
+                 out: Path = typer.Option(..., help="result JSON"),
+                 cache: Path = typer.Option(Path(".cache/downloads")),
+                 params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+    """Boulanger-Lewandowski et al.'s polyphonic benchmark: train, early-stop, test NLL."""
+    from cadenza.benchmark import DATASETS, dataset_file, load_bl, load_params, run
+
+    try:
+        params = load_params(params_file)
+    except ParamsError as err:
+        typer.echo(f"error: bad param: {err}", err=True)
+        raise typer.Exit(2) from None
+    for name, known in (("dataset", params.datasets), ("model", params.models)):
+        value = dataset if name == "dataset" else model
+        if value not in known or (name == "dataset" and value not in DATASETS):
+            typer.echo(f"error: bad param: --{name} {value}: not in {params_file}", err=True)
+            raise typer.Exit(2)
+    path = dataset_file(dataset, params.datasets[dataset], cache)
+    run(dataset, load_bl(path), model, params.models[model], params.seed, out)
+
+
+@bench_app.command("table")
+def benchmark_table(results: Path = typer.Option(...), out: Path = typer.Option(...)) -> None:
+    """Our benchmark results beside the published numbers, as markdown."""
+    from cadenza.benchmark import results_table
+    from cadenza.io import atomic_path, read_json
+
+    rows = [read_json(p) for p in sorted(results.glob("*.json"))]
+    with atomic_path(out) as tmp:
+        tmp.write_text(results_table(rows))
+    typer.echo(out.read_text())
 
 
 @flow_app.command("run")

@@ -16,8 +16,8 @@ from dvc.repo import Repo
 
 from cadenza.evaluate import MUSIC_METRICS
 
-LOWER = {"nll", "perplexity", "kl", "yl_mean_kl", "empty_samples"}
-HIGHER = {"accuracy", "oa", "yl_mean_oa"}
+LOWER = {"nll", "perplexity", "frame_nll", "kl", "yl_mean_kl", "empty_samples"}
+HIGHER = {"accuracy", "frame_accuracy", "oa", "yl_mean_oa"}
 REFERENCE_FILE = "reference.json"
 TEST_ROW = "test"
 

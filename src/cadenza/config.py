@@ -74,48 +74,41 @@ class PrepareParams:
 class TokenParams:
     """How notes become tokens (see `cadenza.representations.tokens`)."""
 
-    scheme: Literal["chord", "pitch_next"]
-    steps_per_beat: int = 2  # seed 003 samples at eighth notes
+    scheme: Literal["chord", "pitch_next", "melody", "lowest", "event"]
+    steps_per_beat: int = 2  # seed 003 samples at eighth notes (grid schemes only)
     max_polyphony: int = 4  # seed 003: above this, keep 3 notes chosen at random
     min_count: int = 1  # rarer tokens become <unk>
+    velocity_bins: int = 32  # event scheme: Performance RNN's velocity resolution
 
     def __post_init__(self) -> None:
         _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
         _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
         _check(self.min_count >= 1, "min_count", "must be >= 1")
-
-
-@dataclass(frozen=True)
-class NetParams:
-    """A token language model: embedding -> n recurrent layers -> softmax."""
-
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = 2
-    embedding: int = 128
-    hidden: int = 128
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("layers", "embedding", "hidden"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = 5
+    epochs: int = 5  # 0 = no training: the untrained and unigram baselines
     batch_size: int = 50
     seq_len: int = 50
     lr: float = 0.002
+    optimizer: Literal["adam", "sgd", "adagrad"] = "adam"  # seed 002 compares the three
+    schedule: Literal["plateau", "cyclic", "constant"] = "plateau"
+    lr_min: float = 1e-4  # cyclic: the triangle runs between lr_min and lr (seed 002)
+    cycle_steps: int = 100  # cyclic: steps from lr_min up to lr
     clip: float = 5.0  # max gradient norm
     patience: int = 3  # early stopping: epochs without a better valid loss
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
+    compile: bool = False  # torch.compile the model (on a GPU only)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "seq_len", "patience"):
+        _check(self.epochs >= 0, "epochs", "must be >= 0")
+        for name in ("batch_size", "seq_len", "patience", "cycle_steps"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
         _check(self.lr > 0, "lr", "must be > 0")
+        _check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
         _check(self.clip > 0, "clip", "must be > 0")
         _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
         _check(self.max_batches >= 0, "max_batches", "must be >= 0")
@@ -123,12 +116,53 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """One entry of `models:`; the key becomes the stage name `train@<key>`."""
+    """One entry of `models:`; the key becomes the stage name `train@<key>`.
 
-    family: Literal["token_lm"]
-    tokens: TokenParams
-    net: NetParams = field(default_factory=NetParams)
+    `family` names a file in `cadenza.models`; `net` is validated against that family's own
+    `Net` dataclass, so each family keeps its hyper-parameters (with the paper's values as
+    defaults) beside its code. `tokens` is required by the families that read token streams.
+    """
+
+    family: str
+    tokens: TokenParams | None = None
+    net: dict[str, Any] = field(default_factory=dict)
     train: TrainParams = field(default_factory=TrainParams)
+    # train and evaluate on these sources when the prepared data has any of them (seed 001:
+    # Essen), else on everything
+    prefer_sources: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from cadenza.models import FAMILIES  # late: the model files import this module
+
+        _check(self.family in FAMILIES, "family",
+               f"unknown model family {self.family!r} (known: {', '.join(sorted(FAMILIES))})")
+        family = FAMILIES[self.family]
+        _check(family.KIND != "tokens" or self.tokens is not None, "tokens",
+               f"family {self.family} reads tokens: give a token scheme")
+        net = self.net if isinstance(self.net, dict) else dataclasses.asdict(self.net)
+        try:
+            object.__setattr__(self, "net", from_dict(family.Net, net, "net"))
+        except ParamsError as err:
+            name, _, message = str(err).partition(": ")
+            raise _RangeError(name, message) from None
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    """Caps that a profile puts on every model's training (0 = no cap). `quick` keeps
+    `make run` to minutes on a CPU; `full` trains the models as their papers did."""
+
+    max_epochs: int = 0
+    max_batches: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_epochs >= 0, "max_epochs", "must be >= 0")
+        _check(self.max_batches >= 0, "max_batches", "must be >= 0")
+
+    def apply(self, train: TrainParams) -> TrainParams:
+        epochs = min(train.epochs, self.max_epochs) if self.max_epochs else train.epochs
+        batches = [b for b in (train.max_batches, self.max_batches) if b]
+        return dataclasses.replace(train, epochs=epochs, max_batches=min(batches, default=0))
 
 
 @dataclass(frozen=True)
@@ -165,6 +199,9 @@ class Params:
     seed: int
     sources: dict[str, SourceParams]
     models: dict[str, ModelParams]
+    profile: str = "quick"
+    profiles: dict[str, ProfileParams] = field(default_factory=lambda: {
+        "quick": ProfileParams(), "full": ProfileParams()})
     prepare: PrepareParams = field(default_factory=PrepareParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
@@ -172,6 +209,13 @@ class Params:
     def __post_init__(self) -> None:
         _check(len(self.sources) > 0, "sources", "select at least one source")
         _check(len(self.models) > 0, "models", "list at least one model")
+        _check(self.profile in self.profiles, "profile",
+               f"must be one of the profiles: {', '.join(self.profiles)}")
+
+    def model(self, name: str) -> ModelParams:
+        """Model `name` with the selected profile's caps applied to its training."""
+        mp = self.models[name]
+        return dataclasses.replace(mp, train=self.profiles[self.profile].apply(mp.train))
 
 
 # --------------------------------------------------------------------------- loading
@@ -219,9 +263,16 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if hint is Any:  # checked later by its owner (ModelParams.net by the family's Net)
+        return value
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {_show(value)}")
+        return [_coerce(item_type, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, item_type = typing.get_args(hint)
         if not isinstance(value, dict):

@@ -1,33 +1,104 @@
-"""From the prepared shards to what models eat: per-piece notes and token streams."""
+"""From the prepared shards to what models eat, in the unit of each model family.
+
+Three kinds of input, named by a family's `KIND`:
+* `tokens`: a token scheme's strings per piece, then one id stream (pieces joined by `<eos>`);
+* `frames`: a binary piano roll per piece on the family's grid, joined by a silent frame;
+* `notes`: (pitch, step, duration) per note, step and duration in seconds (the TensorFlow
+  tutorial's features, seed 004), joined in onset order.
+Each becomes one tensor; the trainer cuts it into windows. What a model must remember from
+the training data (the vocabulary) is `info`, plain data that goes into the checkpoint.
+"""
 
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from cadenza.config import TokenParams
-from cadenza.prepare.shards import read_table
-from cadenza.representations.tokens import Notes, encode
+from cadenza.config import ModelParams, TokenParams
+from cadenza.prepare.parse import NOTE_ARRAYS
+from cadenza.prepare.shards import read_pieces, read_table
+from cadenza.representations.rolls import notes_to_roll
+from cadenza.representations.tokens import Notes, Piece, build_vocab, encode, to_ids
 
-NOTE_FIELDS = ["piece_id", "onset_beats", "duration_beats", "pitch"]
+
+def split_pieces(prepared: Path, split: str, prefer_sources: list[str] | None = None
+                 ) -> dict[str, Piece]:
+    """Every note column of every piece of one split, keyed by piece id, in id order; only
+    the pieces of `prefer_sources` when the prepared data holds any of them."""
+    columns = ["piece_id", "source", *[c for c in NOTE_ARRAYS if c != "track"]]
+    frame = read_table(prepared, "notes", split, columns=columns)
+    if prefer_sources and read_pieces(prepared).source.isin(prefer_sources).any():
+        frame = frame[frame.source.isin(prefer_sources)]
+    return {str(pid): {c: group[c].to_numpy() for c in columns[2:]}
+            for pid, group in frame.groupby("piece_id", sort=True, observed=True)}
 
 
 def piece_notes(prepared: Path, split: str) -> dict[str, Notes]:
-    """Notes of every piece of one split, keyed by piece id, in id order."""
-    frame = read_table(prepared, "notes", split, columns=NOTE_FIELDS)
+    """(onset_beats, duration_beats, pitch) of every piece of one split."""
+    return {pid: (p["onset_beats"], p["duration_beats"], p["pitch"].astype(np.int64))
+            for pid, p in split_pieces(prepared, split).items()}
+
+
+def token_sequences(pieces: dict[str, Piece], params: TokenParams, seed: int
+                    ) -> dict[str, list[str]]:
+    """Tokens of every piece; the per-piece RNG seed depends only on the id."""
+    return {pid: encode(piece, params, seed=seed + zlib.crc32(pid.encode()))
+            for pid, piece in pieces.items()}
+
+
+def piece_frames(pieces: dict[str, Piece], steps_per_beat: int) -> dict[str, np.ndarray]:
+    """A (T, 128) uint8 binary roll per piece: a byte per cell, 4x less than float32 (the
+    trainer's batches become float)."""
+    return {pid: notes_to_roll(p["onset_beats"], p["duration_beats"], p["pitch"],
+                               steps_per_beat).astype(np.uint8)
+            for pid, p in pieces.items()}
+
+
+def piece_note_features(pieces: dict[str, Piece]) -> dict[str, np.ndarray]:
+    """(N, 3) float32 per piece: pitch, seconds since the previous onset, duration."""
     out = {}
-    for piece_id, group in frame.groupby("piece_id", sort=True):
-        out[str(piece_id)] = (group.onset_beats.to_numpy(), group.duration_beats.to_numpy(),
-                              group.pitch.to_numpy().astype(np.int64))
+    for pid, p in pieces.items():
+        order = np.lexsort((p["pitch"], p["onset_s"]))
+        onset = p["onset_s"][order]
+        out[pid] = np.stack([p["pitch"][order], np.diff(onset, prepend=onset[:1]),
+                             p["duration_s"][order]], axis=1).astype(np.float32)
     return out
 
 
-def token_sequences(prepared: Path, split: str, params: TokenParams, seed: int
-                    ) -> dict[str, list[str]]:
-    """Tokens of every piece of one split; the per-piece RNG seed depends only on the id."""
-    return {
-        piece_id: encode(notes, params, seed=seed + zlib.crc32(piece_id.encode()))
-        for piece_id, notes in piece_notes(prepared, split).items()
-    }
+def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> dict[str, object]:
+    """One split in the family's unit: token lists, frame arrays or note-feature arrays."""
+    from cadenza.models import FAMILIES
+
+    kind = FAMILIES[mp.family].KIND
+    pieces = split_pieces(prepared, split, mp.prefer_sources)
+    if kind == "tokens":
+        return token_sequences(pieces, mp.tokens, seed)
+    if kind == "frames":
+        return piece_frames(pieces, mp.net.steps_per_beat)
+    return piece_note_features(pieces)
+
+
+def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:
+    """What the model keeps from the training data: the vocabulary and token counts."""
+    if mp.tokens is None:
+        return {}
+    vocab = build_vocab(train_units.values(), mp.tokens.min_count)
+    counts = Counter(t for seq in train_units.values() for t in seq)
+    return {"vocab": vocab, "counts": [counts.get(t, 0) for t in vocab]}
+
+
+def to_stream(units: dict[str, object], info: dict) -> torch.Tensor:
+    """Join the pieces of a split into the one tensor the trainer cuts into windows."""
+    if "vocab" in info:
+        return torch.from_numpy(to_ids(units.values(), info["vocab"]))
+    parts = list(units.values())
+    if not parts:
+        return torch.zeros(0)
+    if parts[0].shape[1] == 128:  # frames: a silent frame between pieces
+        gap = np.zeros((1, 128), dtype=np.uint8)
+        parts = [x for part in parts for x in (part, gap)]
+    return torch.from_numpy(np.concatenate(parts))

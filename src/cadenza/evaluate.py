@@ -2,7 +2,8 @@
 
 Music metrics are computed per piece on a 24-steps-per-beat roll (MuseGAN's resolution), then
 averaged over pieces. Token models also get teacher-forced NLL, perplexity and accuracy on the
-test split, and every model gets Yang & Lerch's overlap with the test split. The `reference`
+test split, piano-roll models the frame NLL and accuracy, and every model gets Yang & Lerch's
+overlap with the test split. The `reference`
 stage gives the rows every model is read against: the training data, the test data, and the
 test data with the accompaniment's bars shuffled (MuseGAN's sanity check: TD must rise).
 """
@@ -17,15 +18,16 @@ import torch
 
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams
-from cadenza.data import piece_notes, token_sequences
+from cadenza.data import load_units, piece_notes, to_stream
 from cadenza.io import write_json
 from cadenza.metrics import musegan, muspy_set, yang_lerch
-from cadenza.metrics.likelihood import summarise, token_sums
+from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
 from cadenza.metrics.yang_lerch import PieceNotes
+from cadenza.models import FAMILIES
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
 from cadenza.representations.rolls import note_steps, steps_to_roll
-from cadenza.representations.tokens import PAD, Notes, to_ids
+from cadenza.representations.tokens import Notes
 from cadenza.train import pick_device, stream_logits
 
 log = logging.getLogger(__name__)
@@ -141,7 +143,7 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
                                parsed.beats_per_bar, params.steps_per_beat))
     result = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
-    result.update(token_likelihood(ckpt, prepared, seed))
+    result.update(likelihood(ckpt, prepared, seed))
     result["yang_lerch"] = yang_lerch_vs_test(samples, prepared, params)
     write_json(out_json, result)
     log.info("%s: %s", generated.name, _fmt(result))
@@ -171,19 +173,28 @@ def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
                       steps_per_bar=p.steps_per_bar)
 
 
-def token_likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
-    """Teacher-forced next-token NLL (nats), perplexity and accuracy on the test split."""
+def likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
+    """Teacher-forced likelihood on the test split, where the family defines one: token NLL
+    (nats), perplexity and accuracy for token models; frame NLL and Bay et al.'s frame
+    accuracy for piano-roll models with per-pitch sigmoids. Empty for VAEs and GANs."""
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
-    vocab = payload["vocab"]
-    sequences = token_sequences(prepared, "test", mp.tokens, seed)
-    ids = torch.from_numpy(to_ids(sequences.values(), vocab))
-    pad = vocab.index(PAD)
-    nll, correct, count = 0.0, 0, 0
-    for logits, y in stream_logits(model, ids, mp.train.seq_len, device):
-        s = token_sums(torch.log_softmax(logits, -1).cpu().numpy(), y.cpu().numpy(), pad)
-        nll, correct, count = nll + s[0], correct + s[1], count + s[2]
-    return summarise(nll, correct, count)
+    family = FAMILIES[mp.family]
+    units = load_units(prepared, "test", mp, seed)
+    stream = to_stream(units, payload["info"])
+    if family.KIND == "tokens":
+        nll, correct, count = 0.0, 0, 0
+        for logits, y in stream_logits(model, stream, mp.train.seq_len, device):
+            s = token_sums(torch.log_softmax(logits, -1).cpu().numpy(), y.cpu().numpy(),
+                           ignore=0)  # <pad>
+            nll, correct, count = nll + s[0], correct + s[1], count + s[2]
+        return summarise(nll, correct, count)
+    if hasattr(family, "frame_probs") and len(stream) > 1:
+        probs = family.frame_probs(model, stream, mp.train.seq_len)
+        targets = stream[1 : len(probs) + 1].numpy()
+        return {"frame_nll": frame_nll(probs, targets),
+                "frame_accuracy": frame_accuracy(probs > 0.5, targets)}
+    return {}
 
 
 def _shuffle_bars(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator

@@ -30,7 +30,7 @@ from cadenza.representations.rolls import notes_to_roll  # noqa: E402
 log = logging.getLogger(__name__)
 
 REFERENCE = "reference"
-LIKELIHOOD = ["nll", "perplexity", "accuracy"]
+LIKELIHOOD = ["nll", "perplexity", "accuracy", "frame_nll", "frame_accuracy"]
 YANG_LERCH = ["yl_mean_oa", "yl_mean_kl"]
 INTRO = ("Music metrics are means over pieces, on a 24-steps-per-beat grid (definitions and "
          "citations in the README). The reference columns are the training data, the test "
@@ -181,7 +181,8 @@ def render_markdown(sections: list[Section], out: Path) -> str:
         if s.text:
             lines += [s.text, ""]
         if s.table is not None:
-            lines += [s.table.to_markdown(floatfmt=".3f", missingval="-"), ""]
+            shown = s.table.astype(object).where(s.table.notna(), None)  # NaN -> "-"
+            lines += [shown.to_markdown(floatfmt=".3f", missingval="-"), ""]
         for f in s.figures:
             lines += [f"![{f.caption}]({_rel(f.png, out)})", ""]
             if f.link:

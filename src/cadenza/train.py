@@ -1,9 +1,15 @@
 """One trainer for every model: the loop you would write by hand, written once.
 
-Adam, gradient-norm clipping, learning-rate annealing when the valid loss plateaus, early
-stopping, fixed seeds. On a GPU it runs in CUDA with bf16 autocast; otherwise on the CPU.
-Each epoch appends a row to a CSV log (for `dvc plots`), and every improvement on the valid
-loss rewrites the checkpoint atomically, so a killed run leaves the last good one.
+The training split becomes one stream (tokens, frames or notes, see `cadenza.data`); each
+epoch cuts it into shuffled windows of `seq_len` + 1 and asks the model family for the loss.
+Around that: the optimizer (Adam, SGD or AdaGrad, as seed 002 compares), gradient-norm
+clipping, the learning-rate schedule (annealing on a valid-loss plateau, or seed 002's
+triangular cycle), early stopping, fixed seeds. On a GPU it runs in CUDA with bf16 autocast;
+otherwise on the CPU. Each epoch appends a row to a CSV log (for `dvc plots`), and every
+improvement on the valid loss rewrites the checkpoint atomically, so a killed run leaves the
+last good one; beside it, `<ckpt>.resume.pt` holds the whole training state after each epoch,
+so a re-run after a kill continues where it stopped and ends with the same weights as an
+uninterrupted run. Adversarial families bring their own update (`train_step`).
 """
 
 from __future__ import annotations
@@ -12,23 +18,23 @@ import csv
 import logging
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from cadenza.checkpoint import save_checkpoint
-from cadenza.config import ModelParams
-from cadenza.data import token_sequences
+from cadenza.config import ModelParams, TrainParams
+from cadenza.data import load_units, make_info, to_stream
 from cadenza.io import atomic_path
 from cadenza.models import FAMILIES
-from cadenza.representations.tokens import PAD, build_vocab, to_ids
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "lr", "seconds", "tokens_per_s"]
+LOG_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "lr", "seconds", "units_per_s"]
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
 def pick_device() -> str:
@@ -41,91 +47,167 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(name: str, params: ModelParams, prepared: Path, ckpt_path: Path, log_csv: Path,
+def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: Path,
           seed: int) -> dict:
     """Train model `name`; write its best checkpoint and per-epoch log; return a summary."""
     seed_everything(seed)
     device = pick_device()
-    cfg = params.train
-    train_seqs = token_sequences(prepared, "train", params.tokens, seed)
-    valid_seqs = token_sequences(prepared, "valid", params.tokens, seed)
-    vocab = build_vocab(train_seqs.values(), params.tokens.min_count)
-    train_ids = torch.from_numpy(to_ids(train_seqs.values(), vocab))
-    valid_ids = torch.from_numpy(to_ids(valid_seqs.values(), vocab))
-    if len(valid_seqs) == 0:
-        log.warning("%s: no valid pieces; early stopping watches the train loss", name)
-    log.info("%s: %d train / %d valid tokens, vocab %d, device %s", name, len(train_ids),
-             len(valid_ids), len(vocab), device)
+    family, cfg = FAMILIES[mp.family], mp.train
+    train_units = load_units(prepared, "train", mp, seed)
+    info = make_info(train_units, mp)
+    train_stream = to_stream(train_units, info)
+    valid_stream = to_stream(load_units(prepared, "valid", mp, seed), info)
+    log.info("%s (%s): %d train / %d valid %s, device %s", name, mp.family, len(train_stream),
+             len(valid_stream), family.KIND, device)
+    model = family.build(mp.net, info).to(device)
+    checkpoint = {"name": name, "params": mp, "info": info, "model": model, "seed": seed}
+    # the compiled wrapper shares its weights with `model`, which is what gets saved
+    fast = torch.compile(model) if cfg.compile and device == "cuda" else model
+    if cfg.epochs == 0:  # a baseline that is not trained (unigram, untrained)
+        save_checkpoint(ckpt_path, **checkpoint, epoch=0, step=0, valid_loss=float("nan"))
+        _write_log(log_csv, [])
+        return {"epochs": 0, "steps": 0}
 
-    model = FAMILIES[params.family].build(len(vocab), params.net).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=cfg.plateau_factor, patience=0)
+    custom_step = getattr(family, "train_step", None)  # GANs update two networks
+    optimizers = (family.make_optimizers(model, cfg) if custom_step
+                  else [OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr)])
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizers[0], factor=cfg.plateau_factor, patience=0)
+    early_stop = getattr(family, "EARLY_STOP", True)
     generator = torch.Generator().manual_seed(seed)
-    pad = vocab.index(PAD)
-
-    best, stale, step, rows = float("inf"), 0, 0, []
-    for epoch in range(1, cfg.epochs + 1):
+    progress = {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
+    resume_path = ckpt_path.with_name(ckpt_path.stem + ".resume.pt")
+    if resume_path.exists():  # a killed run left its last finished epoch: go on from there
+        progress = _resume(resume_path, mp, model, optimizers, plateau, generator)
+        log.info("%s: resuming after epoch %d", name, progress["epoch"])
+    best, stale, step, rows = (progress[k] for k in ("best", "stale", "step", "rows"))
+    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
-        losses, n_tokens = [], 0
-        batches = list(_batches(train_ids, cfg.seq_len, cfg.batch_size, generator))
+        losses, n_units = [], 0
+        batches = list(windows(train_stream, cfg.seq_len, cfg.batch_size, generator))
         if cfg.max_batches:
             batches = batches[: cfg.max_batches]
         for x, y in tqdm(batches, desc=f"train {name} epoch {epoch}", unit="batch",
                          leave=False):
             x, y = x.to(device), y.to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                enabled=device == "cuda"):
-                logits, _ = model(x)
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
-                                       ignore_index=pad)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            losses.append(loss.item())
-            n_tokens += y.numel()
+            if cfg.schedule == "cyclic":
+                _set_lr(optimizers[0], cyclic_lr(step, cfg))
+            if custom_step:
+                losses.append(custom_step(fast, x, y, optimizers))
+            else:
+                losses.append(_supervised_step(family, fast, x, y, optimizers[0], cfg, device))
+            n_units += y.shape[0] * y.shape[1]
             step += 1
         train_loss = float(np.mean(losses)) if losses else float("nan")
-        valid_loss = (evaluate_loss(model, valid_ids, cfg.seq_len, device, pad)
-                      if len(valid_seqs) else train_loss)
+        valid_loss = (evaluate_loss(family, model, valid_stream, cfg, device)
+                      if len(valid_stream) > cfg.seq_len else train_loss)
         seconds = time.perf_counter() - start
         rows.append({"epoch": epoch, "step": step, "train_loss": round(train_loss, 5),
                      "valid_loss": round(valid_loss, 5),
-                     "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
-                     "tokens_per_s": round(n_tokens / seconds, 1)})
+                     "lr": optimizers[0].param_groups[0]["lr"], "seconds": round(seconds, 2),
+                     "units_per_s": round(n_units / seconds, 1)})
         _write_log(log_csv, rows)
-        log.info("%s epoch %d: train %.4f valid %.4f lr %.2g (%.0f tokens/s, %d steps/s)",
-                 name, epoch, train_loss, valid_loss, rows[-1]["lr"], n_tokens / seconds,
-                 len(batches) / seconds)
-        scheduler.step(valid_loss)
-        if valid_loss < best:
-            best, stale = valid_loss, 0
-            save_checkpoint(ckpt_path, name=name, params=params, vocab=vocab, model=model,
-                            epoch=epoch, step=step, valid_loss=valid_loss, seed=seed)
+        log.info("%s epoch %d: train %.4f valid %.4f lr %.2g (%.0f %s/s, %.1f steps/s)",
+                 name, epoch, train_loss, valid_loss, rows[-1]["lr"], n_units / seconds,
+                 family.KIND, len(batches) / seconds)
+        if cfg.schedule == "plateau" and not custom_step:
+            plateau.step(valid_loss)
+        if valid_loss < best or not early_stop:
+            best, stale = min(best, valid_loss), 0
+            save_checkpoint(ckpt_path, **checkpoint, epoch=epoch, step=step,
+                            valid_loss=valid_loss)
         else:
             stale += 1
-            if stale >= cfg.patience:
-                log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
-                break
-    return {"best_valid_loss": best, "epochs": len(rows), "steps": step, "vocab": len(vocab)}
+        _save_resume(resume_path, mp, model, optimizers, plateau, generator,
+                     {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows})
+        if stale >= cfg.patience:
+            log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
+            break
+    resume_path.unlink(missing_ok=True)  # finished: nothing to resume
+    return {"best_valid_loss": best, "epochs": len(rows), "steps": step}
 
 
-def _batches(ids: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator):
-    """Shuffled (x, y) windows of one token stream; y is x shifted by one token."""
-    n_windows = (len(ids) - 1) // seq_len
-    order = torch.randperm(n_windows, generator=generator)
+def _save_resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator,
+                 progress: dict) -> None:
+    """Everything a resumed run needs to continue exactly as an uninterrupted one would:
+    weights, optimizer and scheduler state, both random generators, the log so far."""
+    payload = {"params": asdict(mp), "model": model.state_dict(),
+               "optimizers": [opt.state_dict() for opt in optimizers],
+               "plateau": plateau.state_dict(), "generator": generator.get_state(),
+               "torch_rng": torch.get_rng_state(), **progress}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator) -> dict:
+    payload = torch.load(path, weights_only=True)
+    if payload["params"] != asdict(mp):
+        log.warning("%s: left by a run with other params; starting afresh", path)
+        return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
+    model.load_state_dict(payload["model"])
+    for opt, state in zip(optimizers, payload["optimizers"], strict=True):
+        opt.load_state_dict(state)
+    plateau.load_state_dict(payload["plateau"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    return {k: payload[k] for k in ("epoch", "step", "best", "stale", "rows")}
+
+
+def _supervised_step(family, model, x, y, optimizer, cfg: TrainParams, device: str) -> float:
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        loss = family.loss(model, x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    optimizer.step()
+    return loss.item()
+
+
+def cyclic_lr(step: int, cfg: TrainParams) -> float:
+    """Seed 002's cyclical learning rate (Smith 2017, triangular): from `lr_min` up to `lr`
+    over `cycle_steps` steps, back down over as many, and again."""
+    phase = (step % (2 * cfg.cycle_steps)) / cfg.cycle_steps  # 0..2
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - abs(phase - 1))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def windows(stream: torch.Tensor, seq_len: int, batch_size: int,
+            generator: torch.Generator | None = None):
+    """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
+    generator is given. Works for any stream whose first axis is time; byte-sized frames
+    come out as float."""
+    n_windows = (len(stream) - 1) // seq_len
+    order = (torch.randperm(n_windows, generator=generator) if generator is not None
+             else torch.arange(n_windows))
+    as_float = stream.dtype == torch.uint8
     for i in range(0, n_windows, batch_size):
-        starts = order[i : i + batch_size] * seq_len
-        x = torch.stack([ids[s : s + seq_len] for s in starts.tolist()])
-        y = torch.stack([ids[s + 1 : s + seq_len + 1] for s in starts.tolist()])
-        yield x, y
+        starts = (order[i : i + batch_size] * seq_len).tolist()
+        x = torch.stack([stream[s : s + seq_len] for s in starts])
+        y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
+        yield (x.float(), y.float()) if as_float else (x, y)
+
+
+@torch.no_grad()
+def evaluate_loss(family, model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams,
+                  device: str) -> float:
+    """Mean loss over the stream's windows, in order (each window starts fresh)."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in windows(stream, cfg.seq_len, cfg.batch_size):
+        total += family.loss(model, x.to(device), y.to(device)).item() * len(x)
+        count += len(x)
+    return total / max(count, 1)
 
 
 @torch.no_grad()
 def stream_logits(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str):
-    """Teacher-forced logits over a whole stream, in windows, carrying the recurrent state."""
+    """Teacher-forced logits over a whole token stream, in windows, carrying the recurrent
+    state (a Transformer has none: each window is its own context)."""
     model.eval()
     state = None
     for s in range(0, len(ids) - 1, seq_len):
@@ -134,15 +216,6 @@ def stream_logits(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, devic
         x = x[:, : len(y)]
         logits, state = model(x, state)
         yield logits[0].float(), y
-
-
-def evaluate_loss(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str,
-                  pad: int) -> float:
-    total, count = 0.0, 0
-    for logits, y in stream_logits(model, ids, seq_len, device):
-        total += F.cross_entropy(logits, y, ignore_index=pad, reduction="sum").item()
-        count += int((y != pad).sum())
-    return total / max(count, 1)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

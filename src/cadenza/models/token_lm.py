@@ -1,26 +1,49 @@
 """Token language model: embedding -> n recurrent layers (RNN / LSTM / GRU) -> softmax.
 
-This is the model of seed 003 (Huang & Wu, "Deep Learning for Music": a 2-layer LSTM,
-embedding 128, hidden 128, over chord tokens) and of seed 002 (an LSTM with hidden 64 over
-pitch symbols with a `<next>` separator); `NetParams` selects the variant.
+The model of seed 003 (Huang & Wu, "Deep Learning for Music": a 2-layer LSTM, embedding 128,
+hidden 128, over chord or MIDI-event tokens), seed 002 (one LSTM layer of 64 over pitch
+symbols with a `<next>` separator), seed 001 (one LSTM layer with dropout over the melody
+time series) and seed 000 (a vanilla RNN with one hidden layer over the lowest note). With
+`train.epochs: 0` it is seed 003's `untrained` baseline. `Net` selects the variant.
 
-`sample` implements seed 003's generation: feed a prompt, then draw each next token either
-greedily (with probability `greedy_prob`) or from the temperature-scaled, optionally top-k
-filtered softmax.
+`sample_tokens` implements seed 003's generation, shared by every token family: feed a
+prompt, then draw each next token either greedily (with probability `greedy_prob`) or from
+the temperature-scaled, optionally top-k filtered softmax. Seed 000's "predicting k future
+notes" is this loop run for k steps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import NetParams
+from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.representations.tokens import EOS, PAD, UNK, Notes, decode
 
+KIND = "tokens"
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+@dataclass(frozen=True)
+class Net:
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    layers: int = 2
+    embedding: int = 128
+    hidden: int = 128
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "embedding", "hidden"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
 class TokenLM(nn.Module):
-    def __init__(self, vocab_size: int, net: NetParams) -> None:
+    def __init__(self, vocab_size: int, net: Net) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, net.embedding)
         self.rnn = CELLS[net.cell](
@@ -36,29 +59,48 @@ class TokenLM(nn.Module):
         return self.head(self.drop(hidden)), state
 
 
-def build(vocab_size: int, net: NetParams) -> TokenLM:
-    return TokenLM(vocab_size, net)
+def build(net: Net, info: dict) -> TokenLM:
+    return TokenLM(len(info["vocab"]), net)
+
+
+def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy (nats), padding ignored; shared by every token family."""
+    logits, _ = model(x)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0)
+
+
+def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: list[str],
+           gen: GenerateParams, generator: torch.Generator) -> Notes:
+    return sample_tokens(model, mp, info, prompt, gen, generator)
 
 
 @torch.no_grad()
-def sample(model: TokenLM, prompt: list[int], length: int, *, temperature: float, top_k: int,
-           greedy_prob: float, banned: list[int], generator: torch.Generator) -> list[int]:
-    """Continue `prompt` by exactly `length` tokens, never drawing a `banned` one."""
+def sample_tokens(model: nn.Module, mp: ModelParams, info: dict, prompt: list[str],
+                  gen: GenerateParams, generator: torch.Generator) -> Notes:
+    """Continue the prompt by `gen.length` tokens (never a special one); decode to notes."""
+    vocab = info["vocab"]
+    index = {t: i for i, t in enumerate(vocab)}
+    ids = [index.get(t, index[UNK]) for t in prompt] or [index[EOS]]
+    banned = [index[PAD], index[UNK], index[EOS]]
     model.eval()
     device = next(model.parameters()).device
-    logits, state = model(torch.tensor([prompt], device=device))
+    logits, state = model(torch.tensor([ids], device=device))
     out: list[int] = []
-    for _ in range(length):
+    for _ in range(gen.length):
         last = logits[0, -1].float().cpu()
         last[banned] = -float("inf")
-        if torch.rand((), generator=generator).item() < greedy_prob:
+        if torch.rand((), generator=generator).item() < gen.greedy_prob:
             token = int(last.argmax())
         else:
-            scaled = last / temperature
-            if top_k:
-                kth = torch.topk(scaled, min(top_k, scaled.numel())).values[-1]
+            scaled = last / gen.temperature
+            if gen.top_k:
+                kth = torch.topk(scaled, min(gen.top_k, scaled.numel())).values[-1]
                 scaled[scaled < kth] = -float("inf")
             token = int(torch.multinomial(torch.softmax(scaled, -1), 1, generator=generator))
         out.append(token)
-        logits, state = model(torch.tensor([[token]], device=device), state)
-    return out
+        if state is None:  # a context model (Transformer): feed the whole window again
+            ids.append(token)
+            logits, _ = model(torch.tensor([ids[-model.max_len:]], device=device))
+        else:
+            logits, state = model(torch.tensor([[token]], device=device), state)
+    return decode([vocab[j] for j in out], mp.tokens)

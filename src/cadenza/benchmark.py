@@ -1,0 +1,231 @@
+"""`cadenza benchmark bl`: the polyphonic benchmark of Boulanger-Lewandowski, Bengio &
+Vincent (ICML 2012), reproduced as published.
+
+The data are their four pickles (JSB chorales, Nottingham, MuseData, Piano-midi.de): fixed
+train / valid / test splits of pieces, each a list of time steps holding the sounding MIDI
+pitches in 21..108 (88 keys), already transposed. A model reads a piece frame by frame and
+gives the probability of each next frame; the score is the test frame-level NLL in nats
+(-sum over the 88 pitches of y log p + (1 - y) log(1 - p), per frame, frame t predicted from
+frames < t, the first from nothing) and Bay et al.'s frame accuracy. Training early-stops on
+the valid NLL. Everything is fixed by the seed; run time and hardware go into the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cadenza.config import ModelParams, SourceParams, from_dict
+from cadenza.io import write_json
+from cadenza.metrics.likelihood import frame_accuracy, frame_nll
+from cadenza.models import FAMILIES
+from cadenza.sources.layouts import download
+from cadenza.sources.registry import SOURCES
+from cadenza.train import pick_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+LOW, KEYS = 21, 88  # MIDI 21..108
+SPLITS = ("train", "valid", "test")
+DATASETS = {"jsb": "bl_jsb", "nottingham": "bl_nottingham", "musedata": "bl_musedata",
+            "piano_midi_de": "bl_piano_midi"}  # -> the source registry
+# test NLL per frame, from ../shared/reference/benchmarks.md (Bai et al. 2018, Table 1;
+# Boulanger-Lewandowski et al. 2012)
+PUBLISHED = {
+    "RNN (Bai et al. 2018)": {"jsb": 8.91, "nottingham": 4.05},
+    "LSTM (Bai et al. 2018)": {"jsb": 8.45, "nottingham": 3.29},
+    "GRU (Bai et al. 2018)": {"jsb": 8.43, "nottingham": 3.46},
+    "TCN (Bai et al. 2018)": {"jsb": 8.10, "nottingham": 3.07},
+    "RNN-RBM (B-L 2012)": {"jsb": 6.27, "nottingham": 2.39, "musedata": 6.01,
+                           "piano_midi_de": 7.09},
+    "RNN-NADE (B-L 2012)": {"jsb": 5.56, "nottingham": 2.31, "musedata": 5.60,
+                            "piano_midi_de": 7.05},
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkParams:
+    """`benchmarks/bl/params.yaml`: where each dataset comes from, and the models."""
+
+    seed: int
+    datasets: dict[str, SourceParams]  # `url` "" = the registry's address
+    models: dict[str, ModelParams]
+    run: dict[str, list[str]] = field(default_factory=dict)  # what dvc.yaml's matrix runs
+
+
+def load_params(path: Path) -> BenchmarkParams:
+    import yaml
+
+    return from_dict(BenchmarkParams, yaml.safe_load(Path(path).read_text()), "")
+
+
+def load_bl(path: Path) -> dict[str, list[np.ndarray]]:
+    """The pickle's splits as lists of (T, 88) uint8 rolls (column c = MIDI pitch 21 + c)."""
+    with open(path, "rb") as fh:
+        data = pickle.load(fh, encoding="latin1")  # noqa: S301 - the published format
+    out = {}
+    for split in SPLITS:
+        pieces = []
+        for steps in data[split]:
+            roll = np.zeros((len(steps), KEYS), dtype=np.uint8)
+            for t, pitches in enumerate(steps):
+                roll[t, [int(p) - LOW for p in pitches]] = 1
+            pieces.append(roll)
+        out[split] = pieces
+    return out
+
+
+def batches(pieces: list[np.ndarray], batch_size: int,
+            generator: torch.Generator | None = None):
+    """(x, y, mask): y = whole pieces padded to the longest in the batch, x = y delayed by
+    one frame (a silent frame first), mask = the real frames."""
+    order = (torch.randperm(len(pieces), generator=generator).tolist() if generator
+             else range(len(pieces)))
+    order = list(order)
+    for i in range(0, len(order), batch_size):
+        chunk = [pieces[j] for j in order[i : i + batch_size]]
+        length = max(len(p) for p in chunk)
+        y = torch.zeros(len(chunk), length, KEYS)
+        mask = torch.zeros(len(chunk), length, dtype=torch.bool)
+        for k, piece in enumerate(chunk):
+            y[k, : len(piece)] = torch.from_numpy(piece).float()
+            mask[k, : len(piece)] = True
+        yield F.pad(y[:, :-1], (0, 0, 1, 0)), y, mask
+
+
+def conditionals(model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
+                 ) -> torch.Tensor:
+    """Logits of P(y | past): independent per pitch (roll_lstm) or, for roll_nade, of each
+    pitch given the pitches below it; either way the frame NLL is their summed BCE."""
+    if family == "roll_nade":
+        return model(x, y)
+    logits, _ = model(x)
+    return logits
+
+
+def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over pitches of the BCE, averaged over the real frames: nats per frame."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none").sum(-1)
+    return bce[mask].mean()
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str
+          ) -> dict[str, float]:
+    """Frame NLL (nats) and Bay et al.'s accuracy over every frame of `pieces`. The
+    accuracy's prediction is p > 0.5 per pitch, or for roll_nade the greedy frame."""
+    model.eval()
+    probs, predicted, targets = [], [], []
+    for x, y, mask in batches(pieces, 16):
+        x, y = x.to(device), y.to(device)
+        logits = conditionals(model, family, x, y)
+        probs.append(torch.sigmoid(logits.float())[mask.to(device)].cpu().numpy())
+        targets.append(y[mask.to(device)].cpu().numpy())
+        if family == "roll_nade":
+            context, _ = model.time_context(x)
+            predicted.append(model.decode(context[mask.to(device)]).cpu().numpy())
+        else:
+            predicted.append(probs[-1] > 0.5)
+    p, t = np.concatenate(probs), np.concatenate(targets)
+    return {"nll": frame_nll(p, t), "accuracy": frame_accuracy(np.concatenate(predicted), t),
+            "frames": len(t)}
+
+
+def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelParams,
+        seed: int, out_json: Path) -> dict:
+    """Train on train, early-stop on valid NLL, score the best weights on test."""
+    seed_everything(seed)
+    device = pick_device()
+    model = FAMILIES[mp.family].build(mp.net, {}).to(device)
+    cfg = mp.train
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(seed)
+    best, best_state, stale, history = math.inf, None, 0, []
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        for x, y, mask in tqdm(list(batches(data["train"], cfg.batch_size, generator)),
+                               desc=f"{dataset} {name} epoch {epoch}", leave=False):
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
+            loss = masked_nll(conditionals(model, mp.family, x, y), y, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+        valid = _valid_nll(model, mp.family, data["valid"], device)
+        history.append({"epoch": epoch, "valid_nll": valid})
+        log.info("%s %s epoch %d: valid NLL %.3f", dataset, name, epoch, valid)
+        if valid < best:
+            best, stale = valid, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    test = score(model, mp.family, data["test"], device)
+    result = {
+        "dataset": dataset, "model": name, "test_nll": test["nll"],
+        "test_accuracy": test["accuracy"], "test_frames": test["frames"], "valid_nll": best,
+        "epochs": len(history), "seconds": round(time.perf_counter() - start, 1),
+        "device": torch.cuda.get_device_name() if device == "cuda" else
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        "threads)",
+        "params": asdict(mp), "seed": seed, "history": history,
+    }
+    write_json(out_json, result)
+    log.info("%s %s: test NLL %.3f, accuracy %.3f (%d frames, %.0f s)", dataset, name,
+             test["nll"], test["accuracy"], test["frames"], result["seconds"])
+    return result
+
+
+@torch.no_grad()
+def _valid_nll(model, family: str, pieces: list[np.ndarray], device: str) -> float:
+    model.eval()
+    total, frames = 0.0, 0
+    for x, y, mask in batches(pieces, 16):
+        x, y, mask = x.to(device), y.to(device), mask.to(device)
+        total += masked_nll(conditionals(model, family, x, y), y, mask).item() * int(mask.sum())
+        frames += int(mask.sum())
+    return total / max(frames, 1)
+
+
+def dataset_file(dataset: str, params: SourceParams, cache: Path) -> Path:
+    """The dataset's pickle through the real downloader: `url` from the params, else
+    `CADENZA_MIRROR_BL_<NAME>`, else the registry's address; verified and cached."""
+    return download(SOURCES[DATASETS[dataset]], params, cache)
+
+
+def results_table(results: list[dict]) -> str:
+    """Markdown: our rows (with the command that reproduces each) under the published ones."""
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in results)]
+    header = "| model | " + " | ".join(datasets) + " | source |"
+    lines = [header, "|---|" + "---:|" * len(datasets) + "---|"]
+    for model, values in PUBLISHED.items():
+        cells = [f"{values[d]:.2f}" if d in values else "-" for d in datasets]
+        lines.append(f"| {model} | " + " | ".join(cells) + " | published |")
+    for name in sorted({r["model"] for r in results}):
+        cells = []
+        for d in datasets:
+            row = next((r for r in results if r["model"] == name and r["dataset"] == d), None)
+            cells.append(f"**{row['test_nll']:.2f}** (acc {row['test_accuracy']:.3f})"
+                         if row else "-")
+        lines.append(f"| Cadenza `{name}` | " + " | ".join(cells) + " | this repo |")
+    lines += ["", "Test NLL in nats per frame (lower is better); acc = Bay et al.'s frame "
+              "accuracy. Reproduce a row: `dvc repro benchmarks/bl/dvc.yaml` (all), or "
+              "`cd benchmarks/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
+              "--out results/DATASET_MODEL.json`.", "",
+              "| dataset | model | epochs | seconds | device |", "|---|---|---:|---:|---|"]
+    lines += [f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['seconds']} | "
+              f"{r['device']} |" for r in results]
+    return "\n".join(lines) + "\n"

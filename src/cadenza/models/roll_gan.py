@@ -1,0 +1,126 @@
+"""Seed 004's ImageGAN: a DCGAN over piano-roll images of 106 pitches x 100 steps.
+
+Generator: a 10-d latent -> two dense layers with LeakyReLU 0.2 and dropout 0.2 -> a
+transposed convolution up to 106 x 100 -> a plain convolution -> sigmoid. Discriminator: two
+blocks of Conv2D(16), dropout 0.2, LeakyReLU 0.2, dropout 0.2, then flatten, batch norm and
+one logit. Adam 2e-4 with beta1 0.5 (seed 004). The 106 pitches are MIDI 21-126 (the piano's
+88 keys and a margin above). The images are the windows the trainer cuts from the roll
+stream, so set `train.seq_len` to the image width (100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cadenza.config import GenerateParams, ModelParams, TrainParams, _check
+from cadenza.representations.rolls import roll_to_notes
+from cadenza.representations.tokens import Notes
+
+KIND = "frames"
+EARLY_STOP = False  # adversarial losses do not measure quality: keep the last epoch
+LOW, PITCHES, WIDTH = 21, 106, 100
+
+
+@dataclass(frozen=True)
+class Net:
+    steps_per_beat: int = 4
+    latent: int = 10
+    lr: float = 2e-4
+    beta1: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check(self.latent >= 1, "latent", "must be >= 1")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
+
+
+class RollGAN(nn.Module):
+    def __init__(self, net: Net) -> None:
+        super().__init__()
+        self.net = net
+        self.generator = nn.Sequential(
+            nn.Linear(net.latent, 128), nn.LeakyReLU(0.2), nn.Dropout(0.2),
+            nn.Linear(128, 8 * 53 * 25), nn.LeakyReLU(0.2), nn.Dropout(0.2),
+            nn.Unflatten(1, (8, 53, 25)),
+            nn.ConvTranspose2d(8, 16, kernel_size=(4, 4), stride=(2, 4), padding=(1, 0)),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(16, 1, kernel_size=3, padding=1))  # logits of (1, 106, 100)
+        blocks = []
+        for channels_in in (1, 16):
+            blocks += [nn.Conv2d(channels_in, 16, kernel_size=3, stride=2, padding=1),
+                       nn.Dropout(0.2), nn.LeakyReLU(0.2), nn.Dropout(0.2)]
+        self.discriminator = nn.Sequential(*blocks, nn.Flatten(),
+                                           nn.BatchNorm1d(16 * 27 * 25),
+                                           nn.Linear(16 * 27 * 25, 1))
+
+    def images(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, 100, 128) frames -> (B, 1, 106, 100) images."""
+        return frames[..., LOW : LOW + PITCHES].transpose(1, 2)[:, None].float()
+
+    def fake(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.net.latent, generator=generator).to(device)
+        return torch.sigmoid(self.generator(z))
+
+
+def build(net: Net, info: dict) -> RollGAN:
+    return RollGAN(net)
+
+
+def make_optimizers(model: RollGAN, train: TrainParams) -> list[torch.optim.Optimizer]:
+    betas = (model.net.beta1, 0.999)
+    return [torch.optim.Adam(model.generator.parameters(), lr=model.net.lr, betas=betas),
+            torch.optim.Adam(model.discriminator.parameters(), lr=model.net.lr, betas=betas)]
+
+
+def _losses(model: RollGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    real = model.images(x)
+    fake = model.fake(len(real), real.device)
+    d_real, d_fake = model.discriminator(real), model.discriminator(fake.detach())
+    d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    g_score = model.discriminator(fake)
+    return d_loss, F.binary_cross_entropy_with_logits(g_score, torch.ones_like(g_score))
+
+
+def train_step(model: RollGAN, x: torch.Tensor, y: torch.Tensor,
+               optimizers: list[torch.optim.Optimizer]) -> float:
+    """One discriminator update, then one generator update; returns the generator loss."""
+    if x.shape[1] != WIDTH:
+        raise ValueError(f"roll_gan needs windows of {WIDTH} frames: set train.seq_len: {WIDTH}")
+    g_opt, d_opt = optimizers
+    if len(x) == 1:  # batch norm needs two samples: a lone last window goes in twice
+        x = torch.cat([x, x])
+    d_loss, _ = _losses(model, x)
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    _, g_loss = _losses(model, x)
+    g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_opt.step()
+    return g_loss.item()
+
+
+def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss on real and generated images (logged; not a quality score)."""
+    return _losses(model, x)[0]
+
+
+@torch.no_grad()
+def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
+           gen: GenerateParams, generator: torch.Generator) -> Notes:
+    """Enough images for `gen.length` frames, side by side, each cell drawn from its sigmoid."""
+    model.eval()
+    device = next(model.parameters()).device
+    n_images = -(-gen.length // WIDTH)
+    p = model.fake(n_images, device, generator).cpu()[:, 0]  # (N, 106, 100)
+    p = p.transpose(1, 2).reshape(-1, PITCHES)[: gen.length]
+    roll = np.zeros((len(p), 128), dtype=bool)
+    roll[:, LOW : LOW + PITCHES] = (torch.rand(p.shape, generator=generator) < p).numpy()
+    return roll_to_notes(roll, mp.net.steps_per_beat)

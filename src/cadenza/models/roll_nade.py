@@ -1,0 +1,122 @@
+"""Piano-roll LSTM with a pitch-autoregressive output: the pitches of a frame are modelled
+jointly, one after another, as in RNN-NADE (Boulanger-Lewandowski et al., ICML 2012) and the
+biaxial / TP-LSTM-NADE models (Johnson 2017).
+
+A time LSTM reads the past frames, as in `roll_lstm`. Inside each frame a small pitch LSTM
+walks up the keyboard: at pitch p it sees the time LSTM's state and whether pitch p-1 is on,
+and gives P(pitch p on | pitches below, past frames). The product of these conditionals is
+the frame's probability, so the frame NLL is exact; a factorised sigmoid output (one
+independent Bernoulli per pitch) cannot express that C and E go together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.representations.rolls import roll_to_notes
+from cadenza.representations.tokens import Notes
+
+KIND = "frames"
+
+
+@dataclass(frozen=True)
+class Net:
+    steps_per_beat: int = 4
+    pitches: int = 128
+    embedding: int = 128
+    hidden: int = 256  # the time LSTM
+    pitch_hidden: int = 64  # the LSTM across the pitches of a frame
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps_per_beat", "pitches", "embedding", "hidden", "pitch_hidden"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+class RollNADE(nn.Module):
+    def __init__(self, net: Net) -> None:
+        super().__init__()
+        self.pitches = net.pitches
+        self.pitch_embedding = nn.Linear(net.pitches, net.embedding, bias=False)
+        self.time_rnn = nn.LSTM(net.embedding, net.hidden, batch_first=True)
+        self.drop = nn.Dropout(net.dropout)
+        self.context = nn.Linear(net.hidden, net.pitch_hidden)
+        # input at pitch p: the frame's context, a learned embedding of p, is pitch p-1 on
+        self.position = nn.Embedding(net.pitches, net.pitch_hidden)
+        self.pitch_rnn = nn.LSTM(1 + 2 * net.pitch_hidden, net.pitch_hidden, batch_first=True)
+        self.head = nn.Linear(net.pitch_hidden, 1)
+
+    def time_context(self, frames: torch.Tensor, state=None):
+        """frames (B, T, P) -> per-frame context for the pitch LSTM (B, T, H), state."""
+        hidden, state = self.time_rnn(self.pitch_embedding(frames), state)
+        return self.context(self.drop(hidden)), state
+
+    def pitch_logits(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced conditionals: context (N, H), target frames (N, P) -> logits (N, P)
+        of P(pitch p | pitches < p of the target, context)."""
+        n, p = target.shape
+        below = F.pad(target[:, :-1], (1, 0)).unsqueeze(-1)  # pitch p-1, 0 before the first
+        inputs = torch.cat([below, self.position.weight.expand(n, -1, -1),
+                            context.unsqueeze(1).expand(-1, p, -1)], dim=-1)
+        out, _ = self.pitch_rnn(inputs)
+        return self.head(out)[..., 0]
+
+    def forward(self, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits of the next frames' conditionals: (B, T, P)."""
+        context, _ = self.time_context(frames)
+        b, t, p = targets.shape
+        logits = self.pitch_logits(context.reshape(b * t, -1), targets.reshape(b * t, p))
+        return logits.reshape(b, t, p)
+
+    @torch.no_grad()
+    def decode(self, context: torch.Tensor, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
+        """Frames from contexts (N, H), pitch by pitch: sampled with a generator, else the
+        greedy choice (p > 0.5) at each pitch given the choices below it."""
+        n = len(context)
+        state = None
+        below = torch.zeros(n, 1, 1, device=context.device)
+        out = []
+        for p in range(self.pitches):
+            step = torch.cat([below, self.position.weight[p].expand(n, 1, -1),
+                              context.unsqueeze(1)], dim=-1)
+            hidden, state = self.pitch_rnn(step, state)
+            prob = torch.sigmoid(self.head(hidden)[:, 0, 0].float() / temperature)
+            if generator is None:
+                on = (prob > 0.5).float()
+            else:
+                on = (torch.rand(n, generator=generator) < prob.cpu()).float().to(prob.device)
+            out.append(on)
+            below = on.view(n, 1, 1)
+        return torch.stack(out, dim=1)
+
+
+def build(net: Net, info: dict) -> RollNADE:
+    return RollNADE(net)
+
+
+def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the conditionals, averaged over frames and pitches."""
+    return F.binary_cross_entropy_with_logits(model(x, y).float(), y)
+
+
+@torch.no_grad()
+def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
+           gen: GenerateParams, generator: torch.Generator) -> Notes:
+    model.eval()
+    device = next(model.parameters()).device
+    frames = torch.as_tensor(prompt if len(prompt) else np.zeros((1, model.pitches), np.uint8))
+    context, state = model.time_context(frames[None].to(device).float())
+    out = []
+    for _ in range(gen.length):
+        frame = model.decode(context[0, -1:], generator, gen.temperature)
+        out.append(frame[0].cpu())
+        context, state = model.time_context(frame[None].to(device), state)
+    return roll_to_notes(torch.stack(out).numpy() > 0, mp.net.steps_per_beat)
