@@ -163,6 +163,28 @@ def plots(project: Path = typer.Option(Path("."), help="the DVC project folder")
     typer.echo(f"plots: {page}")
 
 
+@app.command()
+def sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
+          jobs: int = typer.Option(2, "--jobs", "-j", help="experiments run at once"),
+          sweeps_file: Path = typer.Option(Path("sweeps.yaml"), "--sweeps"),
+          project: Path = typer.Option(Path("."), help="the DVC project (a git repo)"),
+          out: Path = typer.Option(None, help="default: reports/sweeps/<name>")) -> None:
+    """Run a hyper-parameter sweep as DVC experiments; write its table, plot and summary."""
+    from cadenza.sweep import load_sweeps, run_sweep
+
+    try:
+        sweeps = load_sweeps(project / sweeps_file)
+    except ParamsError as err:
+        typer.echo(f"error: bad sweep: {err}", err=True)
+        raise typer.Exit(2) from None
+    if name not in sweeps:
+        typer.echo(f"error: no sweep {name!r} (known: {', '.join(sweeps)})", err=True)
+        raise typer.Exit(2)
+    table = run_sweep(project, name, sweeps[name], jobs,
+                      out or project / "reports" / "sweeps" / name)
+    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
+
+
 @bench_app.command("bl")
 def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedata or "
                                              "piano_midi_de"),
@@ -211,6 +233,19 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
 
     stages = reproduce(str(project.resolve()), target or [])
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
+
+
+@flow_app.command("sweep")
+def flow_sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
+               project: Path = typer.Option(Path("."), help="the DVC project (a git repo)")
+               ) -> None:
+    """Run a sweep of sweeps.yaml as a Prefect flow, one task per grid point."""
+    from pipeline.settings import apply_offline_settings
+
+    apply_offline_settings(project)
+    from pipeline.flow import sweep
+
+    typer.echo(f"sweep finished: {sweep(str(project.resolve()), name)}")
 
 
 if __name__ == "__main__":

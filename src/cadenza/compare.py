@@ -16,7 +16,7 @@ from dvc.repo import Repo
 
 from cadenza.evaluate import MUSIC_METRICS
 
-LOWER = {"nll", "perplexity", "frame_nll", "kl", "yl_mean_kl", "empty_samples"}
+LOWER = {"nll", "perplexity", "frame_nll", "valid_loss", "kl", "yl_mean_kl", "empty_samples"}
 HIGHER = {"accuracy", "frame_accuracy", "oa", "yl_mean_oa"}
 REFERENCE_FILE = "reference.json"
 TEST_ROW = "test"

@@ -102,6 +102,7 @@ class TrainParams:
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
     compile: bool = False  # torch.compile the model (on a GPU only)
+    max_pieces: int = 0  # train on the first N training pieces only (seed 004's sweep)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -112,6 +113,7 @@ class TrainParams:
         _check(self.clip > 0, "clip", "must be > 0")
         _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
         _check(self.max_batches >= 0, "max_batches", "must be >= 0")
+        _check(self.max_pieces >= 0, "max_pieces", "must be >= 0")
 
 
 @dataclass(frozen=True)

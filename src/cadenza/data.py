@@ -75,6 +75,8 @@ def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> dict[s
 
     kind = FAMILIES[mp.family].KIND
     pieces = split_pieces(prepared, split, mp.prefer_sources)
+    if split == "train" and mp.train.max_pieces:
+        pieces = dict(list(pieces.items())[: mp.train.max_pieces])
     if kind == "tokens":
         return token_sequences(pieces, mp.tokens, seed)
     if kind == "frames":

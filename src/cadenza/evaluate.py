@@ -176,10 +176,12 @@ def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
 def likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
     """Teacher-forced likelihood on the test split, where the family defines one: token NLL
     (nats), perplexity and accuracy for token models; frame NLL and Bay et al.'s frame
-    accuracy for piano-roll models with per-pitch sigmoids. Empty for VAEs and GANs."""
+    accuracy for piano-roll models with per-pitch sigmoids; for every model, the trainer's
+    best valid loss."""
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
     family = FAMILIES[mp.family]
+    result = {"valid_loss": payload["valid_loss"]}  # the trainer's best, in the family's loss
     units = load_units(prepared, "test", mp, seed)
     stream = to_stream(units, payload["info"])
     if family.KIND == "tokens":
@@ -188,13 +190,13 @@ def likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
             s = token_sums(torch.log_softmax(logits, -1).cpu().numpy(), y.cpu().numpy(),
                            ignore=0)  # <pad>
             nll, correct, count = nll + s[0], correct + s[1], count + s[2]
-        return summarise(nll, correct, count)
-    if hasattr(family, "frame_probs") and len(stream) > 1:
+        result.update(summarise(nll, correct, count))
+    elif hasattr(family, "frame_probs") and len(stream) > 1:
         probs = family.frame_probs(model, stream, mp.train.seq_len)
         targets = stream[1 : len(probs) + 1].numpy()
-        return {"frame_nll": frame_nll(probs, targets),
-                "frame_accuracy": frame_accuracy(probs > 0.5, targets)}
-    return {}
+        result.update(frame_nll=frame_nll(probs, targets),
+                      frame_accuracy=frame_accuracy(probs > 0.5, targets))
+    return result
 
 
 def _shuffle_bars(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator

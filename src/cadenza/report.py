@@ -30,7 +30,7 @@ from cadenza.representations.rolls import notes_to_roll  # noqa: E402
 log = logging.getLogger(__name__)
 
 REFERENCE = "reference"
-LIKELIHOOD = ["nll", "perplexity", "accuracy", "frame_nll", "frame_accuracy"]
+LIKELIHOOD = ["valid_loss", "nll", "perplexity", "accuracy", "frame_nll", "frame_accuracy"]
 YANG_LERCH = ["yl_mean_oa", "yl_mean_kl"]
 INTRO = ("Music metrics are means over pieces, on a 24-steps-per-beat grid (definitions and "
          "citations in the README). The reference columns are the training data, the test "

@@ -1,0 +1,186 @@
+"""`cadenza sweep <name>`: a hyper-parameter sweep from `sweeps.yaml`, run as DVC experiments.
+
+Every point of the grid is a real DVC experiment (`dvc exp run --queue -S ...`, then
+`dvc queue start -j N`), so it is cached, reproducible (fixed seeds) and comparable with
+`dvc exp show`. Points that already have a successful experiment on the current commit are
+not queued again. The result comes out three ways, in `reports/sweeps/<name>/`: the table
+(`table.md`, from `dvc exp show --json`, cut to the swept params and the metric), a plot of
+the metric against the first param (`plot.png`), and `summary.md` naming the best point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from cadenza.config import from_dict  # noqa: E402
+from cadenza.io import atomic_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    about: str  # what the sweep reproduces, and from which seed
+    target: str  # the stage to reproduce (with its upstream), e.g. evaluate@chord_lstm
+    grid: dict[str, list[Any]]  # dotted param -> the values to try
+    metric: str  # "<metrics file>:<dotted key>", e.g. reports/metrics/m.json:accuracy
+    goal: Literal["min", "max"] = "max"
+
+
+def load_sweeps(path: Path) -> dict[str, Sweep]:
+    return from_dict_map(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def from_dict_map(raw: dict) -> dict[str, Sweep]:
+    return {name: from_dict(Sweep, spec, name) for name, spec in raw.items()}
+
+
+def grid_points(sweep: Sweep) -> list[dict[str, Any]]:
+    keys = list(sweep.grid)
+    return [dict(zip(keys, values, strict=True))
+            for values in itertools.product(*sweep.grid.values())]
+
+
+def dvc(project: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def experiments(project: Path) -> list[dict]:
+    """Every experiment of the current commit from `dvc exp show --json`: its name, flat
+    params and flat metrics ("file:key")."""
+    shown = json.loads(dvc(project, "exp", "show", "--json"))
+    records = []
+    for baseline in shown:
+        if baseline.get("rev") == "workspace":
+            continue
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                records.append({"name": rev.get("name"),
+                                "params": _by_file(data.get("params") or {}),
+                                "metrics": _by_file(data.get("metrics") or {})})
+    return records
+
+
+def find(records: list[dict], point: dict[str, Any]) -> dict | None:
+    """The experiment whose params match the point and that produced metrics."""
+    for record in records:
+        params = record["params"]
+        if record["metrics"] and all(params.get(f"params.yaml:{k}") == v
+                                     for k, v in point.items()):
+            return record
+    return None
+
+
+def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path) -> pd.DataFrame:
+    """Queue the points not yet done, run the queue, and write the three outputs."""
+    points = grid_points(sweep)
+    todo = [p for p in points if find(experiments(project), p) is None]
+    log.info("sweep %s: %d points, %d already done, %d to run", name, len(points),
+             len(points) - len(todo), len(todo))
+    for point in todo:
+        overrides = [arg for k, v in point.items() for arg in ("-S", f"{k}={_yaml(v)}")]
+        dvc(project, "exp", "run", "--queue", *overrides, sweep.target)
+    if todo:
+        dvc(project, "queue", "start", "-j", str(jobs))
+        _wait_for_queue(project)
+    table = results_table(sweep, points, experiments(project))
+    write_outputs(name, sweep, table, out_dir)
+    return table
+
+
+def results_table(sweep: Sweep, points: list[dict], records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for point in points:
+        record = find(records, point)
+        rows.append({**point, "experiment": record["name"] if record else None,
+                     sweep.metric.rsplit(":", 1)[-1]:
+                     record["metrics"].get(sweep.metric) if record else None})
+    return pd.DataFrame(rows)
+
+
+def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    metric = sweep.metric.rsplit(":", 1)[-1]
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n"
+                       + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    keys = list(sweep.grid)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    groups = table.groupby(keys[1:]) if len(keys) > 1 else [("", table)]
+    for label, group in groups:
+        x = [str(v) for v in group[keys[0]]]
+        ax.plot(x, group[metric].astype(float), marker="o",
+                label=", ".join(map(str, label if isinstance(label, tuple) else (label,))))
+    ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric, title=f"sweep {name}")
+    if len(keys) > 1:
+        ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out / "plot.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    scored = table.dropna(subset=[metric])
+    if scored.empty:
+        best_line = "No point produced the metric."
+    else:
+        best = scored.loc[scored[metric].astype(float).idxmax() if sweep.goal == "max"
+                          else scored[metric].astype(float).idxmin()]
+        point = ", ".join(f"`{k}={best[k]}`" for k in keys)
+        best_line = (f"Best ({sweep.goal} {metric}): {point} -> {float(best[metric]):.4g} "
+                     f"(experiment `{best['experiment']}`; `dvc exp apply "
+                     f"{best['experiment']}` brings it into the workspace).")
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n{best_line}\n\n"
+                       f"{len(scored)} of {len(table)} points done. Table: `table.md`; plot: "
+                       "`plot.png`.\n")
+
+
+def _wait_for_queue(project: Path, poll_s: float = 3.0) -> None:
+    while True:
+        status = dvc(project, "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            if "Failed" in status:
+                log.warning("some sweep points failed:\n%s", status)
+            return
+        time.sleep(poll_s)
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _by_file(files: dict) -> dict[str, Any]:
+    """DVC's {file: {"data": {...}}} -> {"file:dotted.key": value}"""
+    return {f"{file}:{key}": value for file, content in files.items()
+            for key, value in _flatten(content.get("data") or {}).items()}

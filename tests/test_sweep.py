@@ -1,0 +1,81 @@
+"""`cadenza sweep`: a 2 x 2 sweep as real DVC experiments in a tiny git project."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cadenza.sweep import Sweep, experiments, find, grid_points
+
+from .test_pipeline import _env, make_project, run
+
+pytestmark = pytest.mark.slow
+
+TINY_SWEEP = {"tiny": {
+    "about": "two learning rates x two widths of the chord LSTM",
+    "target": "evaluate@chord_lstm",
+    "grid": {"models.chord_lstm.train.lr": [0.01, 0.003],
+             "models.chord_lstm.net.hidden": [16, 32]},
+    "metric": "reports/metrics/chord_lstm.json:accuracy",
+    "goal": "max",
+}}
+# one point already done by `tiny`, one new: the Prefect flow must run only the new one
+TINY_SWEEP["wider"] = {**TINY_SWEEP["tiny"], "grid": {
+    "models.chord_lstm.train.lr": [0.01], "models.chord_lstm.net.hidden": [32, 48]}}
+
+
+def test_grid_points_are_the_product():
+    sweep = Sweep(about="", target="t", grid={"a": [1, 2], "b": ["x", "y", "z"]}, metric="m:k")
+    points = grid_points(sweep)
+    assert len(points) == 6 and points[0] == {"a": 1, "b": "x"} and points[-1] == {"a": 2,
+                                                                                  "b": "z"}
+
+
+def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
+    project = make_project(tmp_path / "sweep")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"] = {"chord_lstm": params["models"]["chord_lstm"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "sweeps.yaml").write_text(yaml.safe_dump(TINY_SWEEP, sort_keys=False))
+    run(["dvc", "config", "core.no_scm", "false"], project)
+    run(["git", "init", "-q"], project)
+    run(["dvc", "repro"], project)
+    for cmd in (["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
+        run(cmd, project)
+
+    def sweep() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cadenza.cli", "sweep", "tiny", "-j", "2"],
+                              cwd=project, env=_env(project), capture_output=True, text=True,
+                              timeout=900)
+
+    first = sweep()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "4 to run" in first.stderr
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout
+    assert shown.count("Success") == 4
+    out = project / "reports" / "sweeps" / "tiny"
+    table = (out / "table.md").read_text()
+    assert len(re.findall(r"\|\s+0\.01\s+\|", table)) == 2 and "accuracy" in table
+    assert (out / "plot.png").stat().st_size > 1000
+    assert "Best (max accuracy)" in (out / "summary.md").read_text()
+
+    again = sweep()
+    assert again.returncode == 0 and "4 already done, 0 to run" in again.stderr
+    assert run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout.count(
+        "Success") == 4
+
+    flow = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "sweep", "wider"],
+                          cwd=project, env=_env(project), capture_output=True, text=True,
+                          timeout=900)
+    assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
+    records = experiments(project)
+    for hidden in (32, 48):
+        point = {"models.chord_lstm.train.lr": 0.01, "models.chord_lstm.net.hidden": hidden}
+        assert find(records, point) is not None, point
+    assert len(records) == 5  # the 4 of `tiny`, and only one new
+    assert (project / "reports" / "sweeps" / "wider" / "summary.md").exists()
