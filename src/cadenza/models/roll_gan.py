@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cadenza.config import GenerateParams, ModelParams, TrainParams, _check
+from cadenza.models.gan import adversarial_losses, alternating_step
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
@@ -80,12 +80,7 @@ def make_optimizers(model: RollGAN, train: TrainParams) -> list[torch.optim.Opti
 
 def _losses(model: RollGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     real = model.images(x)
-    fake = model.fake(len(real), real.device)
-    d_real, d_fake = model.discriminator(real), model.discriminator(fake.detach())
-    d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-    g_score = model.discriminator(fake)
-    return d_loss, F.binary_cross_entropy_with_logits(g_score, torch.ones_like(g_score))
+    return adversarial_losses(model.discriminator, real, model.fake(len(real), real.device))
 
 
 def train_step(model: RollGAN, x: torch.Tensor, y: torch.Tensor,
@@ -93,18 +88,7 @@ def train_step(model: RollGAN, x: torch.Tensor, y: torch.Tensor,
     """One discriminator update, then one generator update; returns the generator loss."""
     if x.shape[1] != WIDTH:
         raise ValueError(f"roll_gan needs windows of {WIDTH} frames: set train.seq_len: {WIDTH}")
-    g_opt, d_opt = optimizers
-    if len(x) == 1:  # batch norm needs two samples: a lone last window goes in twice
-        x = torch.cat([x, x])
-    d_loss, _ = _losses(model, x)
-    d_opt.zero_grad(set_to_none=True)
-    d_loss.backward()
-    d_opt.step()
-    _, g_loss = _losses(model, x)
-    g_opt.zero_grad(set_to_none=True)
-    g_loss.backward()
-    g_opt.step()
-    return g_loss.item()
+    return alternating_step(_losses, model, x, optimizers)
 
 
 def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
