@@ -24,17 +24,16 @@ from prefect import flow, get_run_logger, task
 
 
 def stage_order(project: str, targets: list[str]) -> list[str]:
-    """Stage names of dvc.yaml (or of `targets` and their upstream), upstream first."""
+    """Stage names of the top dvc.yaml (or of `targets`), with their upstream, upstream
+    first. Other pipelines of the repo (benchmarks/) run only when named, as with DVC."""
     from dvc.repo import Repo
 
     with Repo(project) as repo:
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        if targets:
-            wanted = set()
-            for target in targets:
-                for stage in repo.stage.collect(target, with_deps=True):
-                    wanted.add(stage)
-            graph = graph.subgraph(wanted)
+        wanted = set()
+        for target in targets or ["dvc.yaml"]:
+            wanted.update(repo.stage.collect(target, with_deps=True))
+        # edges point from a stage to the stages it depends on
+        graph = repo.index.graph.subgraph(wanted)
         ordered = reversed(list(nx.lexicographical_topological_sort(
             graph, key=lambda s: s.addressing)))
         return [stage.addressing for stage in ordered]
