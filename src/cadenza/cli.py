@@ -200,9 +200,9 @@ def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedat
     except ParamsError as err:
         typer.echo(f"error: bad param: {err}", err=True)
         raise typer.Exit(2) from None
-    for name, known in (("dataset", params.datasets), ("model", params.models)):
-        value = dataset if name == "dataset" else model
-        if value not in known or (name == "dataset" and value not in DATASETS):
+    known = {"dataset": set(params.datasets) & set(DATASETS), "model": set(params.models)}
+    for name, value in (("dataset", dataset), ("model", model)):
+        if value not in known[name]:
             typer.echo(f"error: bad param: --{name} {value}: not in {params_file}", err=True)
             raise typer.Exit(2)
     path = dataset_file(dataset, params.datasets[dataset], cache)
