@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/robustness.py
 
 lock: setup  ## rewrite constraints.txt from the current venv
 	{ echo "# Exact versions of every dependency (pip constraints). Regenerate with: make lock"; \

@@ -7,6 +7,8 @@ For each corpus it times, in the same process and on the same files:
   * `floor`: symusic's bare `Score(path)` parse, the least any symusic-based prepare can take;
   * `prepare`: Cadenza's whole prepare stage (parse, filter, key, transpose, split, rolls,
     Parquet shards), with its peak resident memory;
+  * `runners`: the same stage on a local process pool and on a local Dask cluster (threads),
+    against the serial run, with a check that their shards are byte-identical to it;
   * `pretty_midi`: the path most research scripts take (pretty_midi parse, piano filter,
     seconds -> beats, a notes table to Parquet). It runs about 3 files/s on MAESTRO, so it is
     timed on `--reference-files` files spread evenly through the corpus, compared per file.
@@ -16,6 +18,7 @@ The ratios say how far the full stage is from the floor, and how far ahead of pr
 from __future__ import annotations
 
 import argparse
+import filecmp
 import resource
 import sys
 import tempfile
@@ -26,7 +29,7 @@ import pandas as pd
 import pretty_midi
 import symusic
 
-from cadenza.config import PrepareParams
+from cadenza.config import PrepareParams, RunnerParams
 from cadenza.prepare.run import prepare
 from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import Source
@@ -46,7 +49,9 @@ def bench_floor(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - start, notes
 
 
-def bench_prepare(files: list[Path]) -> tuple[float, dict]:
+def bench_prepare(files: list[Path], runner: RunnerParams = RunnerParams(kind="serial"),
+                  keep: Path | None = None) -> tuple[float, dict]:
+    """Time the whole stage; with `keep`, the shards are left there for comparison."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw" / "bench"
         raw.mkdir(parents=True)
@@ -55,8 +60,24 @@ def bench_prepare(files: list[Path]) -> tuple[float, dict]:
         write_manifest(raw, rows, Source(name="bench", layout="maestro", description="",
                                          license="", citation=""))
         start = time.perf_counter()
-        counts = prepare(raw.parent, ["bench"], Path(tmp) / "prepared", PrepareParams())
+        counts = prepare(raw.parent, ["bench"], keep or Path(tmp) / "prepared",
+                         PrepareParams(), runner)
         return time.perf_counter() - start, counts
+
+
+def bench_runners(files: list[Path], serial_s: float) -> None:
+    """Each parallel runner against the serial run of the same session; shards compared."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "serial"
+        bench_prepare(files, keep=base)
+        names = sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())
+        for label, runner in [("process pool", RunnerParams(kind="process")),
+                              ("dask threads", RunnerParams(kind="dask", dask_processes=False))]:
+            out = Path(tmp) / label.replace(" ", "_")
+            seconds, _ = bench_prepare(files, runner, keep=out)
+            same = all(filecmp.cmp(base / n, out / n, shallow=False) for n in names)
+            print(f"runner  {label:14s}: {seconds:7.2f} s  {serial_s / seconds:5.2f}x the serial"
+                  f" run, shards {'byte-identical' if same else 'DIFFER'}")
 
 
 def pretty_midi_notes(path: Path) -> pd.DataFrame:
@@ -97,6 +118,7 @@ def main() -> None:
               f"  {n_notes / floor_s:12,.0f} notes/s")
         print(f"prepare full stage    : {prep_s:7.2f} s  {len(files) / prep_s:9.0f} files/s"
               f"  {kept / prep_s:12,.0f} notes/s  peak RSS {peak_mb:,.0f} MB")
+        bench_runners(files, prep_s)
         ref = files[:: max(1, len(files) // args.reference_files)][: args.reference_files]
         ref_s = bench_pretty_midi(ref)
         print(f"pretty_midi reference : {ref_s:7.2f} s  {len(ref) / ref_s:9.1f} files/s"

@@ -4,28 +4,45 @@ The DAG is defined once, in dvc.yaml. This flow asks DVC for the stage graph and
 stage with `dvc repro --single-item`, in dependency order, so DVC's cache and dvc.lock stay
 the single truth: a stage that is up to date is skipped by DVC, not by us. Stages run one at a
 time because `dvc repro` holds the repository lock. Fetch stages talk to the network and
-retry with backoff; deterministic stages do not.
+retry with backoff; deterministic stages do not. Each task streams DVC's output into its log.
 
-A sweep (`sweeps.yaml`) runs each missing grid point as a DVC experiment (`dvc exp run
---temp`, so the workspace is untouched), one task per point. On a GPU machine the tasks carry
-the `gpu` tag, so a Prefect concurrency limit on that tag (`prefect concurrency-limit create
-gpu 1`) keeps two trainings off one GPU.
+After the stages, the run leaves a markdown artifact (`cadenza-metrics`): the metrics of the
+stages it ran and their diff against the last commit. With `experiment=True` it also records
+the workspace as a DVC experiment named after the flow run (`dvc exp save`: what `dvc exp run`
+does after its repro), so scheduled runs line up in `dvc exp show`.
+
+On a GPU machine, training stages and sweep points carry the `gpu` tag, and the flow makes
+sure a concurrency limit on that tag exists (one slot per GPU), so runs that overlap, say a
+scheduled run and a sweep, never put two trainings on one GPU.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+GPU_COMMANDS = ("cadenza train", "cadenza benchmark")  # the stages that want the GPU
+GPU_TAG = "gpu"
 
 
-def stage_order(project: str, targets: list[str]) -> list[str]:
-    """Stage names of the top dvc.yaml (or of `targets`), with their upstream, upstream
-    first. Other pipelines of the repo (benchmarks/) run only when named, as with DVC."""
+@dataclass(frozen=True)
+class Stage:
+    name: str  # DVC's address, e.g. train@chord_lstm
+    cmd: str
+    metrics: tuple[str, ...]  # metrics files it writes, relative to the project
+
+
+def stage_order(project: str, targets: list[str]) -> list[Stage]:
+    """Stages of the top dvc.yaml (or of `targets`), with their upstream, upstream first.
+    Other pipelines of the repo (benchmarks/) run only when named, as with DVC."""
     from dvc.repo import Repo
 
     with Repo(project) as repo:
@@ -36,7 +53,12 @@ def stage_order(project: str, targets: list[str]) -> list[str]:
         graph = repo.index.graph.subgraph(wanted)
         ordered = reversed(list(nx.lexicographical_topological_sort(
             graph, key=lambda s: s.addressing)))
-        return [stage.addressing for stage in ordered]
+        root = Path(repo.root_dir)
+        return [Stage(stage.addressing, " ".join(stage.cmd) if isinstance(stage.cmd, list)
+                      else str(stage.cmd),
+                      tuple(str(Path(out.fs_path).relative_to(root))
+                            for out in stage.outs if out.metric))
+                for stage in ordered]
 
 
 def _dvc_streamed(project: str, *args: str) -> None:
@@ -53,6 +75,28 @@ def _dvc_streamed(project: str, *args: str) -> None:
         raise RuntimeError(f"dvc {' '.join(args)} failed with exit code {proc.returncode}")
 
 
+def gpu_tags() -> list[str]:
+    """`["gpu"]` on a CUDA machine, after making sure the `gpu` limit exists; else `[]`."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    ensure_concurrency_limit(GPU_TAG, torch.cuda.device_count())
+    return [GPU_TAG]
+
+
+def ensure_concurrency_limit(tag: str, slots: int) -> None:
+    """Create the task concurrency limit on `tag` unless the user already set one."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_concurrency_limit_by_tag(tag)
+        except ObjectNotFound:
+            client.create_concurrency_limit(tag=tag, concurrency_limit=slots)
+
+
 @task(task_run_name="dvc repro {stage}")
 def repro_stage(project: str, stage: str) -> str:
     """Run one stage through DVC."""
@@ -60,16 +104,41 @@ def repro_stage(project: str, stage: str) -> str:
     return stage
 
 
+@task(task_run_name="dvc exp save {name}")
+def save_experiment(project: str, name: str) -> str:
+    """Record the workspace as a DVC experiment, so runs compare with `dvc exp show`."""
+    _dvc_streamed(project, "exp", "save", "--force", "--name", name)
+    return name
+
+
 @flow(name="cadenza-repro", log_prints=True)
-def reproduce(project: str = ".", targets: list[str] | None = None) -> list[str]:
+def reproduce(project: str = ".", targets: list[str] | None = None,
+              experiment: bool = False) -> list[str]:
     """Reproduce `targets` (default: the whole DAG) of the DVC project at `project`."""
+    from pipeline.summary import run_summary
+
+    stages = stage_order(project, targets or [])
+    tags = gpu_tags()
     done = []
-    for stage in stage_order(project, targets or []):
+    for stage in stages:
         runner = repro_stage
-        if stage.startswith("fetch"):
+        if stage.name.startswith("fetch"):
             runner = repro_stage.with_options(retries=3, retry_delay_seconds=[5, 30, 120])
-        done.append(runner(project, stage))
+        elif stage.cmd.startswith(GPU_COMMANDS):
+            runner = repro_stage.with_options(tags=tags)
+        done.append(runner(project, stage.name))
+    metrics = [path for stage in stages for path in stage.metrics]
+    create_markdown_artifact(key="cadenza-metrics", markdown=run_summary(project, done, metrics),
+                             description="metrics of this run and their diff against HEAD")
+    if experiment:
+        save_experiment(project, _experiment_name())
     return done
+
+
+def _experiment_name() -> str:
+    """The flow run's name (e.g. `nightly-2026-11-23`); DVC names must be ref-safe."""
+    name = flow_run.get_name() or "flow-run"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
 @task(task_run_name="sweep point {point}")
@@ -83,8 +152,6 @@ def sweep_point(project: str, target: str, point: dict[str, Any]) -> dict[str, A
 @flow(name="cadenza-sweep", log_prints=True)
 def sweep(project: str = ".", name: str = "seed002_optimizer") -> str:
     """Run sweep `name` of `sweeps.yaml`; points already done are not run again."""
-    import torch
-
     from cadenza.sweep import (
         experiments,
         find,
@@ -96,7 +163,7 @@ def sweep(project: str = ".", name: str = "seed002_optimizer") -> str:
 
     spec = load_sweeps(Path(project) / "sweeps.yaml")[name]
     points, records = grid_points(spec), experiments(Path(project))
-    tags = ["gpu"] if torch.cuda.is_available() else []
+    tags = gpu_tags()
     for point in points:
         if find(records, point) is None:
             sweep_point.with_options(tags=tags)(project, spec.target, point)

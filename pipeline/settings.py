@@ -9,14 +9,24 @@ import os
 import sys
 from pathlib import Path
 
+ANALYTICS_OFF = {
+    "DVC_NO_ANALYTICS": "1",  # else every dvc command spawns a daemon that dials out
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def analytics_off() -> None:
+    """Every `cadenza` command runs this first; a user's own setting wins."""
+    for key, value in ANALYTICS_OFF.items():
+        os.environ.setdefault(key, value)
+
 
 def apply_offline_settings(project: Path) -> None:
-    state = project.resolve() / ".state"
+    """Before a flow: Prefect's state inside the project, and time for its first start."""
+    analytics_off()
     defaults = {
-        "DVC_NO_ANALYTICS": "1",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_HOME": str(state / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": str(project.resolve() / ".state" / "prefect"),
         # the first start of the ephemeral server runs migrations; 20 s can time out
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ class Site:
         self.files: dict[str, bytes] = {}
         self.drop_after: dict[str, int] = {}  # path -> close the connection after N bytes, once
         self.requests: list[tuple[str, str]] = []  # (path, Range header)
+        self.rate: dict[str, int] = {}  # path -> bytes per second (slow links, for kill tests)
         self.base = ""
 
     def url(self, path: str) -> str:
@@ -54,7 +56,17 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            self.wfile.write(payload)
+            rate = site.rate.get(path)
+            if rate is None:
+                self.wfile.write(payload)
+                return
+            chunk = 16 << 10
+            for i in range(0, len(payload), chunk):
+                try:
+                    self.wfile.write(payload[i:i + chunk])
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client was killed
+                time.sleep(chunk / rate)
 
     return Handler
 

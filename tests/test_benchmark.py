@@ -34,11 +34,13 @@ def _model(family: str, pitches: int = 4) -> ModelParams:
     net = {"pitches": pitches, "embedding": 8, "hidden": 16}
     if family == "roll_nade":
         net["pitch_hidden"] = 8
+    if family == "roll_made":
+        net["made_hidden"] = 12
     return from_dict(ModelParams, {"family": family, "net": net,
                                    "train": {"epochs": 3, "lr": 0.01}}, "m")
 
 
-@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade"])
+@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made"])
 def test_frame_nll_is_a_normalised_distribution(family):
     """exp(-NLL) summed over all 2^P possible next frames is 1: a real probability."""
     torch.manual_seed(0)
@@ -55,6 +57,30 @@ def test_frame_nll_is_a_normalised_distribution(family):
     assert total == pytest.approx(1.0, abs=1e-5)
 
 
+def test_made_conditionals_see_only_the_pitches_below():
+    """d logit_p / d y_j is zero for every j >= p of the same frame: exact autoregression."""
+    torch.manual_seed(0)
+    model = FAMILIES["roll_made"].build(_model("roll_made", pitches=6).net, {}).eval()
+    x = torch.rand(1, 3, 6).round()
+    y = torch.rand(1, 3, 6).round().requires_grad_()
+    logits = model(x, y)
+    for p in range(6):
+        (grad,) = torch.autograd.grad(logits[0, -1, p], y, retain_graph=True)
+        assert not grad[0, -1, p:].any() and not grad[0, :-1].any()
+        assert p == 0 or grad[0, -1, :p].any()
+
+
+def test_transposition_shifts_within_the_keyboard():
+    from cadenza.benchmark import transpose
+
+    y = torch.zeros(1, 2, KEYS)
+    y[0, 0, [0, 40, KEYS - 1]] = 1
+    up, down = transpose(y, 2), transpose(y, -2)
+    assert up[0, 0].nonzero().flatten().tolist() == [2, 42]  # the top key leaves the roll
+    assert down[0, 0].nonzero().flatten().tolist() == [38, KEYS - 3]
+    assert torch.equal(transpose(y, 0), y)
+
+
 def test_batches_delay_the_input_by_one_frame():
     pieces = [np.eye(3, KEYS, dtype=np.uint8), np.ones((1, KEYS), dtype=np.uint8)]
     x, y, mask = next(batches(pieces, 2))
@@ -63,7 +89,7 @@ def test_batches_delay_the_input_by_one_frame():
 
 
 @needs_bl
-@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade"])
+@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made"])
 def test_short_training_lowers_the_valid_nll(tmp_path, family):
     from cadenza.benchmark import run
 
@@ -71,7 +97,8 @@ def test_short_training_lowers_the_valid_nll(tmp_path, family):
     data = {"train": data["train"][:40], "valid": data["valid"][:10], "test": data["test"][:5]}
     mp = from_dict(ModelParams, {"family": family, "net": {"pitches": KEYS, "hidden": 64},
                                  "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "m")
-    result = run("jsb", data, family, mp, 0, tmp_path / "r.json")
+    result = run("jsb", data, family, mp, 0, tmp_path / "r.json",
+                 transpose_max=3 if family == "roll_made" else 0)
     history = [h["valid_nll"] for h in result["history"]]
     assert history[-1] < history[0] and math.isfinite(result["test_nll"])
     table = results_table([result])

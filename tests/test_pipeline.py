@@ -39,8 +39,9 @@ def _env(project: Path) -> dict[str, str]:
     return env
 
 
-def make_project(dest: Path) -> Path:
-    """A copy of this project's DAG, code paths and params, shrunk by the TINY overrides."""
+def make_project(dest: Path, models: list[str] | None = None) -> Path:
+    """A copy of this project's DAG, code paths and params, shrunk by the TINY overrides
+    (and to `models`, when given)."""
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, dest / name)
@@ -50,6 +51,8 @@ def make_project(dest: Path) -> Path:
     params["prepare"].update(TINY["prepare"])
     params["profiles"]["quick"] = TINY["profile"]
     params["generate"].update(TINY["generate"])
+    if models:
+        params["models"] = {name: params["models"][name] for name in models}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["dvc", "init", "--no-scm", "-q"], dest)
     run(["dvc", "config", "core.analytics", "false"], dest)
@@ -111,6 +114,38 @@ def test_html_report_references_only_local_files(reproduced):
         assert (page.parent / target).exists(), target
 
 
+def test_repro_renders_audio_and_embedding_maps(reproduced):
+    """Audio of every sample and real excerpt (FluidSynth, which CI installs), or one line
+    saying why not; a t-SNE map per model with a per-symbol embedding."""
+    from cadenza.audio import find_synth
+    from cadenza.config import ListenParams
+
+    report = (reproduced / "reports" / "report.md").read_text()
+    audio = reproduced / "data" / "audio"
+    synth = find_synth(ListenParams())
+    for name in [*MODELS, "reference"]:
+        status = json.loads((audio / name / "render.json").read_text())
+        if isinstance(synth, str):
+            assert status["unavailable"] and not status["clips"], name
+            continue
+        midi = reproduced / "data" / ("excerpts" if name == "reference" else
+                                      f"generated/{name}")
+        assert len(status["clips"]) == len(list(midi.glob("*.mid"))) >= 1, name
+        for clip in status["clips"]:
+            assert (audio / name / clip).stat().st_size > 1000
+            assert f"(../data/audio/{name}/{clip})" in report
+    assert sum(line.startswith("No audio:") for line in report.splitlines()) == (
+        1 if isinstance(synth, str) else 0)
+    maps = json.loads((reproduced / "reports" / "embeddings" / "maps.json").read_text())
+    for model, entry in MODELS.items():
+        if entry["family"] in ("token_lm", "transformer", "roll_lstm"):
+            assert maps[model] == f"{model}.png"
+            assert f"(embeddings/{model}.png)" in report
+        else:
+            assert maps[model].startswith("no map"), model
+    assert "## Listening test" in report and "64 listeners per group" in report
+
+
 def test_dvc_plots_render_offline(reproduced):
     proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "plots", "--out", "dvc_plots"],
                           cwd=reproduced, env=_env(reproduced), capture_output=True, text=True,
@@ -127,6 +162,26 @@ def test_second_repro_runs_nothing(reproduced):
     assert "up to date" in proc.stdout
 
 
+def test_dvc_remote_moves_data_and_models_to_another_machine(reproduced, tmp_path):
+    """push to a local-directory remote; a fresh checkout elsewhere pulls the same bytes."""
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], reproduced)
+    run(["dvc", "push"], reproduced)
+    other = tmp_path / "other-machine"  # what a git clone holds: code, lock, small reports
+    other.mkdir()
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):
+        shutil.copy(reproduced / name, other / name)
+    for name in ("src", "reports"):  # reports/ holds the `cache: false` outs, kept in git
+        shutil.copytree(reproduced / name, other / name)
+    shutil.copytree(reproduced / ".dvc", other / ".dvc",
+                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], other)
+    run(["dvc", "pull"], other)
+    for out in ("data/prepared/_meta.json", "data/models/chord_lstm/ckpt.pt"):
+        assert (other / out).read_bytes() == (reproduced / out).read_bytes()
+    assert "up to date" in run(["dvc", "status"], other).stdout
+
+
 def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     shown = run(["dvc", "metrics", "show", "--json"], reproduced).stdout
     assert "chord_lstm" in shown and "reference" in shown
@@ -141,7 +196,7 @@ def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     proc = run(["dvc", "repro"], reproduced)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if "Running stage" in line}
     assert ran == {f"{stage}@{m}" for stage in ("generate", "evaluate") for m in MODELS} | {
-        "report"}
+        "render", "report"}
     out = run([sys.executable, "-m", "cadenza.cli", "compare", "HEAD"], reproduced).stdout
     assert "| reports/metrics/chord_lstm.json" in out and "closer to test" in out
     assert "n_pieces" in out and "(HEAD -> workspace)" in out

@@ -61,6 +61,8 @@ class BenchmarkParams:
     datasets: dict[str, SourceParams]  # `url` "" = the registry's address
     models: dict[str, ModelParams]
     run: dict[str, list[str]] = field(default_factory=dict)  # what dvc.yaml's matrix runs
+    # per model: training batches transposed by up to this many semitones (absent = none)
+    transpose: dict[str, int] = field(default_factory=dict)
 
 
 def load_params(path: Path) -> BenchmarkParams:
@@ -105,12 +107,17 @@ def batches(pieces: list[np.ndarray], batch_size: int,
 
 def conditionals(model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
                  ) -> torch.Tensor:
-    """Logits of P(y | past): independent per pitch (roll_lstm) or, for roll_nade, of each
-    pitch given the pitches below it; either way the frame NLL is their summed BCE."""
-    if family == "roll_nade":
+    """Logits of P(y | past): independent per pitch (roll_lstm) or, for the pitch-
+    autoregressive families, of each pitch given the pitches below it; either way the frame
+    NLL is their summed BCE."""
+    if _pitch_autoregressive(family):
         return model(x, y)
     logits, _ = model(x)
     return logits
+
+
+def _pitch_autoregressive(family: str) -> bool:
+    return getattr(FAMILIES[family], "PITCH_AUTOREGRESSIVE", False)
 
 
 def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -123,7 +130,8 @@ def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
 def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str
           ) -> dict[str, float]:
     """Frame NLL (nats) and Bay et al.'s accuracy over every frame of `pieces`. The
-    accuracy's prediction is p > 0.5 per pitch, or for roll_nade the greedy frame."""
+    accuracy's prediction is p > 0.5 per pitch, or the greedy frame where pitches are
+    autoregressive."""
     model.eval()
     probs, predicted, targets = [], [], []
     for x, y, mask in batches(pieces, 16):
@@ -131,7 +139,7 @@ def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device:
         logits = conditionals(model, family, x, y)
         probs.append(torch.sigmoid(logits.float())[mask.to(device)].cpu().numpy())
         targets.append(y[mask.to(device)].cpu().numpy())
-        if family == "roll_nade":
+        if _pitch_autoregressive(family):
             context, _ = model.time_context(x)
             predicted.append(model.decode(context[mask.to(device)]).cpu().numpy())
         else:
@@ -141,9 +149,26 @@ def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device:
             "frames": len(t)}
 
 
+def transpose(y: torch.Tensor, shift: int) -> torch.Tensor:
+    """Frames (..., 88) moved `shift` keys up (down if negative); keys pushed off the
+    keyboard are dropped, not wrapped."""
+    if shift == 0:
+        return y
+    out = torch.zeros_like(y)
+    if shift > 0:
+        out[..., shift:] = y[..., :-shift]
+    else:
+        out[..., :shift] = y[..., -shift:]
+    return out
+
+
 def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelParams,
-        seed: int, out_json: Path) -> dict:
-    """Train on train, early-stop on valid NLL, score the best weights on test."""
+        seed: int, out_json: Path, transpose_max: int = 0) -> dict:
+    """Train on train, early-stop on valid NLL, score the best weights on test.
+
+    With `transpose_max` > 0 each training batch is transposed by a random number of
+    semitones in [-transpose_max, transpose_max] (Walder 2016's augmentation); valid and
+    test are scored as published, untransposed."""
     seed_everything(seed)
     device = pick_device()
     model = FAMILIES[mp.family].build(mp.net, {}).to(device)
@@ -156,6 +181,11 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
         model.train()
         for x, y, mask in tqdm(list(batches(data["train"], cfg.batch_size, generator)),
                                desc=f"{dataset} {name} epoch {epoch}", leave=False):
+            if transpose_max:
+                shift = int(torch.randint(-transpose_max, transpose_max + 1, (1,),
+                                          generator=generator))
+                y = transpose(y, shift)
+                x = F.pad(y[:, :-1], (0, 0, 1, 0))
             x, y, mask = x.to(device), y.to(device), mask.to(device)
             loss = masked_nll(conditionals(model, mp.family, x, y), y, mask)
             optimizer.zero_grad(set_to_none=True)
@@ -181,7 +211,8 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
         "device": torch.cuda.get_device_name() if device == "cuda" else
         f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         "threads)",
-        "params": asdict(mp), "seed": seed, "history": history,
+        "params": asdict(mp), "transpose_max": transpose_max, "seed": seed,
+        "history": history,
     }
     write_json(out_json, result)
     log.info("%s %s: test NLL %.3f, accuracy %.3f (%d frames, %.0f s)", dataset, name,

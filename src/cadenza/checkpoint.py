@@ -50,7 +50,14 @@ def load_checkpoint(path: Path, device: str = "cpu"
                          ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
-    params = from_dict(ModelParams, payload["params"], f"{path}:params")
-    model = FAMILIES[params.family].build(params.net, payload["info"])
-    model.load_state_dict(payload["state_dict"])
+    missing = [k for k in ("params", "info", "state_dict") if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: tampered checkpoint: no {', '.join(missing)}")
+    params = from_dict(ModelParams, payload["params"], f"{path}:params")  # ParamsError names it
+    try:
+        model = FAMILIES[params.family].build(params.net, payload["info"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as err:  # noqa: BLE001 - wrong shapes, missing or extra tensors, bad info
+        raise ValueError(f"{path}: tampered checkpoint: its weights do not fit its params "
+                         f"({type(err).__name__}: {str(err)[:300]})") from err
     return model.to(device).eval(), params, payload

@@ -19,12 +19,18 @@ flow_app = typer.Typer(no_args_is_help=True, help="Run the DVC DAG as a Prefect 
 app.add_typer(flow_app, name="flow")
 bench_app = typer.Typer(no_args_is_help=True, help="Published benchmarks, reproduced.")
 app.add_typer(bench_app, name="benchmark")
+listen_app = typer.Typer(no_args_is_help=True,
+                         help="A blind listening test: make the page, analyse the answers.")
+app.add_typer(listen_app, name="listening-test")
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to validate and use")
 
 
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    from pipeline.settings import analytics_off
+
+    analytics_off()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -74,7 +80,7 @@ def prepare(raw: Path = typer.Option(...), out: Path = typer.Option(...),
     from cadenza.prepare.run import prepare as run_prepare
 
     params = _params(params_file)
-    run_prepare(raw, list(params.sources), out, params.prepare)
+    run_prepare(raw, list(params.sources), out, params.prepare, params.runner)
 
 
 @app.command()
@@ -123,14 +129,114 @@ def reference(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
 
 
 @app.command()
+def excerpts(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
+             params_file: Path = PARAMS) -> None:
+    """Cut a few real test pieces to the clip length, as MIDI (the 'real' clips)."""
+    from cadenza.excerpts import write_excerpts
+
+    params = _params(params_file)
+    write_excerpts(prepared, out, params.listen.n_excerpts, params.listen.clip_seconds,
+                   params.generate.bpm, params.seed)
+
+
+@app.command()
+def render(generated: Path = typer.Option(..., help="samples: <model>/*.mid"),
+           excerpts: Path = typer.Option(..., help="real test excerpts: *.mid"),
+           out: Path = typer.Option(..., help="audio: <model>/ and reference/"),
+           params_file: Path = PARAMS) -> None:
+    """Render every sample of every model of params, and the real excerpts, to short audio
+    clips with FluidSynth (or write why not, when no synthesizer or soundfont is installed)."""
+    from cadenza.audio import render_folders
+    from cadenza.listening import REAL
+
+    params = _params(params_file)
+    folders = {m: generated / m for m in params.models if (generated / m).is_dir()}
+    statuses = render_folders({**folders, REAL: excerpts}, out, params.listen)
+    reason = next((s["unavailable"] for s in statuses.values() if s["unavailable"]), None)
+    typer.echo(reason or f"{sum(len(s['clips']) for s in statuses.values())} clips -> {out}")
+
+
+@app.command()
+def embeddings(models: Path = typer.Option(..., help="data/models: <model>/ckpt.pt"),
+               out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
+    """t-SNE maps of the learned embeddings of every model that has one (seed 003)."""
+    from cadenza.embeddings import embedding_maps
+
+    params = _params(params_file)
+    ckpts = {m: models / m / "ckpt.pt" for m in params.models
+             if (models / m / "ckpt.pt").exists()}
+    embedding_maps(ckpts, out, params.seed)
+
+
+@app.command()
 def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(...),
            generated: Path = typer.Option(...), out: Path = typer.Option(...),
            html: Path = typer.Option(...), table: Path = typer.Option(...),
-           plots: Path = typer.Option(...)) -> None:
+           plots: Path = typer.Option(...),
+           audio: Path = typer.Option(None, help="audio folders: <model>/, reference/"),
+           excerpts: Path = typer.Option(None, help="the real excerpts' MIDI"),
+           embeddings: Path = typer.Option(None, help="embedding maps: <model>.png"),
+           listening: Path = typer.Option(None, help="`listening-test analyze` result")
+           ) -> None:
     """Write the markdown and HTML report, its plots, and the metrics table as CSV."""
     from cadenza.report import build_report
 
-    build_report(metrics, train_logs, generated, out, html, table, plots)
+    build_report(metrics, train_logs, generated, out, html, table, plots, audio=audio,
+                 excerpts=excerpts, embeddings=embeddings, listening=listening)
+
+
+@listen_app.command("make")
+def listening_make(n: int = typer.Option(12, "--n", help="clips on the page"),
+                   n_real: int = typer.Option(None, help="real excerpts among them "
+                                              "(default: a third)"),
+                   model: list[str] = typer.Option(None, "--model", "-m",
+                                                   help="models to include (default: all)"),
+                   audio: Path = typer.Option(Path("data/audio"),
+                                              help="rendered audio: <model>/, reference/"),
+                   out: Path = typer.Option(Path("listening_test"), help="the folder to hand "
+                                            "to listeners"),
+                   key: Path = typer.Option(Path("listening_key.json"),
+                                            help="which clip is which; keep it away from "
+                                            "listeners"),
+                   seed: int = typer.Option(None, help="shuffle seed (default: random)")
+                   ) -> None:
+    """Write a self-contained folder with one offline HTML page of shuffled, anonymised
+    clips: model samples mixed with real test excerpts."""
+    import secrets
+
+    from cadenza.listening import make_test
+
+    if n < 2:
+        typer.echo("error: --n must be at least 2 (one real, one model clip)", err=True)
+        raise typer.Exit(2)
+    try:
+        made = make_test(audio, out, key, n, seed if seed is not None else
+                         secrets.randbelow(2**31), n_real, model or None)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"listening test {made['test_id']}: {len(made['clips'])} clips in {out}/ "
+               f"(open {out / 'index.html'}); key: {key}")
+
+
+@listen_app.command("analyze")
+def listening_analyze(answers: list[Path] = typer.Argument(..., help="answers_*.json files"),
+                      key: Path = typer.Option(Path("listening_key.json")),
+                      out: Path = typer.Option(Path("reports/listening.json"),
+                                               help="result JSON, read by the report")
+                      ) -> None:
+    """Mean and SD of the rating per model, share of yes per question, and a test of each
+    model against the real excerpts; plus the power analysis."""
+    from cadenza.listening import analyze, power_text, results_table
+
+    try:
+        result = analyze(answers, key, out)
+    except (ValueError, KeyError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(results_table(result).to_markdown(floatfmt=".3g"))
+    typer.echo(f"\n{result['n_listeners']} listener(s), {result['n_answers']} rating(s) "
+               f"-> {out}\n{power_text(result['power'])}")
 
 
 @app.command()
@@ -206,7 +312,8 @@ def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedat
             typer.echo(f"error: bad param: --{name} {value}: not in {params_file}", err=True)
             raise typer.Exit(2)
     path = dataset_file(dataset, params.datasets[dataset], cache)
-    run(dataset, load_bl(path), model, params.models[model], params.seed, out)
+    run(dataset, load_bl(path), model, params.models[model], params.seed, out,
+        params.transpose.get(model, 0))
 
 
 @bench_app.command("table")
@@ -224,6 +331,7 @@ def benchmark_table(results: Path = typer.Option(...), out: Path = typer.Option(
 @flow_app.command("run")
 def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
                                               help="stages to reproduce (default: all)"),
+             experiment: bool = typer.Option(False, help="record the run as a DVC experiment"),
              project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
     """Reproduce the DAG of dvc.yaml as a Prefect flow, one task per stage."""
     from pipeline.settings import apply_offline_settings
@@ -231,8 +339,46 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
     apply_offline_settings(project)
     from pipeline.flow import reproduce
 
-    stages = reproduce(str(project.resolve()), target or [])
+    stages = reproduce(str(project.resolve()), target or [], experiment)
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
+
+
+@flow_app.command("serve")
+def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"'),
+               timezone: str = typer.Option("UTC", help="the cron's time zone (IANA name)"),
+               name: str = typer.Option("scheduled", help="the deployment's name"),
+               target: list[str] = typer.Option(None, "--target", "-t",
+                                                help="stages to reproduce (default: all)"),
+               experiment: bool = typer.Option(True, help="record each run as an experiment"),
+               project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+    """Serve the flow on a cron schedule until stopped (Ctrl-C / SIGTERM).
+
+    Needs a Prefect server (`prefect server start`, then PREFECT_API_URL): an ephemeral
+    one cannot schedule. The schedule stays active when serve stops.
+    """
+    import os
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from pipeline.settings import apply_offline_settings
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("error: flow serve needs a Prefect server: run `prefect server start` and "
+                   "set PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        raise typer.Exit(2)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        typer.echo(f"error: --timezone {timezone!r} is not an IANA time zone", err=True)
+        raise typer.Exit(2) from None
+    apply_offline_settings(project)
+    from prefect.schedules import Cron
+
+    from pipeline.flow import reproduce
+
+    reproduce.serve(name=name, schedules=[Cron(cron, timezone=timezone)],
+                    parameters={"project": str(project.resolve()), "targets": target or [],
+                                "experiment": experiment},
+                    pause_on_shutdown=False)
 
 
 @flow_app.command("sweep")

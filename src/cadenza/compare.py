@@ -34,12 +34,12 @@ def direction(metric: str) -> str:
     return ""
 
 
-def metrics_diff(project: str, a_rev: str, b_rev: str | None
-                 ) -> dict[str, dict[str, dict]]:
+def metrics_diff(project: str, a_rev: str, b_rev: str | None,
+                 files: list[str] | None = None) -> dict[str, dict[str, dict]]:
     """{file: {metric: {"old", "new", "diff"}}} from DVC, every metric included;
-    `b_rev` None means the workspace."""
+    `b_rev` None means the workspace; `files` None means every metrics file."""
     with Repo(project) as repo:
-        return repo.metrics.diff(a_rev=a_rev, b_rev=b_rev or "workspace",
+        return repo.metrics.diff(a_rev=a_rev, b_rev=b_rev or "workspace", targets=files,
                                  all=True).get("diff", {})
 
 

@@ -11,6 +11,7 @@ Each stage loads the whole file, so whichever stage DVC runs first fails fast on
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -68,6 +69,19 @@ class PrepareParams:
             "valid_fraction + test_fraction must be < 1",
         )
         _check(self.min_notes >= 1, "min_notes", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """Where prepare's per-file parse + encode runs (`cadenza.prepare.runner`)."""
+
+    kind: Literal["process", "serial", "dask"] = "process"
+    workers: int = 0  # processes (or local Dask workers); 0 = one per core
+    dask_address: str = ""  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786; "" = local
+    dask_processes: bool = True  # local Dask cluster: worker processes, or threads
+
+    def __post_init__(self) -> None:
+        _check(self.workers >= 0, "workers", "must be >= 0 (0 = one per core)")
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,24 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ListenParams:
+    """Audio renders of samples and test excerpts (`cadenza.audio`) and the listening test."""
+
+    soundfont: str = ""  # a General MIDI .sf2 ("" = the first one found in standard places)
+    format: Literal["ogg", "wav"] = "ogg"  # ogg falls back to wav where fluidsynth lacks it
+    sample_rate: int = 22050
+    gain: float = 0.5  # fluidsynth's master gain; higher clips on dense chords
+    clip_seconds: float = 15.0  # every sample and excerpt is cut to this length
+    n_excerpts: int = 4  # real test-set excerpts rendered beside the samples
+
+    def __post_init__(self) -> None:
+        _check(8000 <= self.sample_rate <= 96000, "sample_rate", "must be in [8000, 96000]")
+        _check(0 < self.gain <= 10, "gain", "must be in (0, 10]")
+        _check(self.clip_seconds > 0, "clip_seconds", "must be > 0")
+        _check(self.n_excerpts >= 1, "n_excerpts", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     sources: dict[str, SourceParams]
@@ -205,8 +237,10 @@ class Params:
     profiles: dict[str, ProfileParams] = field(default_factory=lambda: {
         "quick": ProfileParams(), "full": ProfileParams()})
     prepare: PrepareParams = field(default_factory=PrepareParams)
+    runner: RunnerParams = field(default_factory=RunnerParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    listen: ListenParams = field(default_factory=ListenParams)
 
     def __post_init__(self) -> None:
         _check(len(self.sources) > 0, "sources", "select at least one source")
@@ -228,8 +262,15 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    except yaml.YAMLError as err:  # one line: the problem and where it is
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML: {problem}{where}") from err
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParamsError(f"{path}: unreadable: {err}") from err
     params = from_dict(Params, raw, "")
     from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back
 
@@ -301,6 +342,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{key}: expected a number, got {_show(value)}")
+        if not math.isfinite(value):  # .nan / .inf pass every range check silently
+            raise ParamsError(f"{key}: expected a finite number, got {_show(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -100,7 +100,7 @@ def to_stream(units: dict[str, object], info: dict) -> torch.Tensor:
     parts = list(units.values())
     if not parts:
         return torch.zeros(0)
-    if parts[0].shape[1] == 128:  # frames: a silent frame between pieces
-        gap = np.zeros((1, 128), dtype=np.uint8)
+    if parts[0].dtype == np.uint8:  # frames (of any width): a silent frame between pieces
+        gap = np.zeros((1, parts[0].shape[1]), dtype=np.uint8)
         parts = [x for part in parts for x in (part, gap)]
     return torch.from_numpy(np.concatenate(parts))

@@ -100,7 +100,7 @@ def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def split_pieces(prepared: Path, split: str, steps_per_beat: int) -> list[PieceNotes]:
+def grid_pieces(prepared: Path, split: str, steps_per_beat: int) -> list[PieceNotes]:
     """Every piece of one split of the prepared data, on the metric grid."""
     bars = read_pieces(prepared).set_index("piece_id").beats_per_bar
     return [on_grid(notes, float(bars[pid]), steps_per_beat)
@@ -110,8 +110,8 @@ def split_pieces(prepared: Path, split: str, steps_per_beat: int) -> list[PieceN
 def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams,
                        seed: int) -> dict:
     """The reference rows: train, test, and test with the accompaniment's bars shuffled."""
-    train = split_pieces(prepared, "train", params.steps_per_beat)
-    test = split_pieces(prepared, "test", params.steps_per_beat)
+    train = grid_pieces(prepared, "train", params.steps_per_beat)
+    test = grid_pieces(prepared, "test", params.steps_per_beat)
     rng = np.random.default_rng(seed)
     result = {
         "train": mean_metrics([piece_metrics(p, params) for p in train]),
@@ -157,7 +157,7 @@ def yang_lerch_vs_test(samples: list[PieceNotes], prepared: Path, params: Evalua
     if not samples:
         return {}
     n_steps = int(np.median([int(p.end.max(initial=0)) for p in samples]))
-    reference = [excerpt(p, n_steps) for p in split_pieces(prepared, "test",
+    reference = [excerpt(p, n_steps) for p in grid_pieces(prepared, "test",
                                                             params.steps_per_beat)]
     per_feature = yang_lerch.compare_sets(samples, [p for p in reference if len(p.pitch)])
     per_feature["mean"] = {k: float(np.nanmean([f[k] for f in per_feature.values()]))

@@ -2,8 +2,19 @@
 
 Why: a run killed mid-write must never leave a half-written shard, checkpoint or report
 where a later stage (or DVC's cache) would take it for a finished one. Every writer in
-Cadenza therefore writes to a temporary sibling and renames it into place; on POSIX a
-rename within one filesystem is atomic.
+Cadenza therefore writes to a temporary path and renames it into place; on POSIX a rename
+within one filesystem is atomic.
+
+Where the temporary copy lives (issue #8): a SIGKILL skips every `finally`, so whatever temp
+file a killed run had open stays behind. Inside a DVC project (an ancestor folder holds
+`.dvc/`) temps therefore go to `<project>/.dvc/tmp/atomic/`, never beside the target: no
+partial file is ever visible under `data/` or `reports/`, and none can be cached by DVC as
+part of an output folder. Outside a project (tests, ad-hoc use) they go beside the target as
+hidden `.<name>.XXXX.tmp`. Either way each temp's name is derived from its target, and a new
+atomic write of a target first removes the temps that a killed write of the same target left
+behind (a target has one writer at a time: DVC's lock and the stage layout guarantee it).
+The temp folder must be on the target's filesystem for the rename to be atomic; when it is
+not, the sibling is used.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,13 +32,18 @@ from typing import Any
 
 import pandas as pd
 
+TEMP_SUBDIR = Path(".dvc") / "tmp" / "atomic"
+_TEMP_TAIL = re.compile(r"[a-z0-9_]{8}(\.old)?\.tmp")  # tempfile's 8 random characters
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    """Yield a temporary path for `target`; rename it onto `target` only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    folder, prefix = temp_location(target)
+    remove_stale_temps(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -38,18 +55,55 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; swap it in as `target` on success."""
+    """Yield a temporary directory; swap it in as `target` on success.
+
+    The old `target` is first renamed away (atomic), then deleted after the swap, so a kill
+    leaves either the old folder, the new one, or (for an instant) none: never a mix.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    folder, prefix = temp_location(target)
+    remove_stale_temps(folder, prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder))
+    old = tmp.with_name(tmp.name[:-4] + ".old.tmp")
     try:
         yield tmp
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+
+
+def temp_location(target: Path) -> tuple[Path, str]:
+    """(folder, name prefix) for temporary copies of `target` (see the module docstring)."""
+    parent = target.parent.resolve()
+    for root in (parent, *parent.parents):
+        if (root / ".dvc").is_dir():
+            folder = root / TEMP_SUBDIR
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.stat(folder).st_dev != os.stat(parent).st_dev:
+                break
+            rel = (parent / target.name).relative_to(root)
+            return folder, "." + "%".join(rel.parts) + "."
+    return target.parent, f".{target.name}."
+
+
+def remove_stale_temps(folder: Path, prefix: str) -> int:
+    """Delete the temps a killed atomic write of the same target left in `folder`."""
+    removed = 0
+    for entry in os.scandir(folder):
+        if entry.name.startswith(prefix) and \
+                _TEMP_TAIL.fullmatch(entry.name[len(prefix):]):
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json(path: Path | str, data: Any) -> None:

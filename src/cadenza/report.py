@@ -2,8 +2,10 @@
 
 The report is for people. Both files hold the same sections: the metrics table (metrics as
 rows; the reference rows, then the models, as columns), Yang & Lerch's OA/KL table, a bar
-chart per metric, the loss curves, and a piano roll of every sample linked to its MIDI file.
-The HTML references only local files (the PNGs and MIDI beside it), so it opens offline.
+chart per metric, the loss curves, t-SNE maps of the learned embeddings, the blind listening
+test's results, and a piano roll of every sample and real excerpt linked to its MIDI file and
+its audio clip (or, where no synthesizer was installed, one line saying so).
+The HTML references only local files (the PNGs, audio and MIDI beside it), so it opens offline.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cadenza.audio import INSTALL_HINT, read_status  # noqa: E402
 from cadenza.evaluate import MUSIC_METRICS, REFERENCE_ROWS  # noqa: E402
 from cadenza.io import atomic_path, read_json  # noqa: E402
+from cadenza.listening import power_analysis, power_text, results_table  # noqa: E402
 from cadenza.metrics.yang_lerch import FEATURES  # noqa: E402
 from cadenza.prepare.parse import RejectedPiece, parse_midi  # noqa: E402
 from cadenza.representations.rolls import notes_to_roll  # noqa: E402
@@ -46,6 +50,7 @@ class Figure:
     png: Path
     caption: str
     link: Path | None = None  # e.g. the sample's MIDI file
+    audio: Path | None = None  # the sample's rendered clip
 
 
 @dataclass
@@ -57,7 +62,11 @@ class Section:
 
 
 def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: Path,
-                 out_html: Path, out_csv: Path, plots: Path) -> None:
+                 out_html: Path, out_csv: Path, plots: Path, *, audio: Path | None = None,
+                 excerpts: Path | None = None, embeddings: Path | None = None,
+                 listening: Path | None = None) -> None:
+    """All sections; `audio`, `excerpts`, `embeddings` and `listening` are optional inputs
+    (a missing one gives a line saying what is missing instead of its section)."""
     plots.mkdir(parents=True, exist_ok=True)
     table = metrics_table(metrics_dir)
     with atomic_path(out_csv) as tmp:  # one row per column: what `dvc plots` charts
@@ -76,16 +85,80 @@ def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: P
     loss_png = plot_losses(train_logs, models, plots / "loss.png")
     if loss_png:
         sections.append(Section("Loss curves", figures=[Figure(loss_png, "loss curves")]))
+    if embeddings is not None:
+        sections.append(embeddings_section(embeddings))
+    sections.append(listening_section(listening))
+    if audio is not None:
+        sections.append(Section("Audio", audio_note(audio, [*models, "reference"])))
+    if excerpts is not None:
+        sections.append(Section(
+            "Real test excerpts", "Cut to the samples' clip length; hear these beside the "
+            "samples.", figures=_sample_figures(excerpts, "reference", audio, plots)))
     for model in models:
-        samples = sorted((generated / model).glob("*.mid"))
-        figures = [Figure(png, f"{model}: {midi.name}", midi) for midi in samples
-                   if (png := plot_roll(midi, plots / f"{model}_{midi.stem}.png",
-                                        f"{model}: {midi.name}"))]
+        figures = _sample_figures(generated / model, model, audio, plots)
         sections.append(Section(f"Samples: {model}",
-                                "" if samples else "No samples.", figures=figures))
+                                "" if figures else "No samples.", figures=figures))
     _write(out_md, render_markdown(sections, out_md))
     _write(out_html, render_html(sections, out_html))
     log.info("report -> %s, %s, %s", out_md, out_html, out_csv)
+
+
+def _sample_figures(midi_dir: Path, name: str, audio: Path | None, plots: Path
+                    ) -> list[Figure]:
+    """A piano roll per MIDI file, linked to the MIDI and, where rendered, its audio clip."""
+    clips = {v["midi"]: audio / name / clip for clip, v in
+             read_status(audio / name).get("clips", {}).items()} if audio is not None else {}
+    return [Figure(png, f"{name}: {midi.name}", midi, clips.get(midi.name))
+            for midi in sorted(midi_dir.glob("*.mid"))
+            if (png := plot_roll(midi, plots / f"{name}_{midi.stem}.png",
+                                 f"{name}: {midi.name}"))]
+
+
+def audio_note(audio: Path, names: list[str]) -> str:
+    """One line: how the clips were made, or why there are none (then the MIDI is linked)."""
+    statuses = [read_status(audio / n) for n in names]
+    missing = [s["unavailable"] for s in statuses if s.get("unavailable")]
+    if missing:
+        return (f"No audio: {missing[0]}. The MIDI files are linked under each piece instead "
+                f"(`{INSTALL_HINT}`, then `dvc repro`, renders them).")
+    done = next((s for s in statuses if s.get("soundfont")), {})
+    n = sum(len(s.get("clips", {})) for s in statuses)
+    return (f"{n} clips: every sample and real excerpt cut (or padded) to "
+            f"{done.get('clip_seconds', 0):g} s, rendered with FluidSynth and "
+            f"{Path(done.get('soundfont', '?')).name} at {done.get('sample_rate', 0)} Hz; a "
+            "player is under each piano roll.")
+
+
+def embeddings_section(folder: Path) -> Section:
+    """Seed 003's figs. 6 and 8: t-SNE maps of the learned embeddings."""
+    maps = read_json(folder / "maps.json") if (folder / "maps.json").exists() else {}
+    figures = [Figure(folder / png, f"{model}: t-SNE of the learned embeddings")
+               for model, png in maps.items() if png.endswith(".png")]
+    without = [m for m, png in maps.items() if not png.endswith(".png")]
+    text = ("Circles are note-on tokens (for grid schemes: pitch or chord tokens), crosses "
+            "note-off tokens, coloured by pitch from blue (low) to red (high); grey dots are "
+            "rests, time shifts, velocities and special tokens, as in seed 003's figures 6 and "
+            "8." + (f" No map (no per-symbol embedding): {', '.join(without)}." if without
+                    else ""))
+    return Section("Embedding maps (t-SNE)", text, figures=figures)
+
+
+def listening_section(result_path: Path | None) -> Section:
+    """The blind listening test's table when one was analysed; the power analysis always."""
+    how = ("Run one with `cadenza listening-test make --n 12`, hand out the folder, then "
+           "`cadenza listening-test analyze answers/*.json` and `dvc repro -f report` "
+           "(README, section Listening).")
+    if result_path is None or not result_path.exists():
+        return Section("Listening test", f"No listening test analysed yet. {how} "
+                       f"{power_text(power_analysis())}")
+    result = read_json(result_path)
+    text = (f"{result['n_listeners']} listener(s), {result['n_answers']} rating(s) on seed "
+            "003's scale (1 = completely random noise, 5 = musically plausible, 10 = composed "
+            "by a novice composer); `yes_*` is the share of yes on seed 004's questions; "
+            f"`diff_vs_real` is the mean rating minus that of the real excerpts "
+            f"(`{result['real']}`), with two-sided Welch t-test and Mann-Whitney p-values. "
+            f"{power_text(result['power'])}")
+    return Section("Listening test", text, results_table(result))
 
 
 def metrics_table(metrics_dir: Path) -> pd.DataFrame:
@@ -187,6 +260,8 @@ def render_markdown(sections: list[Section], out: Path) -> str:
             lines += [f"![{f.caption}]({_rel(f.png, out)})", ""]
             if f.link:
                 lines += [f"MIDI: [{f.link.name}]({_rel(f.link, out)})", ""]
+            if f.audio:
+                lines += [f"Audio: [{f.audio.name}]({_rel(f.audio, out)})", ""]
     return "\n".join(lines)
 
 
@@ -201,6 +276,9 @@ def render_html(sections: list[Section], out: Path) -> str:
         for f in s.figures:
             link = (f' <a href="{html.escape(_rel(f.link, out))}">{html.escape(f.link.name)}'
                     "</a>" if f.link else "")
+            if f.audio:
+                link += (f'<br><audio controls preload="none" '
+                         f'src="{html.escape(_rel(f.audio, out))}"></audio>')
             body.append(f'<figure><img src="{html.escape(_rel(f.png, out))}" '
                         f'alt="{html.escape(f.caption)}"><figcaption>'
                         f"{html.escape(f.caption)}{link}</figcaption></figure>")

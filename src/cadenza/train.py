@@ -141,7 +141,11 @@ def _save_resume(path: Path, mp: ModelParams, model, optimizers, plateau, genera
 
 
 def _resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator) -> dict:
-    payload = torch.load(path, weights_only=True)
+    try:  # data only: a resume file never runs code
+        payload = torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated or tampered (kills cannot do this)
+        raise ValueError(f"{path}: not a loadable resume file ({type(err).__name__}: "
+                         f"{str(err)[:200]}); delete it to train from the start") from err
     if payload["params"] != asdict(mp):
         log.warning("%s: left by a run with other params; starting afresh", path)
         return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}

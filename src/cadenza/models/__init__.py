@@ -24,6 +24,7 @@ from cadenza.models import (
     note_rnn,
     roll_gan,
     roll_lstm,
+    roll_made,
     roll_nade,
     token_lm,
     transformer,
@@ -32,6 +33,6 @@ from cadenza.models import (
 
 FAMILIES: dict[str, ModuleType] = {
     module.__name__.rsplit(".", 1)[-1]: module
-    for module in (token_lm, transformer, unigram, roll_lstm, roll_nade, frame_vae,
+    for module in (token_lm, transformer, unigram, roll_lstm, roll_nade, roll_made, frame_vae,
                    latent_lstm, note_rnn, note_gan, roll_gan)
 }

@@ -23,6 +23,7 @@ from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
 KIND = "frames"
+PITCH_AUTOREGRESSIVE = True  # the benchmark feeds it the target frame (teacher forcing)
 
 
 @dataclass(frozen=True)

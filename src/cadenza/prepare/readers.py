@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,27 @@ from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse
 from cadenza.representations.rolls import roll_to_notes
 
 BL_SECONDS_PER_BEAT = 0.5  # the B-L rolls carry no tempo; we assume 120 bpm
+MAX_NPZ_BYTES = 256 << 20  # uncompressed; LPD files are ~1 MB unpacked
+MAX_ROLL_STEPS = 2_400_000  # 100,000 beats at LPD's 24 steps per beat (MAX_BEATS in parse)
 
 
 def read_piece(folder: Path, row, source: dict) -> ParsedPiece:
-    """Read the piece a manifest row names, with the source's track filter."""
+    """Read the piece a manifest row names, with the source's track filter.
+
+    Any error a reader raises on a broken file becomes a `RejectedPiece` naming the error
+    (issue #8: one bad file of tens of thousands must never stop the stage). Memory errors
+    and interrupts are not caught.
+    """
+    try:
+        return _read(folder, row, source)
+    except (RejectedPiece, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a reader's bug must not cost the whole run
+        raise RejectedPiece(f"unreadable {row.format or 'midi'} file: "
+                            f"{type(err).__name__}: {err}") from err
+
+
+def _read(folder: Path, row, source: dict) -> ParsedPiece:
     path = folder / row.path
     if row.format in ("midi", ""):
         return parse_midi(path, source["track_filter"])
@@ -37,6 +55,7 @@ def read_lpd(path: Path, piano: str) -> ParsedPiece:
     """
     import pypianoroll
 
+    check_npz(path)
     try:
         multitrack = pypianoroll.load(path)
     except Exception as err:  # noqa: BLE001 - corrupt zip / missing arrays
@@ -63,6 +82,32 @@ def read_lpd(path: Path, piano: str) -> ParsedPiece:
                       "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
     notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
     return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
+
+
+def check_npz(path: Path) -> None:
+    """Refuse an `.npz` whose members or roll shapes claim more than a real piece needs.
+
+    Why: pypianoroll rebuilds each dense roll from the shape stored in the file, so a file
+    of a few KB that claims a (10^9, 128) roll would allocate 128 GB; and a zip member's
+    declared size is what `np.load` inflates. Both are checked before anything is inflated.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+            if total > MAX_NPZ_BYTES:
+                raise RejectedPiece(f"npz unpacks to {total:,} bytes (limit {MAX_NPZ_BYTES:,})")
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                if key.endswith("_csc_shape"):
+                    shape = np.asarray(npz[key]).ravel()
+                    if shape.size != 2 or not 0 <= shape[0] <= MAX_ROLL_STEPS \
+                            or not 0 <= shape[1] <= 128:
+                        raise RejectedPiece(f"npz roll {key} claims shape {shape.tolist()} "
+                                            f"(at most {MAX_ROLL_STEPS:,} x 128)")
+    except RejectedPiece:
+        raise
+    except Exception as err:  # noqa: BLE001 - not a zip, bad .npy header, ...
+        raise RejectedPiece(f"unreadable npz: {type(err).__name__}: {err}") from err
 
 
 @functools.lru_cache(maxsize=2)

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from cadenza.config import PrepareParams
+from cadenza.config import PrepareParams, RunnerParams
 from cadenza.io import atomic_dir, read_json, write_json, write_parquet
 from cadenza.prepare.key import estimate_key, shift_to_c
 from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
 from cadenza.prepare.readers import read_piece
+from cadenza.prepare.runner import map_ordered
 from cadenza.prepare.shards import REJECT_COLUMNS, SCHEMA_VERSION, SPLITS, write_partitioned
 from cadenza.prepare.split import split_of
 from cadenza.representations.rolls import roll_runs
@@ -34,10 +36,15 @@ log = logging.getLogger(__name__)
 NOTE_COLUMNS = [*NOTE_ARRAYS, "step_beats", "step_s"]
 PIECE_COLUMNS_IN_NOTES = ["source", "composer", "title", "year"]
 ROLL_COLUMNS = ["pitch", "start", "end"]
+SERIAL = RunnerParams(kind="serial")
 
 
-def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams) -> dict:
-    """Prepare `sources` (folders under `raw_root`) into `out`; return the counts."""
+def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams,
+            runner: RunnerParams = SERIAL) -> dict:
+    """Prepare `sources` (folders under `raw_root`) into `out`; return the counts.
+
+    The per-file work maps over `runner`; its results arrive in manifest order.
+    """
     pieces: list[dict] = []
     notes: list[dict[str, np.ndarray]] = []
     rolls: list[dict[str, np.ndarray]] = []
@@ -51,20 +58,16 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         for row in manifest[manifest.status != "ok"].itertuples():
             rejects.append((name, row.piece_id, row.source_path, "fetch", row.reason))
         ok = manifest[manifest.status == "ok"]
-        transpose = params.transpose and source["transpose"]
-        for row in tqdm(ok.itertuples(), total=len(ok), desc=f"prepare {name}", unit="file"):
-            piece_id = f"{name}/{row.piece_id}"
-            try:
-                parsed = read_piece(folder, row, source)
-                split = row.split or split_of(piece_id, params.valid_fraction,
-                                              params.test_fraction)
-                piece, piece_notes, piece_roll = encode_piece(parsed, piece_id, split, params,
-                                                              transpose)
-            except RejectedPiece as err:
-                rejects.append((name, piece_id, row.path, err.stage, str(err)))
+        jobs = [FileJob(folder, name, SimpleNamespace(**row._asdict()), source, params)
+                for row in ok.itertuples(index=False)]
+        results = map_ordered(prepare_file, jobs, runner)
+        for job, result in tqdm(zip(jobs, results, strict=True), total=len(jobs),
+                                desc=f"prepare {name}", unit="file"):
+            if isinstance(result, Rejected):
+                rejects.append((name, f"{name}/{job.row.piece_id}", job.row.path,
+                                result.stage, result.reason))
                 continue
-            piece.update(source=name, title=row.title, composer=row.composer, year=row.year,
-                         sha256=row.sha256)
+            piece, piece_notes, piece_roll = result
             pieces.append(piece)
             notes.append(piece_notes)
             rolls.append(piece_roll)
@@ -100,6 +103,42 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
     log.info("prepared %d pieces (%d notes), rejected %d -> %s",
              len(pieces_df), len(notes_table), len(rejects_df), out)
     return counts
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One manifest row to prepare: all a worker process needs, picklable."""
+
+    folder: Path
+    source_name: str
+    row: SimpleNamespace
+    source: dict
+    params: PrepareParams
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that `prepare_file` could not use: a rejects-table row to be."""
+
+    stage: str
+    reason: str
+
+
+def prepare_file(job: FileJob
+                 ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]] | Rejected:
+    """Read, key-normalise and encode one file; a bad file comes back as its rejection."""
+    row, params = job.row, job.params
+    piece_id = f"{job.source_name}/{row.piece_id}"
+    try:
+        parsed = read_piece(job.folder, row, job.source)
+        split = row.split or split_of(piece_id, params.valid_fraction, params.test_fraction)
+        piece, notes, roll = encode_piece(parsed, piece_id, split, params,
+                                          params.transpose and job.source["transpose"])
+    except RejectedPiece as err:
+        return Rejected(err.stage, str(err))
+    piece.update(source=job.source_name, title=row.title, composer=row.composer,
+                 year=row.year, sha256=row.sha256)
+    return piece, notes, roll
 
 
 def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams,

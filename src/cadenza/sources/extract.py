@@ -3,14 +3,19 @@
 Refused, with the entry named: absolute paths, `..` components, symlinks or hardlinks that
 point outside the target, device files, and archives whose total uncompressed size is over
 the limit (a zip bomb). Tar extraction also goes through Python's `data` filter as a second
-line of defence.
+line of defence. A truncated or corrupt archive (bad CRC, cut-off gzip stream, broken
+headers) raises `CorruptArchive` naming the file, whatever the library's own exception was
+(issue #8: `tests/test_fuzz.py` flips bits in and truncates real archives). Extraction goes
+into the fetch stage's temporary folder, so a failure leaves nothing under `data/`.
 """
 
 from __future__ import annotations
 
+import lzma
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 
@@ -18,7 +23,22 @@ class UnsafeArchive(RuntimeError):
     """The archive would write outside its target, or is too large; nothing was written."""
 
 
+class CorruptArchive(RuntimeError):
+    """The archive is truncated or damaged; what was extracted must be thrown away."""
+
+
 def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
+    try:
+        _safe_extract(archive, target, max_bytes)
+    except (UnsafeArchive, MemoryError):
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
+            OSError, ValueError, UnicodeDecodeError) as err:
+        raise CorruptArchive(f"{archive}: corrupt or truncated archive "
+                             f"({type(err).__name__}: {err})") from err
+
+
+def _safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:

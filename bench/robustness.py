@@ -1,0 +1,284 @@
+"""Robustness benchmark (issue #8): fuzzed MIDI through prepare's path, and SIGKILLs mid-run.
+
+    python bench/robustness.py                        # 20,000 random mutants, 5 kills a stage
+    python bench/robustness.py --random 2000 --kills 1    # a quick look
+
+Prints:
+  * inputs tried, and how each ended: parsed (a row), rejected with a reason, or crashed
+    (a Python error other than a rejection, a segfault, over the 2 GB address-space limit, or
+    over the per-file deadline). Crashes must be 0. Each input runs in a child process
+    (`tests/fuzz_worker.py`), so a crash is counted, not fatal;
+  * pieces lost from the good files: the real prepare stage over the good files alone
+    (the baseline run), then over the same files mixed with mutants; every piece of the
+    baseline must still be there (must be 0);
+  * kill/resume trials: `cadenza fetch` (loopback HTTP, when ../shared/datasets has
+    MAESTRO), `prepare` and `train` SIGKILLed at seeded random points (the first of each at
+    the moment it writes an output), then re-run; a trial passes when no partial file was
+    visible and the re-run's outputs equal an uninterrupted run's (bytes; training: weights
+    with tolerance 0);
+  * ratio: the guarded parse (framing check + symusic + time checks) against a bare symusic
+    parse of the same good files, both timed in this run.
+The mutators are in `tests/mutate.py`; the CI tests (`tests/test_fuzz.py`,
+`tests/test_faults.py`) run the same code on fewer inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import symusic
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the shared test helpers: tests/mutate.py, tests/fuzz_worker.py
+
+from cadenza.config import PrepareParams  # noqa: E402
+from cadenza.prepare.parse import RejectedPiece, check_midi_bytes, parse_midi  # noqa: E402
+from cadenza.prepare.run import prepare  # noqa: E402
+from cadenza.sources.fetch import write_manifest  # noqa: E402
+from cadenza.sources.registry import Source  # noqa: E402
+from tests import mutate  # noqa: E402
+from tests.fuzz_worker import run_isolated  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+GOOD_DIR = DATASETS / "piano-midi.de" / "midis"
+BENCH_SOURCE = Source(name="bench", layout="maestro", description="", license="", citation="",
+                      track_filter="all")
+
+
+def fuzz(seeds: list[bytes], n_random: int, seed: int, work: Path
+         ) -> tuple[list, list[tuple[str, Path]]]:
+    cases = mutate.mutants(seeds, random.Random(seed), n_random)
+    files = []
+    for i, (name, data) in enumerate(cases):
+        path = work / f"{i:06d}.mid"
+        path.write_bytes(data)
+        files.append((name, path))
+    return run_isolated(files, timeout_s=20.0), files
+
+
+def prepare_pieces(files: list[Path], work: Path) -> set[str]:
+    """The real stage over `files` (one source); the piece ids it keeps."""
+    raw = work / "raw" / "bench"
+    raw.mkdir(parents=True)
+    rows = [{"piece_id": f"{i:06d}", "format": "midi", "path": str(p.resolve()),
+             "status": "ok"} for i, p in enumerate(files)]
+    write_manifest(raw, rows, BENCH_SOURCE)
+    prepare(raw.parent, ["bench"], work / "prepared", PrepareParams())
+    return set(pd.read_parquet(work / "prepared" / "pieces.parquet").piece_id)
+
+
+def lost_pieces(good: list[Path], mutant_files: list[Path], work: Path) -> tuple[int, int]:
+    """(pieces of the good files alone, how many of them are missing when mutants join)."""
+    baseline = prepare_pieces(good, work / "baseline")
+    mixed = prepare_pieces(good + mutant_files, work / "mixed")
+    return len(baseline), len(baseline - mixed)
+
+
+def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
+    """(passed, tried, failures) over fetch, prepare and train."""
+    import hashlib
+
+    from tests import test_faults as faults
+    from tests.conftest import write_corpus
+
+    passed, tried, failures = 0, 0, []
+
+    def trial(stage: str, fn) -> None:
+        nonlocal passed, tried
+        tried += 1
+        try:
+            fn()
+            passed += 1
+        except AssertionError as err:
+            failures.append(f"{stage}: {str(err)[:200]}")
+
+    if (DATASETS / "maestro-v2.0.0").is_dir():
+        from tests import archives
+        from tests.loopback import Site, serve
+
+        site = Site()
+        data = archives.maestro_zip(per_split=2)
+        site.files["/m.zip"], site.rate["/m.zip"] = data, len(data) // 2
+        with serve(site):
+            project = faults.make_project(work / "fetch", {"maestro_v2": {
+                "url": site.url("/m.zip"), "sha256": hashlib.sha256(data).hexdigest()}})
+            args = ["fetch", "maestro_v2", "--out", "data/raw/maestro_v2",
+                    "--cache", ".cache/downloads"]
+            out = project / "data/raw/maestro_v2"
+            full_s = faults.run_cli(args, project)
+            reference = faults.snapshot(out)
+            cached = project / ".cache/downloads/maestro-v2.0.0-midi.zip"
+
+            def fresh_fetch() -> None:  # keeps any .part: a killed download resumes
+                cached.unlink(missing_ok=True)
+                shutil.rmtree(out, ignore_errors=True)
+
+            rng = random.Random(1)
+            for k in range(kills):
+                trial("fetch", lambda k=k: _one_kill(
+                    faults, args, project, full_s, rng, k,
+                    lambda: None if not out.exists() else _same(faults.snapshot(out),
+                                                                reference),
+                    lambda: _same(faults.snapshot(out), reference), fresh_fetch))
+    project = faults.make_project(work / "toy", {"bach_chorales": {"limit": 0}})
+    shutil.move(write_corpus(work / "corpus") / "toy", project / "data/raw/bach_chorales")
+    out = project / "data/prepared"
+    full_s = faults.run_cli(faults.PREPARE, project)
+    reference = faults.snapshot(out)
+    rng = random.Random(2)
+    for k in range(kills):
+        trial("prepare", lambda k=k: _one_kill(
+            faults, faults.PREPARE, project, full_s, rng, k,
+            lambda: None if not out.exists() else _same(faults.snapshot(out), reference),
+            lambda: _same(faults.snapshot(out), reference),
+            lambda: shutil.rmtree(out, ignore_errors=True)))
+    import torch
+
+    ckpt = project / "data/models/chord_lstm/ckpt.pt"
+    log = project / "reports/train/chord_lstm.csv"
+    full_s = faults.run_cli(faults.TRAIN, project)
+    ref_state = torch.load(ckpt, weights_only=True)["state_dict"]
+    ref_log = pd.read_csv(log)[faults.LOG_COLUMNS]
+
+    def same_weights() -> None:
+        got = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.equal(got[k], v) for k, v in ref_state.items()), "weights differ"
+        pd.testing.assert_frame_equal(pd.read_csv(log)[faults.LOG_COLUMNS], ref_log)
+
+    def from_scratch() -> None:
+        shutil.rmtree(ckpt.parent, ignore_errors=True)
+        log.unlink(missing_ok=True)
+
+    rng = random.Random(3)
+    for k in range(kills):
+        trial("train", lambda k=k: _one_kill(faults, faults.TRAIN, project, full_s, rng, k,
+                                             lambda: None, same_weights, from_scratch))
+    return passed, tried, failures
+
+
+def _one_kill(faults, args, project, full_s, rng, k, after_kill, after_rerun, reset) -> None:
+    """Trial 0 kills mid-write; the others at a random point, half from a clean start."""
+    if k == 0 or rng.random() < 0.5:
+        reset()
+    if k == 0:
+        faults.kill_trials(args, project, full_s, rng, after_kill, after_rerun, trials=1)
+    else:
+        _random_kill(faults, args, project, full_s, rng, after_kill, after_rerun)
+
+
+def _random_kill(faults, args, project, full_s, rng, after_kill, after_rerun) -> None:
+    faults.kill_at_random(args, project, rng.uniform(0.15, 1.0) * full_s)
+    assert faults.partial_files(project) == [], "partial file visible after the kill"
+    after_kill()
+    faults.run_cli(args, project)
+    assert faults.partial_files(project) == []
+    after_rerun()
+
+
+def _kind(reason: str) -> str:
+    """A reject reason without its numbers: 'chunk 3 (b'MTrk') claims 2,147,483,647 ...'
+    and 'chunk 0 ... claims 9 ...' are one kind."""
+    if " claims " in reason:
+        return "chunk length beyond the file"
+    head, _, rest = reason.partition(": ")
+    if head == "unreadable MIDI":  # symusic's own message, or the framing check's
+        head = rest.removeprefix("MiniMidi: ").split("!")[0].split(":")[0]
+    return re.sub(r"[\d,]+", "N", head)[:48]
+
+
+def _same(got: dict, want: dict) -> None:
+    assert got == want, "outputs differ from the uninterrupted run"
+
+
+def parse_ratio(good: list[Path], repeat: int = 3) -> tuple[float, float, float]:
+    """(bare symusic parse, the framing check, the whole guarded parse_midi) in seconds,
+    best of `repeat`, over the same files."""
+    blobs = [p.read_bytes() for p in good]
+    times = []
+    for fn in (lambda: [symusic.Score.from_midi(b) for b in blobs],
+               lambda: [check_midi_bytes(b) for b in blobs],
+               lambda: [_parse(p) for p in good]):
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    return times[0], times[1], times[2]
+
+
+def _parse(path: Path) -> None:
+    with contextlib.suppress(RejectedPiece):
+        parse_midi(path, "all")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--random", type=int, default=20_000, help="random mutants")
+    parser.add_argument("--seeds", type=int, default=16, help="real files to mutate")
+    parser.add_argument("--mixed", type=int, default=2_000,
+                        help="mutants mixed into the good files for the lost-pieces check")
+    parser.add_argument("--kills", type=int, default=5, help="kill trials per stage")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.getLogger("cadenza").setLevel(logging.ERROR)  # the rejects: thousands of lines
+    if not GOOD_DIR.is_dir():
+        sys.exit(f"needs {GOOD_DIR} (see ../shared/datasets/README.md)")
+    seeds = [p.read_bytes() for p in mutate.seed_files(DATASETS, args.seeds)]
+    good = sorted(GOOD_DIR.rglob("*.mid"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "fuzz").mkdir()
+        start = time.perf_counter()
+        outcomes, files = fuzz(seeds, args.random, args.seed, work / "fuzz")
+        fuzz_s = time.perf_counter() - start
+        status = Counter(o.status for o in outcomes)
+        reasons = Counter(_kind(o.detail) for o in outcomes if o.status == "rejected")
+        print(f"== fuzz: {len(seeds)} real seed files, {len(mutate.STRUCTURED)} structured "
+              f"mutators, {args.random:,} random mutants ({fuzz_s:.1f} s, "
+              f"{len(outcomes) / fuzz_s:,.0f} inputs/s)")
+        print(f"inputs tried          : {len(outcomes):8,}")
+        print(f"parsed (a row)        : {status['ok']:8,}")
+        print(f"rejected with a reason: {status['rejected']:8,}"
+              f"  (all with a reason: {all(o.detail for o in outcomes)})")
+        print(f"crashes               : {status['crash']:8,}   (must be 0)")
+        for o in outcomes:
+            if o.status == "crash":
+                print(f"  CRASH {o.name}: {o.detail}")
+        print("top reject reasons    : " + "; ".join(f"{r} ({n:,})"
+                                                     for r, n in reasons.most_common(6)))
+        mixed = [p for _, p in files if p.stat().st_size < 1 << 20][: args.mixed]
+        start = time.perf_counter()
+        kept, lost = lost_pieces(good, mixed, work / "stage")
+        print(f"\n== prepare stage: {len(good)} good files (piano-midi.de) + {len(mixed):,} "
+              f"mutants ({time.perf_counter() - start:.1f} s)")
+        print(f"good pieces, baseline : {kept:8,} of {len(good)} files")
+        print(f"pieces lost to mutants: {lost:8,}   (must be 0)")
+        bare_s, check_s, guarded_s = parse_ratio(good)
+        print(f"ratio (framing check + bare parse) / bare parse: {(bare_s + check_s) / bare_s:5.3f}"
+              f"x  (symusic {bare_s:.3f} s, framing check {check_s:.3f} s, {len(good)} files)")
+        print(f"ratio parse_midi / bare parse: {guarded_s / bare_s:5.2f}x  (parse_midi "
+              f"{guarded_s:.3f} s: the check, the parse, beats and seconds, the time checks)")
+        if args.kills:
+            start = time.perf_counter()
+            passed, tried, failures = kill_trials(args.kills, work / "kills")
+            print(f"\n== kills ({time.perf_counter() - start:.0f} s)")
+            print(f"kill/resume trials passed: {passed} of {tried}")
+            for failure in failures:
+                print(f"  FAILED {failure}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Faults (issue #8): SIGKILL in mid-run, two `dvc repro` at once, tampered checkpoints.
+
+Real processes, really killed: `cadenza fetch` (from a throttled loopback HTTP server),
+`cadenza prepare` and `cadenza train` run as subprocesses in a tiny DVC project and get
+SIGKILL (the whole process group, pool workers included) after a seeded random delay. After
+every kill: no partial file is visible under `data/` or `reports/`, and each output is either
+absent, or complete. Then a re-run finishes, and its outputs must be byte-identical to an
+uninterrupted run (fetch, prepare); for training, the weights must be equal with tolerance 0
+(`torch.equal`, CPU), and the log equal except its wall-clock columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cadenza.checkpoint import load_checkpoint
+from cadenza.io import TEMP_SUBDIR
+
+from .conftest import ROOT, SHARED, write_corpus
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "cadenza.cli"]
+KILLS = 2  # kill/re-run trials per stage in CI (one mid-write); bench/robustness.py runs more
+LOG_COLUMNS = ["epoch", "step", "train_loss", "valid_loss", "lr"]  # not the timings
+
+
+def env() -> dict[str, str]:
+    # one thread: on a small shared CPU, torch's thread pool thrashes against the other runs
+    out = dict(os.environ, DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out["PATH"] = str(Path(sys.executable).parent) + os.pathsep + out.get("PATH", "")
+    return out
+
+
+def make_project(dest: Path, sources: dict) -> Path:
+    """A DVC project (no git) with this project's params, a tiny chord_lstm, `sources`."""
+    dest.mkdir(parents=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sources"] = sources
+    params["prepare"].update(valid_fraction=0.2, test_fraction=0.2)
+    params["profiles"]["quick"] = {"max_epochs": 3, "max_batches": 8}
+    params["models"]["chord_lstm"]["net"].update(hidden=24, embedding=8)
+    params["models"]["chord_lstm"]["train"].update(batch_size=4, seq_len=16, patience=9)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest,
+                   env=env(), check=True)
+    return dest
+
+
+def run_cli(args: list[str], project: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(CLI + args, cwd=project, env=env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return time.perf_counter() - start
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def partial_files(project: Path) -> list[str]:
+    """Anything under data/ or reports/ that looks like an unfinished write."""
+    bad = []
+    for top in ("data", "reports"):
+        for p in (project / top).rglob("*"):
+            if p.name.startswith(".") or p.suffix in (".tmp", ".part"):
+                bad.append(str(p.relative_to(project)))
+    return bad
+
+
+def writing(project: Path) -> bool:
+    """True while an atomic write is under way: a temp exists (in the project's temp
+    folder, or, were temps kept beside their targets, under data/ or reports/)."""
+    for folder in (TEMP_SUBDIR, "data", "data/raw", "data/models/chord_lstm", "reports/train"):
+        with contextlib.suppress(FileNotFoundError), os.scandir(project / folder) as entries:
+            if any(e.name.endswith(".tmp") for e in entries):
+                return True
+    return False
+
+
+def kill_at_random(args: list[str], project: Path, delay_s: float | None) -> bool:
+    """Start the command; SIGKILL its process group after `delay_s`, or (None) at the first
+    moment it is writing an output; True if it was killed before it finished."""
+    proc = subprocess.Popen(CLI + args, cwd=project, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + (delay_s if delay_s is not None else 600)
+    while proc.poll() is None and time.monotonic() < deadline:
+        if delay_s is None and writing(project):
+            break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        return False
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def kill_trials(args: list[str], project: Path, full_s: float, rng: random.Random,
+                after_kill: Callable[[], None], after_rerun: Callable[[], None],
+                before: Callable[[], None] = lambda: None, trials: int = KILLS) -> int:
+    """Kill, check, re-run, compare; return how many kills landed before the end.
+
+    The first trial kills in the middle of an atomic write (the moment a temp appears), the
+    worst moment for a partial file; the others at seeded random points of the run."""
+    killed = 0
+    for trial in range(trials):
+        before()
+        delay = None if trial == 0 else rng.uniform(0.15, 1.0) * full_s
+        killed += kill_at_random(args, project, delay)
+        assert partial_files(project) == []
+        after_kill()
+        run_cli(args, project)
+        assert partial_files(project) == []
+        after_rerun()
+    return killed
+
+
+# ---------------------------------------------------------------- fetch
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "maestro-v2.0.0").is_dir(),
+                    reason="needs ../shared/datasets/maestro-v2.0.0")
+def test_fetch_killed_anywhere_resumes_to_identical_output(tmp_path):
+    from . import archives
+    from .loopback import Site, serve
+
+    site = Site()
+    data = archives.maestro_zip(per_split=2)
+    site.files["/m.zip"] = data
+    site.rate["/m.zip"] = len(data) // 2  # a 2 s download, so kills land in it too
+    with serve(site):
+        project = make_project(tmp_path / "p", {"maestro_v2": {
+            "url": site.url("/m.zip"), "sha256": hashlib.sha256(data).hexdigest()}})
+        args = ["fetch", "maestro_v2", "--out", "data/raw/maestro_v2",
+                "--cache", ".cache/downloads"]
+        out, cached = project / "data/raw/maestro_v2", project / ".cache/downloads"
+        full_s = run_cli(args, project)
+        reference = snapshot(out)
+        assert "manifest.csv" in reference
+
+        def complete_or_absent() -> None:
+            assert not out.exists() or snapshot(out) == reference
+
+        def identical() -> None:
+            assert snapshot(out) == reference
+
+        def fresh_download() -> None:  # keep a .part, so a killed download is resumed
+            (cached / "maestro-v2.0.0-midi.zip").unlink(missing_ok=True)
+            shutil.rmtree(out, ignore_errors=True)
+
+        assert kill_trials(args, project, full_s, random.Random(8), complete_or_absent,
+                           identical, fresh_download) >= 1
+        assert (cached / "maestro-v2.0.0-midi.zip").read_bytes() == data
+
+
+# ---------------------------------------------------------------- prepare and train
+
+
+@pytest.fixture(scope="module")
+def toy_project(tmp_path_factory) -> Path:
+    """A project whose data/raw/bach_chorales holds the conftest toy corpus (30 good files
+    and 3 broken ones), prepared once, uninterrupted."""
+    root = tmp_path_factory.mktemp("faults")
+    project = make_project(root / "p", {"bach_chorales": {"limit": 0}})
+    shutil.move(write_corpus(root) / "toy", project / "data" / "raw" / "bach_chorales")
+    return project
+
+
+PREPARE = ["prepare", "--raw", "data/raw", "--out", "data/prepared"]
+TRAIN = ["train", "chord_lstm", "--prepared", "data/prepared",
+         "--ckpt", "data/models/chord_lstm/ckpt.pt", "--log", "reports/train/chord_lstm.csv"]
+
+
+def test_prepare_killed_anywhere_reruns_to_identical_output(toy_project):
+    out = toy_project / "data" / "prepared"
+    full_s = run_cli(PREPARE, toy_project)
+    reference = snapshot(out)
+    assert "rejects.parquet" in reference and "_meta.json" in reference
+
+    def complete_or_absent() -> None:
+        assert not out.exists() or snapshot(out) == reference
+
+    def identical() -> None:
+        assert snapshot(out) == reference
+
+    pick = random.Random(11)
+
+    def start_clean() -> None:  # some trials start with no previous output
+        if pick.random() < 0.5:
+            shutil.rmtree(out, ignore_errors=True)
+
+    assert kill_trials(PREPARE, toy_project, full_s, random.Random(9), complete_or_absent,
+                       identical, start_clean) >= 1
+
+
+def test_train_killed_anywhere_resumes_to_the_same_weights(toy_project):
+    if not (toy_project / "data" / "prepared" / "_meta.json").exists():
+        run_cli(PREPARE, toy_project)
+    ckpt = toy_project / "data/models/chord_lstm/ckpt.pt"
+    log = toy_project / "reports/train/chord_lstm.csv"
+    full_s = run_cli(TRAIN, toy_project)
+    reference = torch.load(ckpt, weights_only=True)
+    reference_log = pd.read_csv(log)[LOG_COLUMNS]
+    assert reference["epoch"] == 3
+
+    def complete_or_absent() -> None:
+        if ckpt.exists():
+            load_checkpoint(ckpt)  # a whole checkpoint, from some epoch
+        if log.exists():
+            rows = pd.read_csv(log)[LOG_COLUMNS]
+            pd.testing.assert_frame_equal(rows, reference_log.iloc[:len(rows)])
+
+    def same_weights() -> None:
+        got = torch.load(ckpt, weights_only=True)
+        assert got["epoch"] == reference["epoch"] and got["step"] == reference["step"]
+        assert all(torch.equal(got["state_dict"][k], v)
+                   for k, v in reference["state_dict"].items())
+        pd.testing.assert_frame_equal(pd.read_csv(log)[LOG_COLUMNS], reference_log)
+        assert not ckpt.with_name("ckpt.resume.pt").exists()
+
+    def from_scratch() -> None:  # each trial trains again, so that the kill hits training
+        shutil.rmtree(ckpt.parent, ignore_errors=True)
+        log.unlink(missing_ok=True)
+
+    assert kill_trials(TRAIN, toy_project, full_s, random.Random(10), complete_or_absent,
+                       same_weights, from_scratch) >= 1
+
+
+def test_tampered_resume_file_is_refused_with_a_clear_error(toy_project, tmp_path):
+    if not (toy_project / "data" / "prepared" / "_meta.json").exists():
+        run_cli(PREPARE, toy_project)
+    project = toy_project
+    resume = project / "data/models/chord_lstm/ckpt.resume.pt"
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    resume.write_bytes(b"PK\x03\x04 not a checkpoint")
+    proc = subprocess.run(CLI + TRAIN, cwd=project, env=env(), capture_output=True, text=True,
+                          timeout=600)
+    resume.unlink()
+    assert proc.returncode != 0
+    assert "ckpt.resume.pt: not a loadable resume file" in proc.stderr
+    assert "delete it to train from the start" in proc.stderr
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def checkpoint(toy_project) -> Path:
+    ckpt = toy_project / "data/models/chord_lstm/ckpt.pt"
+    if not ckpt.exists():
+        if not (toy_project / "data" / "prepared" / "_meta.json").exists():
+            run_cli(PREPARE, toy_project)
+        run_cli(TRAIN, toy_project)
+    return ckpt
+
+
+def _tampered(checkpoint: Path, tmp_path: Path, edit: Callable[[dict], None]) -> Path:
+    payload = torch.load(checkpoint, weights_only=True)
+    edit(payload)
+    path = tmp_path / "tampered.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["state_dict"].update({next(iter(p["state_dict"])): torch.zeros(3)}),
+     "tampered checkpoint: its weights do not fit its params"),
+    (lambda p: p["state_dict"].pop(next(iter(p["state_dict"]))),
+     "tampered checkpoint: its weights do not fit its params"),
+    (lambda p: p.pop("info"), "tampered checkpoint: no info"),
+    (lambda p: p["params"].update(family="gpt5"), "params.family: unknown model family"),
+    (lambda p: p["params"]["train"].update(lr="fast"), "params.train.lr: expected a number"),
+    (lambda p: p.update(format="cadenza-checkpoint/1"), "not a cadenza-checkpoint/2"),
+])
+def test_tampered_checkpoint_is_refused_with_a_clear_error(checkpoint, tmp_path, edit,
+                                                          message):
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(_tampered(checkpoint, tmp_path, edit))
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_or_bit_flipped_checkpoint_is_refused(checkpoint, tmp_path, where):
+    data = checkpoint.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[:int(len(data) * where)])
+    with pytest.raises(ValueError, match="not a loadable checkpoint"):
+        load_checkpoint(cut)
+    flipped = bytearray(data)
+    flipped[int(len(data) * where)] ^= 0xFF
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(flipped))
+    try:  # a flip inside a tensor's bytes is data, not structure: it may still load
+        load_checkpoint(bad)
+    except ValueError as err:
+        assert str(bad) in str(err)
+
+
+def test_loading_never_unpickles_code():
+    """Every torch.load in the code base passes weights_only=True."""
+    for path in (ROOT / "src").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if "torch.load(" in line and not line.lstrip().startswith(("#", '"', "`")) \
+                    and "`torch.load" not in line:
+                assert "weights_only=True" in line, f"{path}: {line.strip()}"
+
+
+# ---------------------------------------------------------------- two dvc repro at once
+
+
+def test_second_concurrent_repro_is_refused_by_dvcs_lock(tmp_path):
+    """Two `dvc repro` in one project: the second fails on DVC's lock (DVC 3 holds a read/
+    write lock per output path while a stage runs), the first finishes, and its outputs are
+    whole and recorded (a third repro has nothing to do)."""
+    project = make_project(tmp_path / "p", {"bach_chorales": {"limit": 0}})
+    shutil.move(write_corpus(tmp_path) / "toy", project / "data" / "raw" / "bach_chorales")
+    # the real prepare stage, held a few seconds first so that the runs surely overlap
+    stage = {"stages": {"prepare": {
+        "cmd": f"{sys.executable} -c 'import time; time.sleep(6)' && cadenza prepare "
+               "--raw data/raw --out data/prepared",
+        "deps": ["data/raw"], "params": ["prepare"], "outs": ["data/prepared"]}}}
+    (project / "dvc.yaml").write_text(yaml.safe_dump(stage))
+    dvc = [sys.executable, "-m", "dvc", "repro"]
+    first = subprocess.Popen(dvc, cwd=project, env=env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    assert first.stdout is not None
+    while "Running stage" not in (line := first.stdout.readline()):
+        assert line, "the first repro ended before running its stage"
+    second = subprocess.run(dvc, cwd=project, env=env(), capture_output=True, text=True,
+                            timeout=300)
+    rest = first.stdout.read()
+    assert first.wait(timeout=300) == 0, rest[-3000:]
+    assert second.returncode != 0
+    message = second.stdout + second.stderr  # DVC 3 locks each output path (.dvc/tmp/rwlock)
+    assert "data/prepared' is busy, it is being blocked by" in message
+    assert ".dvc/tmp/rwlock" in message
+    assert partial_files(project) == []
+    pieces = pd.read_parquet(project / "data/prepared/pieces.parquet")
+    assert len(pieces) == 30
+    third = subprocess.run(dvc, cwd=project, env=env(), capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0 and "Running stage" not in third.stdout

@@ -1,0 +1,185 @@
+"""Prefect against a real server: a flow run's artifact, `cadenza flow serve`'s cron schedule,
+the prefect.yaml deployment, and the GPU concurrency limit.
+
+The server is `prefect server start` on 127.0.0.1, started here and stopped at the end; every
+process these tests start is stopped by them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from .conftest import ROOT
+from .test_pipeline import _env, make_project
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API URL of a fresh Prefect server on loopback."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = _env(home)
+    env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    url = f"http://127.0.0.1:{port}/api"
+    with _started([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                   "--port", str(port)], home, env, home / "server.log"):
+        _wait_for(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 180,
+                  "prefect server start", home / "server.log")
+        yield url
+
+
+@contextlib.contextmanager
+def _started(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    """A background process, logging to `log`, stopped (SIGTERM, then SIGKILL) at exit."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            yield
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _wait_for(ready, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if result := ready():
+                return result
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"{what}: not ready after {timeout} s\n{tail}")
+
+
+def _client_env(project: Path, url: str) -> dict[str, str]:
+    env = _env(project)
+    env["PREFECT_API_URL"] = url
+    return env
+
+
+def _post(url: str, path: str, body: dict) -> list[dict]:
+    response = httpx.post(f"{url}{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _deployment(url: str, name: str) -> dict | None:
+    found = _post(url, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    return found[0] if found else None
+
+
+def test_flow_run_reproduces_the_dag_and_leaves_a_metrics_artifact(server, tmp_path):
+    project = make_project(tmp_path / "project", models=["unigram", "chord_lstm"])
+    env = _client_env(project, server)
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=project, env=env, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project),
+         "--experiment"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "dvc repro train@chord_lstm" in out and "report" in out
+    assert (project / "reports" / "metrics" / "chord_lstm.json").exists()
+    artifacts = _post(server, "/artifacts/filter",
+                      {"artifacts": {"key": {"any_": ["cadenza-metrics"]}}})
+    assert len(artifacts) == 1
+    markdown = artifacts[0]["data"]
+    assert "## Metrics" in markdown and "| nll " in markdown
+    assert "chord_lstm" in markdown and "unigram" in markdown and "reference" in markdown
+    assert "## Change against HEAD" in markdown  # HEAD has no metrics: every one is new
+    exps = subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--name-only"],
+                          cwd=project, env=env, capture_output=True, text=True, check=True)
+    assert exps.stdout.split(), "the run was not recorded as a DVC experiment"
+
+
+def test_serve_registers_a_cron_deployment_that_schedules_runs(server, tmp_path):
+    project = make_project(tmp_path / "project")
+    env = _client_env(project, server)
+    log = tmp_path / "serve.log"
+    with _started([sys.executable, "-m", "cadenza.cli", "flow", "serve", "--cron", "0 3 * * *",
+                   "--timezone", "Europe/Paris", "--name", "nightly-test", "--project",
+                   str(project)], project, env, log):
+        deployment = _wait_for(lambda: _deployment(server, "nightly-test"), 120,
+                               "flow serve", log)
+        schedule = deployment["schedules"][0]["schedule"]
+        assert (schedule["cron"], schedule["timezone"]) == ("0 3 * * *", "Europe/Paris")
+        runs = _wait_for(lambda: _post(server, "/flow_runs/filter", {
+            "deployments": {"id": {"any_": [deployment["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}), 60,
+            "scheduled runs", log)
+        for run in runs:
+            start = datetime.fromisoformat(run["expected_start_time"])
+            assert start.astimezone(ZoneInfo("Europe/Paris")).hour == 3
+        assert runs[0]["parameters"]["project"] == str(project)
+    assert _deployment(server, "nightly-test")["paused"] is False  # pause_on_shutdown=False
+
+
+def test_serve_without_a_server_says_what_to_do(tmp_path):
+    env = _env(tmp_path)
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "serve", "--cron",
+                           "0 3 * * *"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "prefect server start" in proc.stderr
+
+
+def test_prefect_yaml_deploys_to_a_work_pool(server, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "prefect.yaml", project)
+    shutil.copytree(ROOT / "pipeline", project / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = _client_env(project, server)
+    env["CADENZA_PROJECT"] = str(project)
+    prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+    for cmd in (["work-pool", "create", "cadenza", "--type", "process"], ["deploy", "--all"]):
+        proc = subprocess.run(prefect + cmd, cwd=project, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    deployment = _deployment(server, "nightly")
+    assert deployment["work_pool_name"] == "cadenza"
+    assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+    assert deployment["parameters"] == {"project": str(project), "experiment": True}
+
+
+def test_gpu_concurrency_limit_is_created_once(server, tmp_path):
+    code = ("from pipeline.flow import ensure_concurrency_limit as e; "
+            "e('gpu-test', 1); e('gpu-test', 4)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_client_env(tmp_path, server),
+                   check=True, timeout=120)
+    limit = httpx.get(f"{server}/concurrency_limits/tag/gpu-test", timeout=10).json()
+    assert limit["concurrency_limit"] == 1  # a user's (or the first) setting is kept
