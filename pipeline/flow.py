@@ -8,12 +8,13 @@ retry with backoff; deterministic stages do not. Each task streams DVC's output 
 
 After the stages, the run leaves a markdown artifact (`cadenza-metrics`): the metrics of the
 stages it ran and their diff against the last commit. With `experiment=True` it also records
-the workspace as a DVC experiment named after the flow run (`dvc exp save`: what `dvc exp run`
+the workspace as a DVC experiment named after the flow run, `repro-<UTC date-time>`
+(`dvc exp save`: what `dvc exp run`
 does after its repro), so scheduled runs line up in `dvc exp show`.
 
 On a GPU machine, training stages and sweep points carry the `gpu` tag, and the flow makes
-sure a concurrency limit on that tag exists (one slot per GPU), so runs that overlap, say a
-scheduled run and a sweep, never put two trainings on one GPU.
+sure a concurrency limit of one slot on that tag exists (stages train on `cuda:0`), so runs
+that overlap, say a scheduled run and a sweep, never put two trainings on one GPU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,7 @@ def gpu_tags() -> list[str]:
 
     if not torch.cuda.is_available():
         return []
-    ensure_concurrency_limit(GPU_TAG, torch.cuda.device_count())
+    ensure_concurrency_limit(GPU_TAG, 1)  # every stage trains on cuda:0
     return [GPU_TAG]
 
 
@@ -107,11 +109,16 @@ def repro_stage(project: str, stage: str) -> str:
 @task(task_run_name="dvc exp save {name}")
 def save_experiment(project: str, name: str) -> str:
     """Record the workspace as a DVC experiment, so runs compare with `dvc exp show`."""
-    _dvc_streamed(project, "exp", "save", "--force", "--name", name)
+    _dvc_streamed(project, "exp", "save", "--name", name)
     return name
 
 
-@flow(name="cadenza-repro", log_prints=True)
+def _run_name() -> str:
+    """`repro-20261123-030000`: the UTC start time, so experiments sort and read by date."""
+    return datetime.now(UTC).strftime("repro-%Y%m%d-%H%M%S")
+
+
+@flow(name="cadenza-repro", flow_run_name=_run_name, log_prints=True)
 def reproduce(project: str = ".", targets: list[str] | None = None,
               experiment: bool = False) -> list[str]:
     """Reproduce `targets` (default: the whole DAG) of the DVC project at `project`."""
@@ -136,8 +143,8 @@ def reproduce(project: str = ".", targets: list[str] | None = None,
 
 
 def _experiment_name() -> str:
-    """The flow run's name (e.g. `nightly-2026-11-23`); DVC names must be ref-safe."""
-    name = flow_run.get_name() or "flow-run"
+    """The flow run's name (see `_run_name`), made ref-safe as DVC requires."""
+    name = flow_run.get_name() or _run_name()
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 

@@ -166,7 +166,10 @@ def test_dvc_remote_moves_data_and_models_to_another_machine(reproduced, tmp_pat
     """push to a local-directory remote; a fresh checkout elsewhere pulls the same bytes."""
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], reproduced)
-    run(["dvc", "push"], reproduced)
+    try:
+        run(["dvc", "push"], reproduced)
+    finally:  # the fixture is shared: leave it as it was
+        run(["dvc", "remote", "remove", "--local", "shared"], reproduced)
     other = tmp_path / "other-machine"  # what a git clone holds: code, lock, small reports
     other.mkdir()
     for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):

@@ -39,7 +39,7 @@ SOUNDFONTS = [
     "/usr/share/soundfonts/default.sf2",
     "/usr/share/soundfonts/FluidR3_GM2-2.sf2",
 ]
-MAX_RELEASE_S = 4.0  # the longest a clip may ring on after its last note-off
+MAX_RELEASE_S = 4.0  # how long FluidSynth's voices may ring on after the cut (tests check)
 INSTALL_HINT = "apt install fluidsynth fluid-soundfont-gm"
 
 
@@ -80,7 +80,7 @@ def _file_types(binary: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def clip_midi(midi: Path, out: Path, seconds: float) -> float:
+def clip_midi(midi: Path, out: Path, seconds: float) -> None:
     """Write exactly the first `seconds` of `midi` to `out`: notes are cut at the end, and a
     shorter piece is padded with silence (a no-op controller event at `seconds`), so that
     every clip lasts as long as every other and length gives no clue in a blind test."""
@@ -91,7 +91,6 @@ def clip_midi(midi: Path, out: Path, seconds: float) -> float:
     clipped.tracks[0].controls.append(  # sustain pedal off: changes nothing, marks the end
         symusic.ControlChange(seconds, 64, 0, ttype="second"))
     clipped.to("tick").dump_midi(str(out))
-    return seconds
 
 
 def render_midi(midi: Path, out: Path, synth: Synth, params: ListenParams) -> float:
@@ -113,8 +112,8 @@ def render_midi(midi: Path, out: Path, synth: Synth, params: ListenParams) -> fl
     return audio_seconds(out)
 
 
-def render_folders(folders: dict[str, Path], out: Path, params: ListenParams,
-                   workers: int | None = None) -> dict[str, dict]:
+def render_folders(folders: dict[str, Path], out: Path, params: ListenParams
+                   ) -> dict[str, dict]:
     """Render every `*.mid` of each folder into `out/<name>/` (all of `out` is swapped in
     atomically) and write `out/<name>/render.json`: the clips and their lengths, or why
     there is no audio. Clips render in parallel: FluidSynth runs one core per process."""
@@ -136,7 +135,7 @@ def render_folders(folders: dict[str, Path], out: Path, params: ListenParams,
         if isinstance(synth, str):
             log.warning("no audio: %s; the report links the MIDI files instead", synth)
         else:
-            with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
                 lengths = list(pool.map(lambda job: _try_render(job[1], job[2], synth, params),
                                         jobs))
             for (name, midi, target), seconds in zip(jobs, lengths, strict=True):
@@ -154,7 +153,7 @@ def _try_render(midi: Path, out: Path, synth: Synth, params: ListenParams) -> fl
     """One clip; a file FluidSynth cannot play costs that clip only, never the stage."""
     try:
         return render_midi(midi, out, synth, params)
-    except (RuntimeError, ValueError, OSError) as err:
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as err:
         log.warning("%s: no audio (%s)", midi, err)
         return None
 

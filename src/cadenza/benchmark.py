@@ -102,7 +102,12 @@ def batches(pieces: list[np.ndarray], batch_size: int,
         for k, piece in enumerate(chunk):
             y[k, : len(piece)] = torch.from_numpy(piece).float()
             mask[k, : len(piece)] = True
-        yield F.pad(y[:, :-1], (0, 0, 1, 0)), y, mask
+        yield delayed(y), y, mask
+
+
+def delayed(y: torch.Tensor) -> torch.Tensor:
+    """The inputs for targets `y` (B, T, P): y one frame later, a silent frame first."""
+    return F.pad(y[:, :-1], (0, 0, 1, 0))
 
 
 def conditionals(model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
@@ -185,7 +190,7 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
                 shift = int(torch.randint(-transpose_max, transpose_max + 1, (1,),
                                           generator=generator))
                 y = transpose(y, shift)
-                x = F.pad(y[:, :-1], (0, 0, 1, 0))
+                x = delayed(y)
             x, y, mask = x.to(device), y.to(device), mask.to(device)
             loss = masked_nll(conditionals(model, mp.family, x, y), y, mask)
             optimizer.zero_grad(set_to_none=True)

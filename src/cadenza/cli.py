@@ -28,7 +28,7 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to vali
 
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    from pipeline.settings import analytics_off
+    from cadenza.settings import analytics_off
 
     analytics_off()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -334,7 +334,7 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
              experiment: bool = typer.Option(False, help="record the run as a DVC experiment"),
              project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
     """Reproduce the DAG of dvc.yaml as a Prefect flow, one task per stage."""
-    from pipeline.settings import apply_offline_settings
+    from cadenza.settings import apply_offline_settings
 
     apply_offline_settings(project)
     from pipeline.flow import reproduce
@@ -359,7 +359,7 @@ def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"
     import os
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from pipeline.settings import apply_offline_settings
+    from cadenza.settings import apply_offline_settings
 
     if not os.environ.get("PREFECT_API_URL"):
         typer.echo("error: flow serve needs a Prefect server: run `prefect server start` and "
@@ -386,7 +386,7 @@ def flow_sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
                project: Path = typer.Option(Path("."), help="the DVC project (a git repo)")
                ) -> None:
     """Run a sweep of sweeps.yaml as a Prefect flow, one task per grid point."""
-    from pipeline.settings import apply_offline_settings
+    from cadenza.settings import apply_offline_settings
 
     apply_offline_settings(project)
     from pipeline.flow import sweep

@@ -125,8 +125,11 @@ def embedding_maps(models: dict[str, Path], out: Path, seed: int) -> dict[str, s
             model, mp, payload = load_checkpoint(ckpt, "cpu")
             scheme = mp.tokens.scheme if mp.tokens is not None else None
             points = embedding_points(model, mp.family, scheme, payload["info"])
-            if points is None or len(points.vectors) < 5:
+            if points is None:
                 done[name] = f"no map: family {mp.family} has no per-symbol embedding"
+                continue
+            if len(points.vectors) < 5:
+                done[name] = f"no map: only {len(points.vectors)} symbols"
                 continue
             xy = tsne_2d(points.vectors, seed)
             what = f"{scheme} tokens" if scheme else "pitch embedding"

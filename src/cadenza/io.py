@@ -72,6 +72,8 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
             os.replace(target, old)
         os.replace(tmp, target)
     finally:
+        if old.exists() and not target.exists():  # the swap failed: put the old one back
+            os.replace(old, target)
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover)
@@ -80,6 +82,8 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
 def temp_location(target: Path) -> tuple[Path, str]:
     """(folder, name prefix) for temporary copies of `target` (see the module docstring)."""
     parent = target.parent.resolve()
+    if TEMP_SUBDIR.as_posix() in parent.as_posix():  # inside a temp folder already: it goes
+        return target.parent, f".{target.name}."  # away as a whole, no need to go further
     for root in (parent, *parent.parents):
         if (root / ".dvc").is_dir():
             folder = root / TEMP_SUBDIR
@@ -113,6 +117,18 @@ def write_json(path: Path | str, data: Any) -> None:
 
 def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as one level: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
 
 
 def write_parquet(path: Path | str, frame: pd.DataFrame) -> None:

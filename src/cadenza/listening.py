@@ -302,9 +302,9 @@ def listeners_needed(difference: float = 1.0, sd: float = 2.0, alpha: float = 0.
     raise ValueError("no sample size below 100000 reaches that power")
 
 
-def power_analysis(assumptions: dict | None = None) -> dict:
-    """How many listeners a 1-point difference needs, under stated assumptions."""
-    a = {**POWER_ASSUMPTIONS, **(assumptions or {})}
+def power_analysis() -> dict:
+    """How many listeners a 1-point difference needs, under the stated assumptions."""
+    a = POWER_ASSUMPTIONS
     unpaired = listeners_needed(a["difference"], a["sd"], a["alpha"], a["power"])
     paired = listeners_needed(a["difference"], a["sd"], a["alpha"], a["power"],
                               a["within_listener_correlation"])

@@ -120,7 +120,7 @@ def audio_note(audio: Path, names: list[str]) -> str:
     missing = [s["unavailable"] for s in statuses if s.get("unavailable")]
     if missing:
         return (f"No audio: {missing[0]}. The MIDI files are linked under each piece instead "
-                f"(`{INSTALL_HINT}`, then `dvc repro`, renders them).")
+                f"(`{INSTALL_HINT}`, then `dvc repro -f render report`, renders them).")
     done = next((s for s in statuses if s.get("soundfont")), {})
     n = sum(len(s.get("clips", {})) for s in statuses)
     return (f"{n} clips: every sample and real excerpt cut (or padded) to "

@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from cadenza.config import from_dict  # noqa: E402
-from cadenza.io import atomic_path  # noqa: E402
+from cadenza.io import atomic_path, flatten  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +168,7 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}"""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(_flatten(value, name))
-        else:
-            out[name] = value
-    return out
-
-
 def _by_file(files: dict) -> dict[str, Any]:
     """DVC's {file: {"data": {...}}} -> {"file:dotted.key": value}"""
     return {f"{file}:{key}": value for file, content in files.items()
-            for key, value in _flatten(content.get("data") or {}).items()}
+            for key, value in flatten(content.get("data") or {}).items()}

@@ -2,7 +2,8 @@
 
 Why: parsing and encoding are independent per file, so they map over any executor. A process
 pool uses the cores of one machine (the default); a Dask cluster (`runner.kind: dask` in
-params.yaml) spreads a corpus that outgrows one machine over many. Results always come back
+params.yaml) spreads the parsing of a corpus over many machines (the results still meet in
+this process, which writes the shards). Results always come back
 in input order, and everything after the map runs in this process, so the shards are
 byte-identical whichever runner made them (tests/test_runner.py checks it).
 
