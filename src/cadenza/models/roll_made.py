@@ -6,8 +6,8 @@ computes those conditionals with a NADE whose biases come from an RNN; here a ti
 the past frames and a MADE (Germain et al., ICML 2015), a masked MLP, gives every
 conditional of a frame in one parallel pass. Masks keep pitch p's output from seeing pitches
 >= p of its own frame, so the frame NLL is exact, and teacher-forced training costs one
-forward pass instead of `roll_nade`'s 88 sequential pitch-LSTM steps (about 20x faster on a
-CPU). As in the biaxial / TP-LSTM-NADE models (Johnson 2017), the output also sees the
+forward pass instead of `roll_nade`'s 88 sequential pitch-LSTM steps (about 5x faster an
+epoch on a CPU). As in the biaxial / TP-LSTM-NADE models (Johnson 2017), the output also sees the
 previous frame directly, so "this note goes on sounding" needs no trip through the LSTM.
 Sampling is sequential: one MADE pass per pitch.
 """
