@@ -77,19 +77,24 @@ def test_no_soundfont_renders_nothing_and_says_why(tmp_path):
     assert sorted(p.name for p in (tmp_path / "audio" / "m").iterdir()) == ["render.json"]
 
 
-def test_report_degrades_to_one_line_and_midi_links_without_a_synth(tmp_path):
+def _rendered_report(tmp_path: Path, params: ListenParams) -> Path:
+    """A one-model report over a rendered sample and excerpt; returns its folder."""
     metrics, generated, excerpts = tmp_path / "metrics", tmp_path / "gen", tmp_path / "ex"
     write_json(metrics / "m.json", {"tonal_distance": 1.0, "polyphony": 2.0, "n_pieces": 2})
     _piece(generated / "m" / "sample_000.mid", 8)
     _piece(excerpts / "excerpt_000.mid", 8)
-    missing = tmp_path / "no" / "such.sf2"
-    render_folders({"m": generated / "m", "reference": excerpts}, tmp_path / "audio",
-                   ListenParams(soundfont=str(missing)))
+    render_folders({"m": generated / "m", "reference": excerpts}, tmp_path / "audio", params)
     (tmp_path / "train").mkdir()
     out = tmp_path / "reports"
     build_report(metrics, tmp_path / "train", generated, out / "report.md",
                  out / "index.html", out / "metrics.csv", out / "plots",
                  audio=tmp_path / "audio", excerpts=excerpts)
+    return out
+
+
+def test_report_degrades_to_one_line_and_midi_links_without_a_synth(tmp_path):
+    missing = tmp_path / "no" / "such.sf2"
+    out = _rendered_report(tmp_path, ListenParams(soundfont=str(missing)))
     md = (out / "report.md").read_text()
     notes = [line for line in md.splitlines() if line.startswith("No audio:")]
     assert len(notes) == 1 and str(missing) in notes[0]
@@ -103,17 +108,7 @@ def test_report_degrades_to_one_line_and_midi_links_without_a_synth(tmp_path):
 
 @needs_synth
 def test_report_has_a_player_per_rendered_clip(tmp_path):
-    metrics, generated, excerpts = tmp_path / "metrics", tmp_path / "gen", tmp_path / "ex"
-    write_json(metrics / "m.json", {"tonal_distance": 1.0, "n_pieces": 2})
-    _piece(generated / "m" / "sample_000.mid", 8)
-    _piece(excerpts / "excerpt_000.mid", 8)
-    render_folders({"m": generated / "m", "reference": excerpts}, tmp_path / "audio",
-                   ListenParams(clip_seconds=3))
-    (tmp_path / "train").mkdir()
-    out = tmp_path / "reports"
-    build_report(metrics, tmp_path / "train", generated, out / "report.md",
-                 out / "index.html", out / "metrics.csv", out / "plots",
-                 audio=tmp_path / "audio", excerpts=excerpts)
+    out = _rendered_report(tmp_path, ListenParams(clip_seconds=3))
     page = (out / "index.html").read_text()
     assert page.count("<audio") == 2
     assert 'src="../audio/m/sample_000.ogg"' in page
