@@ -171,19 +171,8 @@ def _one_kill(faults, args, project, full_s, rng, k, after_kill, after_rerun, re
     """Trial 0 kills mid-write; the others at a random point, half from a clean start."""
     if k == 0 or rng.random() < 0.5:
         reset()
-    if k == 0:
-        faults.kill_trials(args, project, full_s, rng, after_kill, after_rerun, trials=1)
-    else:
-        _random_kill(faults, args, project, full_s, rng, after_kill, after_rerun)
-
-
-def _random_kill(faults, args, project, full_s, rng, after_kill, after_rerun) -> None:
-    faults.kill_at_random(args, project, rng.uniform(0.15, 1.0) * full_s)
-    assert faults.partial_files(project) == [], "partial file visible after the kill"
-    after_kill()
-    faults.run_cli(args, project)
-    assert faults.partial_files(project) == []
-    after_rerun()
+    delay = None if k == 0 else rng.uniform(0.15, 1.0) * full_s
+    faults.kill_and_rerun(args, project, delay, after_kill, after_rerun)
 
 
 def _kind(reason: str) -> str:

@@ -111,6 +111,18 @@ def kill_at_random(args: list[str], project: Path, delay_s: float | None) -> boo
     return True
 
 
+def kill_and_rerun(args: list[str], project: Path, delay_s: float | None,
+                   after_kill: Callable[[], None], after_rerun: Callable[[], None]) -> bool:
+    """One trial: kill (see `kill_at_random`), check, re-run, check; True if the kill landed."""
+    killed = kill_at_random(args, project, delay_s)
+    assert partial_files(project) == [], "partial file visible after the kill"
+    after_kill()
+    run_cli(args, project)
+    assert partial_files(project) == []
+    after_rerun()
+    return killed
+
+
 def kill_trials(args: list[str], project: Path, full_s: float, rng: random.Random,
                 after_kill: Callable[[], None], after_rerun: Callable[[], None],
                 before: Callable[[], None] = lambda: None, trials: int = KILLS) -> int:
@@ -122,12 +134,7 @@ def kill_trials(args: list[str], project: Path, full_s: float, rng: random.Rando
     for trial in range(trials):
         before()
         delay = None if trial == 0 else rng.uniform(0.15, 1.0) * full_s
-        killed += kill_at_random(args, project, delay)
-        assert partial_files(project) == []
-        after_kill()
-        run_cli(args, project)
-        assert partial_files(project) == []
-        after_rerun()
+        killed += kill_and_rerun(args, project, delay, after_kill, after_rerun)
     return killed
 
 
