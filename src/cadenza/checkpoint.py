@@ -40,14 +40,20 @@ def save_checkpoint(path: Path, *, name: str, params: ModelParams, info: dict,
         torch.save(payload, tmp)
 
 
+def load_data(path: Path, what: str, device: str | None = "cpu", hint: str = "") -> Any:
+    """torch.load with data only (a file of ours never runs code); a truncated, tampered or
+    foreign file becomes a ValueError that names the file and says what it was meant to be."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise ValueError(f"{path}: not a loadable {what} ({type(err).__name__}: "
+                         f"{str(err)[:200]}){hint}") from err
+
+
 def load_checkpoint(path: Path, device: str = "cpu"
                     ) -> tuple[torch.nn.Module, ModelParams, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; refuse anything that is not one of ours."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated, tampered or foreign file
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})"
-                         ) from err
+    payload = load_data(path, "checkpoint", device)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
     missing = [k for k in ("params", "info", "state_dict") if k not in payload]

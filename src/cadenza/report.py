@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 from cadenza.audio import INSTALL_HINT, read_status  # noqa: E402
 from cadenza.evaluate import MUSIC_METRICS, REFERENCE_ROWS  # noqa: E402
 from cadenza.io import atomic_path, read_json  # noqa: E402
-from cadenza.listening import power_analysis, power_text, results_table  # noqa: E402
+from cadenza.listening import REAL, power_analysis, power_text, results_table  # noqa: E402
 from cadenza.metrics.yang_lerch import FEATURES  # noqa: E402
 from cadenza.prepare.parse import RejectedPiece, parse_midi  # noqa: E402
 from cadenza.representations.rolls import notes_to_roll  # noqa: E402
@@ -89,11 +89,11 @@ def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: P
         sections.append(embeddings_section(embeddings))
     sections.append(listening_section(listening))
     if audio is not None:
-        sections.append(Section("Audio", audio_note(audio, [*models, "reference"])))
+        sections.append(Section("Audio", audio_note(audio, [*models, REAL])))
     if excerpts is not None:
         sections.append(Section(
             "Real test excerpts", "Cut to the samples' clip length; hear these beside the "
-            "samples.", figures=_sample_figures(excerpts, "reference", audio, plots)))
+            "samples.", figures=_sample_figures(excerpts, REAL, audio, plots)))
     for model in models:
         figures = _sample_figures(generated / model, model, audio, plots)
         sections.append(Section(f"Samples: {model}",

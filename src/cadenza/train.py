@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cadenza.checkpoint import save_checkpoint
+from cadenza.checkpoint import load_data, save_checkpoint
 from cadenza.config import ModelParams, TrainParams
 from cadenza.data import load_units, make_info, to_stream
 from cadenza.io import atomic_path
@@ -141,11 +141,7 @@ def _save_resume(path: Path, mp: ModelParams, model, optimizers, plateau, genera
 
 
 def _resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator) -> dict:
-    try:  # data only: a resume file never runs code
-        payload = torch.load(path, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated or tampered (kills cannot do this)
-        raise ValueError(f"{path}: not a loadable resume file ({type(err).__name__}: "
-                         f"{str(err)[:200]}); delete it to train from the start") from err
+    payload = load_data(path, "resume file", None, "; delete it to train from the start")
     if payload["params"] != asdict(mp):
         log.warning("%s: left by a run with other params; starting afresh", path)
         return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}

@@ -88,10 +88,16 @@ class RollMADE(nn.Module):
 
     def pitch_logits(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """Conditionals of every pitch given the pitches below it in `frame`: (..., P)."""
-        h = self.made[0](frame) + self.context_hidden(context)
+        return self._made(frame, self.context_hidden(context), self.context_out(context))
+
+    def _made(self, frame: torch.Tensor, context_hidden: torch.Tensor,
+              context_out: torch.Tensor) -> torch.Tensor:
+        """The masked MLP over `frame`, with the context's projections already computed (so
+        `decode` projects each context once, not once per pitch)."""
+        h = self.made[0](frame) + context_hidden
         for layer in self.made[1:-1]:
             h = layer(self.drop(F.relu(h)))
-        return self.made[-1](self.drop(F.relu(h))) + self.context_out(context)
+        return self.made[-1](self.drop(F.relu(h))) + context_out
 
     def forward(self, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits of the next frames' conditionals: (B, T, P)."""
@@ -104,8 +110,9 @@ class RollMADE(nn.Module):
         """Frames from contexts (N, H + P), pitch by pitch: sampled with a generator, else
         the greedy choice (p > 0.5) at each pitch given the choices below it."""
         frame = torch.zeros(len(context), self.pitches, device=context.device)
+        context_hidden, context_out = self.context_hidden(context), self.context_out(context)
         for p in range(self.pitches):
-            logit = self.pitch_logits(context, frame)[:, p].float()
+            logit = self._made(frame, context_hidden, context_out)[:, p].float()
             prob = torch.sigmoid(logit / temperature)
             if generator is None:
                 frame[:, p] = (prob > 0.5).float()

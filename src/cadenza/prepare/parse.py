@@ -118,8 +118,6 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         score = symusic.Score.from_midi(data)
     except Exception as err:  # noqa: BLE001 - symusic raises RuntimeError/ValueError freely
         raise RejectedPiece(f"unreadable MIDI: {err}") from err
-    if score.ticks_per_quarter <= 0:
-        raise RejectedPiece(f"invalid ticks per quarter: {score.ticks_per_quarter}")
     for tempo in score.tempos:
         if tempo.mspq <= 0:
             raise RejectedPiece(f"invalid tempo: {tempo.mspq} microseconds per quarter at "

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
+from cadenza.prepare.parse import MAX_BEATS, NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
 from cadenza.representations.rolls import roll_to_notes
 
 BL_SECONDS_PER_BEAT = 0.5  # the B-L rolls carry no tempo; we assume 120 bpm
 MAX_NPZ_BYTES = 256 << 20  # uncompressed; LPD files are ~1 MB unpacked
-MAX_ROLL_STEPS = 2_400_000  # 100,000 beats at LPD's 24 steps per beat (MAX_BEATS in parse)
+MAX_ROLL_STEPS = int(MAX_BEATS) * 24  # parse's beat limit at LPD's 24 steps per beat
 
 
 def read_piece(folder: Path, row, source: dict) -> ParsedPiece:
