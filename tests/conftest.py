@@ -17,6 +17,12 @@ TOY_SOURCE = Source(name="toy", layout="music21_chorales", description="toy", li
 SHARED = ROOT.parent / "shared"
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path: outputs compared byte for byte."""
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def write_score(path: Path, voices: list[list[tuple[float, float, int]]],
                 key_sig: tuple[int, int] | None = None, tpq: int = 480) -> Path:
     """A real MIDI file: one track per voice; notes are (onset_beats, dur_beats, pitch)."""

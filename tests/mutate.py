@@ -329,9 +329,9 @@ def mutants(seeds: list[bytes], rng: random.Random, n_random: int
     return out
 
 
-def seed_files(datasets: Path, limit: int = 8) -> list[Path]:
+def seed_files(datasets: Path, limit: int | None = 8) -> list[Path]:
     """Small real MIDI files from ../shared/datasets (the smallest of piano-midi.de and
-    MAESTRO), so that each mutant parses fast."""
+    MAESTRO), so that each mutant parses fast; `limit=None`: all of them."""
     files = sorted((p for folder in ("piano-midi.de", "maestro-v2.0.0")
                     for p in (datasets / folder).rglob("*")
                     if p.suffix.lower() in (".mid", ".midi")),

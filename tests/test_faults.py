@@ -31,7 +31,7 @@ import yaml
 from cadenza.checkpoint import load_checkpoint
 from cadenza.io import TEMP_SUBDIR
 
-from .conftest import ROOT, SHARED, write_corpus
+from .conftest import ROOT, SHARED, snapshot, write_corpus
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "cadenza.cli"]
@@ -67,11 +67,6 @@ def run_cli(args: list[str], project: Path) -> float:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return time.perf_counter() - start
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def partial_files(project: Path) -> list[str]:
@@ -179,14 +174,26 @@ def test_fetch_killed_anywhere_resumes_to_identical_output(tmp_path):
 # ---------------------------------------------------------------- prepare and train
 
 
-@pytest.fixture(scope="module")
-def toy_project(tmp_path_factory) -> Path:
-    """A project whose data/raw/bach_chorales holds the conftest toy corpus (30 good files
-    and 3 broken ones), prepared once, uninterrupted."""
-    root = tmp_path_factory.mktemp("faults")
+def make_toy_project(root: Path) -> Path:
+    """A project under `root` whose data/raw/bach_chorales holds the conftest toy corpus (30
+    good files and 3 broken ones)."""
     project = make_project(root / "p", {"bach_chorales": {"limit": 0}})
     shutil.move(write_corpus(root) / "toy", project / "data" / "raw" / "bach_chorales")
     return project
+
+
+@pytest.fixture(scope="module")
+def toy_project(tmp_path_factory) -> Path:
+    return make_toy_project(tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture(scope="module")
+def prepared_project(toy_project) -> Path:
+    """The toy project with data/prepared in place (prepared uninterrupted, unless the
+    prepare kill test already left it)."""
+    if not (toy_project / "data" / "prepared" / "_meta.json").exists():
+        run_cli(PREPARE, toy_project)
+    return toy_project
 
 
 PREPARE = ["prepare", "--raw", "data/raw", "--out", "data/prepared"]
@@ -216,12 +223,11 @@ def test_prepare_killed_anywhere_reruns_to_identical_output(toy_project):
                        identical, start_clean) >= 1
 
 
-def test_train_killed_anywhere_resumes_to_the_same_weights(toy_project):
-    if not (toy_project / "data" / "prepared" / "_meta.json").exists():
-        run_cli(PREPARE, toy_project)
-    ckpt = toy_project / "data/models/chord_lstm/ckpt.pt"
-    log = toy_project / "reports/train/chord_lstm.csv"
-    full_s = run_cli(TRAIN, toy_project)
+def test_train_killed_anywhere_resumes_to_the_same_weights(prepared_project):
+    project = prepared_project
+    ckpt = project / "data/models/chord_lstm/ckpt.pt"
+    log = project / "reports/train/chord_lstm.csv"
+    full_s = run_cli(TRAIN, project)
     reference = torch.load(ckpt, weights_only=True)
     reference_log = pd.read_csv(log)[LOG_COLUMNS]
     assert reference["epoch"] == 3
@@ -245,14 +251,12 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(toy_project):
         shutil.rmtree(ckpt.parent, ignore_errors=True)
         log.unlink(missing_ok=True)
 
-    assert kill_trials(TRAIN, toy_project, full_s, random.Random(10), complete_or_absent,
+    assert kill_trials(TRAIN, project, full_s, random.Random(10), complete_or_absent,
                        same_weights, from_scratch) >= 1
 
 
-def test_tampered_resume_file_is_refused_with_a_clear_error(toy_project, tmp_path):
-    if not (toy_project / "data" / "prepared" / "_meta.json").exists():
-        run_cli(PREPARE, toy_project)
-    project = toy_project
+def test_tampered_resume_file_is_refused_with_a_clear_error(prepared_project):
+    project = prepared_project
     resume = project / "data/models/chord_lstm/ckpt.resume.pt"
     resume.parent.mkdir(parents=True, exist_ok=True)
     resume.write_bytes(b"PK\x03\x04 not a checkpoint")
@@ -268,12 +272,10 @@ def test_tampered_resume_file_is_refused_with_a_clear_error(toy_project, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def checkpoint(toy_project) -> Path:
-    ckpt = toy_project / "data/models/chord_lstm/ckpt.pt"
+def checkpoint(prepared_project) -> Path:
+    ckpt = prepared_project / "data/models/chord_lstm/ckpt.pt"
     if not ckpt.exists():
-        if not (toy_project / "data" / "prepared" / "_meta.json").exists():
-            run_cli(PREPARE, toy_project)
-        run_cli(TRAIN, toy_project)
+        run_cli(TRAIN, prepared_project)
     return ckpt
 
 
@@ -334,8 +336,7 @@ def test_second_concurrent_repro_is_refused_by_dvcs_lock(tmp_path):
     """Two `dvc repro` in one project: the second fails on DVC's lock (DVC 3 holds a read/
     write lock per output path while a stage runs), the first finishes, and its outputs are
     whole and recorded (a third repro has nothing to do)."""
-    project = make_project(tmp_path / "p", {"bach_chorales": {"limit": 0}})
-    shutil.move(write_corpus(tmp_path) / "toy", project / "data" / "raw" / "bach_chorales")
+    project = make_toy_project(tmp_path)
     # the real prepare stage, held a few seconds first so that the runs surely overlap
     stage = {"stages": {"prepare": {
         "cmd": f"{sys.executable} -c 'import time; time.sleep(6)' && cadenza prepare "

@@ -50,10 +50,12 @@ def _tone(path: Path, hz: float, seconds: float = 1.5, rate: int = 8000) -> None
         w.writeframes(samples.tobytes())
 
 
-@pytest.fixture
-def audio_root(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def audio_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/audio as the render stage leaves it: FluidSynth's OGG clips where it is
-    installed (as in CI), else WAV tones with the same render.json layout."""
+    installed (as in CI), else WAV tones with the same render.json layout. Rendered once:
+    the tests only read it (make_test copies the clips out)."""
+    tmp_path = tmp_path_factory.mktemp("audio_root")
     root = tmp_path / "audio"
     folders = {}
     for k, name in enumerate([REAL, *MODELS]):

@@ -12,6 +12,8 @@ import pytest
 from cadenza.config import PrepareParams, RunnerParams
 from cadenza.prepare.run import prepare
 
+from .conftest import snapshot, write_corpus
+
 RUNNERS = {
     "process": RunnerParams(kind="process", workers=2),
     "dask-threads": RunnerParams(kind="dask", workers=2, dask_processes=False),
@@ -19,26 +21,19 @@ RUNNERS = {
 }
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def serial_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
-    from tests.conftest import write_corpus
-
     root = tmp_path_factory.mktemp("runner")
     raw = write_corpus(root)
     prepare(raw, ["toy"], root / "serial", PrepareParams(), RunnerParams(kind="serial"))
-    return raw, files(root / "serial")
+    return raw, snapshot(root / "serial")
 
 
 @pytest.mark.parametrize("name", list(RUNNERS))
 def test_runner_shards_are_byte_identical_to_serial(name, serial_shards, tmp_path):
     raw, expected = serial_shards
     prepare(raw, ["toy"], tmp_path / name, PrepareParams(), RUNNERS[name])
-    got = files(tmp_path / name)
+    got = snapshot(tmp_path / name)
     assert got.keys() == expected.keys()
     assert [f for f in got if got[f] != expected[f]] == []
     rejects = pd.read_parquet(tmp_path / name / "rejects.parquet")
