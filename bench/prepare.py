@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -65,11 +66,10 @@ def bench_prepare(files: list[Path], runner: RunnerParams = RunnerParams(kind="s
         return time.perf_counter() - start, counts
 
 
-def bench_runners(files: list[Path], serial_s: float) -> None:
-    """Each parallel runner against the serial run of the same session; shards compared."""
+def bench_runners(files: list[Path], serial_s: float, base: Path) -> None:
+    """Each parallel runner against the serial run of the same session (its shards in
+    `base`); shards compared."""
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "serial"
-        bench_prepare(files, keep=base)
         names = sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())
         for label, runner in [("process pool", RunnerParams(kind="process")),
                               ("dask threads", RunnerParams(kind="dask", dask_processes=False))]:
@@ -110,7 +110,8 @@ def main() -> None:
             print(f"skip {folder}: no MIDI files (run `make run` / see ../shared/datasets)")
             continue
         floor_s, n_notes = bench_floor(files)
-        prep_s, counts = bench_prepare(files)
+        serial_dir = Path(tempfile.mkdtemp(prefix="cadenza-bench-")) / "serial"
+        prep_s, counts = bench_prepare(files, keep=serial_dir)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kept = sum(counts[s]["notes"] for s in ("train", "valid", "test"))
         print(f"\n== {folder} ({len(files)} files, {n_notes:,} notes)")
@@ -118,7 +119,8 @@ def main() -> None:
               f"  {n_notes / floor_s:12,.0f} notes/s")
         print(f"prepare full stage    : {prep_s:7.2f} s  {len(files) / prep_s:9.0f} files/s"
               f"  {kept / prep_s:12,.0f} notes/s  peak RSS {peak_mb:,.0f} MB")
-        bench_runners(files, prep_s)
+        bench_runners(files, prep_s, serial_dir)
+        shutil.rmtree(serial_dir.parent)
         ref = files[:: max(1, len(files) // args.reference_files)][: args.reference_files]
         ref_s = bench_pretty_midi(ref)
         print(f"pretty_midi reference : {ref_s:7.2f} s  {len(ref) / ref_s:9.1f} files/s"

@@ -125,7 +125,8 @@ def reproduce(project: str = ".", targets: list[str] | None = None,
     from pipeline.summary import run_summary
 
     stages = stage_order(project, targets or [])
-    tags = gpu_tags()
+    # torch and the limit only when a stage trains (not for, e.g., --target fetch)
+    tags = gpu_tags() if any(s.cmd.startswith(GPU_COMMANDS) for s in stages) else []
     done = []
     for stage in stages:
         runner = repro_stage
