@@ -13,12 +13,21 @@ For each corpus it times, in the same process and on the same files:
     seconds -> beats, a notes table to Parquet). It runs about 3 files/s on MAESTRO, so it is
     timed on `--reference-files` files spread evenly through the corpus, compared per file.
 The ratios say how far the full stage is from the floor, and how far ahead of pretty_midi.
+
+    python bench/prepare.py --lpd DIR --skip-midi  # LPD .npz rolls only (default DIR: the
+                                                    # shared LPD-cleansed sample, if present)
+
+For LPD it times, in the same run on the same files: `pypianoroll.load` + the old dense-roll
+conversion (the baseline), the new `read_lpd`, and the whole prepare stage (serial and on the
+process pool), with files/s, the ratio new/baseline and an estimate for all 21,425 files.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import filecmp
+import os
 import resource
 import shutil
 import sys
@@ -26,18 +35,24 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pretty_midi
 import symusic
 
 from cadenza.config import PrepareParams, RunnerParams
+from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
+from cadenza.prepare.readers import check_npz, read_lpd
 from cadenza.prepare.run import prepare
+from cadenza.representations.rolls import roll_to_notes
 from cadenza.sources.fetch import write_manifest
-from cadenza.sources.registry import Source
+from cadenza.sources.registry import SOURCES, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIRS = [ROOT / "data" / "raw" / "bach_chorales" / "midi",
                 ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0"]
+DEFAULT_LPD = ROOT.parent / "shared" / "datasets" / "lpd_cleansed_sample"
+LPD_CLEANSED_FILES = 21_425
 
 
 def midi_files(folder: Path) -> list[Path]:
@@ -51,15 +66,20 @@ def bench_floor(files: list[Path]) -> tuple[float, int]:
 
 
 def bench_prepare(files: list[Path], runner: RunnerParams = RunnerParams(kind="serial"),
-                  keep: Path | None = None) -> tuple[float, dict]:
-    """Time the whole stage; with `keep`, the shards are left there for comparison."""
+                  keep: Path | None = None, source: Source | None = None
+                  ) -> tuple[float, dict]:
+    """Time the whole stage; with `keep`, the shards are left there for comparison.
+
+    `source` (default: a plain MIDI one) says how the files are read: LPD's for `.npz`."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw" / "bench"
         raw.mkdir(parents=True)
-        rows = [{"piece_id": p.stem, "format": "midi", "path": str(p.resolve()),
-                 "status": "ok"} for p in files]
-        write_manifest(raw, rows, Source(name="bench", layout="maestro", description="",
-                                         license="", citation=""))
+        fmt = "npz" if source is not None and source.layout == "lpd" else "midi"
+        rows = [{"piece_id": f"{i:06d}-{p.stem}" if fmt == "npz" else p.stem,  # files repeat
+                 "format": fmt, "path": str(p.resolve()), "status": "ok"}
+                for i, p in enumerate(files)]
+        write_manifest(raw, rows, source or Source(name="bench", layout="maestro",
+                                                   description="", license="", citation=""))
         start = time.perf_counter()
         counts = prepare(raw.parent, ["bench"], keep or Path(tmp) / "prepared",
                          PrepareParams(), runner)
@@ -98,13 +118,105 @@ def bench_pretty_midi(files: list[Path]) -> float:
         return time.perf_counter() - start
 
 
+def baseline_read_lpd(path: Path, piano: str = "program") -> ParsedPiece:
+    """The LPD reader before the fast one: `pypianoroll.load` (every track as a dense roll),
+    then `roll_to_notes` on each piano track. Kept here only as the benchmark's baseline."""
+    import pypianoroll
+
+    check_npz(path)
+    multitrack = pypianoroll.load(path)
+    tracks = [t for t in multitrack.tracks
+              if (t.name == "Piano" if piano == "name" else 0 <= t.program <= 7)
+              and not t.is_drum and t.pianoroll.any()]
+    if not tracks:
+        raise RejectedPiece("no piano track", stage="filter")
+    spb = multitrack.resolution
+    tempo = np.asarray(multitrack.tempo, dtype=np.float64)
+    step_s = 60.0 / (np.where(tempo > 0, tempo, 120.0) * spb)
+    clock = np.concatenate([[0.0], np.cumsum(step_s)])
+    parts = []
+    for index, track in enumerate(tracks):
+        roll = track.pianoroll
+        onset, duration, pitch = roll_to_notes(roll > 0, spb)
+        start = np.rint(onset * spb).astype(np.int64)
+        end = np.minimum(start + np.rint(duration * spb).astype(np.int64), len(clock) - 1)
+        parts.append({"track": np.full(len(pitch), index, np.int16),
+                      "pitch": pitch.astype(np.int16),
+                      "velocity": roll[start, pitch].astype(np.int16),
+                      "onset_beats": onset, "duration_beats": duration,
+                      "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
+    notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
+    return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
+
+
+def time_reader(read, files: list[Path]) -> tuple[float, list]:
+    """Seconds to read every file, and each file's notes (or its rejection's stage)."""
+    out: list = []
+    start = time.perf_counter()
+    for path in files:
+        try:
+            out.append(read(path, "program").notes)
+        except RejectedPiece as err:
+            out.append(err.stage)
+    return time.perf_counter() - start, out
+
+
+def same_outcome(a: dict | str, b: dict | str) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in NOTE_ARRAYS)
+
+
+def bench_lpd(folder: Path, repeat: int) -> None:
+    """Baseline reader, new reader, and the whole stage (serial, process pool) on LPD; the
+    stage also on the files `repeat` times over, where the pool's start-up weighs less."""
+    files = sorted(folder.rglob("*.npz"))
+    if not files:
+        print(f"skip {folder}: no .npz files (see ../shared/datasets)")
+        return
+    n = len(files)
+
+    def rate(seconds: float, count: int = n) -> float:
+        return count / seconds
+
+    base_s, base = time_reader(baseline_read_lpd, files)
+    new_s, new = time_reader(read_lpd, files)
+    same = sum(same_outcome(a, b) for a, b in zip(base, new, strict=True))
+    kept = sum(not isinstance(x, str) for x in new)
+    source = dataclasses.replace(SOURCES["lpd_cleansed"], name="bench")
+    serial_s, counts = bench_prepare(files, source=source)
+    pool_s, _ = bench_prepare(files, RunnerParams(kind="process"), source=source)
+    print(f"\n== LPD {folder} ({n} files, {kept} with piano; {os.cpu_count()} cores)")
+    print(f"baseline pypianoroll.load + dense : {base_s:7.2f} s  {rate(base_s):7.1f} files/s")
+    print(f"new read_lpd (sparse, vectorised) : {new_s:7.2f} s  {rate(new_s):7.1f} files/s"
+          f"  {base_s / new_s:5.1f}x the baseline; identical on {same}/{n} files")
+    runs = [("serial", n, serial_s), ("process pool", n, pool_s)]
+    if repeat > 1:
+        many = files * repeat
+        runs += [(f"serial x{repeat}", len(many), bench_prepare(many, source=source)[0]),
+                 (f"pool x{repeat}", len(many),
+                  bench_prepare(many, RunnerParams(kind="process"), source=source)[0])]
+    for label, count, seconds in runs:
+        print(f"prepare whole stage, {label:12s} : {seconds:7.2f} s  {rate(seconds, count):7.1f}"
+              f" files/s  -> all {LPD_CLEANSED_FILES:,} LPD-cleansed files in about"
+              f" {LPD_CLEANSED_FILES / rate(seconds, count) / 60:.1f} min")
+    print(f"  ({counts['filtered_out']} filtered out (no piano), {counts['rejected']} rejected)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midi-dir", type=Path, action="append")
     parser.add_argument("--reference-files", type=int, default=60,
                         help="how many files the slow pretty_midi path is timed on")
+    parser.add_argument("--lpd", type=Path, default=DEFAULT_LPD if DEFAULT_LPD.exists() else None,
+                        help="a folder of LPD .npz files (default: the shared sample)")
+    parser.add_argument("--lpd-repeat", type=int, default=8,
+                        help="also time the stage on the LPD files this many times over")
+    parser.add_argument("--skip-midi", action="store_true", help="only the LPD section")
     args = parser.parse_args()
-    for folder in args.midi_dir or DEFAULT_DIRS:
+    if args.lpd is not None:
+        bench_lpd(args.lpd, args.lpd_repeat)
+    for folder in [] if args.skip_midi else args.midi_dir or DEFAULT_DIRS:
         files = midi_files(folder)
         if not files:
             print(f"skip {folder}: no MIDI files (run `make run` / see ../shared/datasets)")

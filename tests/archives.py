@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -74,6 +75,23 @@ def piano_midi_de_site(site: Site, composers: int = 2, per_composer: int = 2) ->
     index_links.append('<a href="http://elsewhere.example/x.htm">off-site</a>')
     site.files["/pmd/midis.htm"] = ("<html>" + "".join(index_links) + "</html>").encode()
     return site.url("/pmd/midis.htm")
+
+
+def piano_midi_de_folder(root: Path, n: int = 10) -> tuple[Path, pd.DataFrame]:
+    """A slice of the shared copy in its published layout (`midis/<Composer>/*.mid` +
+    `metadata.csv`): the first n files plus the two Schubert pieces whose metadata rows spell
+    the file name in another case."""
+    shared = DATASETS / "piano-midi.de"
+    table = pd.read_csv(shared / "metadata.csv", dtype=str, keep_default_na=False)
+    files = sorted((shared / "midis").rglob("*.mid"))[:n]
+    files += sorted((shared / "midis" / "Schubert").glob("schubert_d850_[12].mid"))
+    folded = {str(p.relative_to(shared)).lower() for p in files}
+    table = table[table.midi.str.lower().isin(folded)]
+    for path in files:
+        (root / path.relative_to(shared)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / path.relative_to(shared))
+    table.to_csv(root / "metadata.csv", index=False)
+    return root, table
 
 
 def bl_pickle_from_midi(folder: Path, step_beats: float, per_split: int = 3) -> bytes:

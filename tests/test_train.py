@@ -17,12 +17,12 @@ from cadenza.config import (
     PrepareParams,
     from_dict,
 )
-from cadenza.data import load_units, make_info, to_stream
+from cadenza.data import cap_units, load_units, make_info, to_stream
 from cadenza.evaluate import evaluate_model
 from cadenza.generate import generate
 from cadenza.models import FAMILIES
 from cadenza.prepare.run import prepare
-from cadenza.train import cyclic_lr, train, windows
+from cadenza.train import cyclic_lr, stream_logits, train, windows
 
 from .conftest import ROOT
 
@@ -151,6 +151,36 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
                                   pd.read_csv(tmp_path / "cut.csv")[columns])
 
 
+def test_a_resume_file_left_on_other_data_is_discarded(prepared, tmp_path, monkeypatch,
+                                                        caplog):
+    """Same params, other prepared data (a `limit` change): the resume file must not be
+    used; training starts afresh and ends as a run that never saw it."""
+    import cadenza.train as trainer
+
+    mp = shipped("chord_lstm", epochs=2)
+    other = tmp_path / "other"
+    from .conftest import write_corpus
+
+    prepare(write_corpus(tmp_path / "corpus"), ["toy"], other,
+            PrepareParams(valid_fraction=0.3, test_fraction=0.2))  # other pieces in train
+    real_save = trainer._save_resume
+
+    def die_after_epoch_1(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "_save_resume", die_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train("chord_lstm", mp, other, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
+    monkeypatch.setattr(trainer, "_save_resume", real_save)
+    with caplog.at_level("WARNING", logger="cadenza.train"):
+        train("chord_lstm", mp, prepared, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
+    assert "left by a run on other prepared data; discarding it" in caplog.text
+    train("chord_lstm", mp, prepared, tmp_path / "new" / "ckpt.pt", tmp_path / "new.csv", 0)
+    cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)["state_dict"]
+    new = torch.load(tmp_path / "new" / "ckpt.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(cut[k], new[k]) for k in new)
+
+
 def test_cyclic_learning_rate_is_a_triangle():
     cfg = shipped("pitch_next_lstm").train  # lr 1e-3, lr_min 1e-4, 100 steps up
     assert cyclic_lr(0, cfg) == pytest.approx(1e-4)
@@ -179,3 +209,24 @@ def test_tampered_or_truncated_checkpoint_is_refused(prepared, tmp_path):
     torch.save({"format": "cadenza-checkpoint/2", "x": Evil()}, evil)
     with pytest.raises(ValueError, match="not a loadable checkpoint"):
         load_checkpoint(evil)
+
+
+def test_capped_units_keep_an_even_share_of_every_piece():
+    units = {"a/1": list(range(100)), "b/1": list(range(10)), "b/2": list(range(40))}
+    assert cap_units(units, 0) is units
+    capped = cap_units(units, 60, floor=5)
+    assert capped == {"a/1": list(range(20)), "b/1": list(range(10)), "b/2": list(range(20))}
+    assert cap_units(units, 6, floor=5)["a/1"] == list(range(5))
+
+
+def test_batched_test_scoring_scores_every_target_once():
+    """`stream_logits` cuts the stream into rows scored side by side: every target of the
+    stream comes out exactly once (padding is id 0, which scoring ignores)."""
+    vocab = [f"t{i}" for i in range(20)]
+    mp = shipped("melody_rnn")
+    model = FAMILIES[mp.family].build(mp.net, {"vocab": vocab})
+    ids = torch.randint(1, 20, (1000,), generator=torch.Generator().manual_seed(0))
+    for rows in (1, 3, 64):
+        targets = torch.cat([y for _, y in stream_logits(model, ids, 10, "cpu", rows)])
+        scored = targets[targets != 0]  # window by window across the rows: compare as sets
+        assert torch.equal(scored.sort().values, ids[1:].sort().values), rows

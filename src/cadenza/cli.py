@@ -103,7 +103,7 @@ def generate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.
 
     params = _params(params_file)
     _model(params, model)
-    run_generate(ckpt, prepared, out, params.generate, params.seed)
+    run_generate(ckpt, prepared, out, params.caps.cap_generate(params.generate), params.seed)
 
 
 @app.command()
@@ -115,7 +115,8 @@ def evaluate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.
 
     params = _params(params_file)
     _model(params, model)
-    evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed)
+    evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed,
+                   params.caps.max_test_units)
 
 
 @app.command()
@@ -176,13 +177,18 @@ def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(..
            audio: Path = typer.Option(None, help="audio folders: <model>/, reference/"),
            excerpts: Path = typer.Option(None, help="the real excerpts' MIDI"),
            embeddings: Path = typer.Option(None, help="embedding maps: <model>.png"),
-           listening: Path = typer.Option(None, help="`listening-test analyze` result")
-           ) -> None:
+           listening: Path = typer.Option(None, help="`listening-test analyze` result"),
+           prepared: Path = typer.Option(None, help="the prepared data: its _meta.json, "
+                                         "pieces and rejects give the provenance"),
+           params_file: Path = PARAMS) -> None:
     """Write the markdown and HTML report, its plots, and the metrics table as CSV."""
     from cadenza.report import build_report
 
+    # the profile and preferred sources shape train's outputs, which are this stage's deps
+    params = _params(params_file) if params_file.exists() else None
     build_report(metrics, train_logs, generated, out, html, table, plots, audio=audio,
-                 excerpts=excerpts, embeddings=embeddings, listening=listening)
+                 excerpts=excerpts, embeddings=embeddings, listening=listening,
+                 prepared=prepared, params=params)
 
 
 @listen_app.command("make")

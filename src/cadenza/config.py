@@ -32,6 +32,9 @@ class ParamsError(ValueError):
 class SourceParams:
     """One entry of `sources:`; the key is a name in the source registry."""
 
+    METADATA_FIELDS: typing.ClassVar[tuple[str, ...]] = ("file", "title", "composer", "year",
+                                                         "split")  # what `columns` may map
+
     limit: int = 0  # keep the first N pieces (0 = all); for quick runs and tests
     workers: int = 2  # processes used for conversion
     url: str = ""  # mirror, file:// URL or local path overriding the registry's address
@@ -40,9 +43,18 @@ class SourceParams:
     max_extract_mb: int = 20_000  # refuse archives that unpack to more than this
     delay_s: float = 1.0  # crawler politeness: pause between network requests
     retries: int = 5  # download retries on transient errors, with exponential backoff
+    # midi_dir only: a CSV describing the files ("" = none), a path relative to the folder
+    # (`url`) or absolute, and which of its columns hold our fields (unnamed: same name)
+    metadata: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # field -> column, e.g. file: path
 
     def __post_init__(self) -> None:
         _check(self.limit >= 0, "limit", "must be >= 0")
+        unknown = sorted(set(self.columns) - set(self.METADATA_FIELDS))
+        _check(not unknown, "columns",
+               f"unknown field {unknown[0] if unknown else ''!r} "
+               f"(allowed: {', '.join(self.METADATA_FIELDS)})")
+        _check(all(self.columns.values()), "columns", "a column name must not be empty")
         _check(self.workers >= 1, "workers", "must be >= 1")
         _check(self.max_extract_mb >= 1, "max_extract_mb", "must be >= 1")
         _check(self.delay_s >= 0, "delay_s", "must be >= 0")
@@ -115,6 +127,7 @@ class TrainParams:
     patience: int = 3  # early stopping: epochs without a better valid loss
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
+    max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)
     compile: bool = False  # torch.compile the model (on a GPU only)
     max_pieces: int = 0  # train on the first N training pieces only (seed 004's sweep)
 
@@ -127,6 +140,7 @@ class TrainParams:
         _check(self.clip > 0, "clip", "must be > 0")
         _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
         _check(self.max_batches >= 0, "max_batches", "must be >= 0")
+        _check(self.max_valid_units >= 0, "max_valid_units", "must be >= 0")
         _check(self.max_pieces >= 0, "max_pieces", "must be >= 0")
 
 
@@ -165,20 +179,34 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class ProfileParams:
-    """Caps that a profile puts on every model's training (0 = no cap). `quick` keeps
-    `make run` to minutes on a CPU; `full` trains the models as their papers did."""
+    """Caps that a profile puts on every model's training and evaluation (0 = no cap).
+
+    `quick` keeps the whole DAG to minutes on a CPU, even on MAESTRO: without the evaluation
+    caps, one validation pass over MAESTRO's 700,000 valid tokens took 12x an epoch of
+    capped training. `full` trains and evaluates the models as their papers did.
+    """
 
     max_epochs: int = 0
-    max_batches: int = 0
+    max_batches: int = 0  # training batches per epoch
+    max_valid_units: int = 0  # tokens / frames / notes scored in each epoch's valid pass
+    max_test_units: int = 0  # teacher-forced test likelihood: units, spread over the pieces
+    max_generate_length: int = 0  # caps generate.length (units sampled after the prompt)
 
     def __post_init__(self) -> None:
-        _check(self.max_epochs >= 0, "max_epochs", "must be >= 0")
-        _check(self.max_batches >= 0, "max_batches", "must be >= 0")
+        for name in ("max_epochs", "max_batches", "max_valid_units", "max_test_units",
+                     "max_generate_length"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
 
     def apply(self, train: TrainParams) -> TrainParams:
         epochs = min(train.epochs, self.max_epochs) if self.max_epochs else train.epochs
-        batches = [b for b in (train.max_batches, self.max_batches) if b]
-        return dataclasses.replace(train, epochs=epochs, max_batches=min(batches, default=0))
+        return dataclasses.replace(
+            train, epochs=epochs, max_batches=_min_cap(train.max_batches, self.max_batches),
+            max_valid_units=_min_cap(train.max_valid_units, self.max_valid_units))
+
+    def cap_generate(self, gen: GenerateParams) -> GenerateParams:
+        if not self.max_generate_length:
+            return gen
+        return dataclasses.replace(gen, length=min(gen.length, self.max_generate_length))
 
 
 @dataclass(frozen=True)
@@ -248,10 +276,15 @@ class Params:
         _check(self.profile in self.profiles, "profile",
                f"must be one of the profiles: {', '.join(self.profiles)}")
 
+    @property
+    def caps(self) -> ProfileParams:
+        """The selected profile's caps."""
+        return self.profiles[self.profile]
+
     def model(self, name: str) -> ModelParams:
         """Model `name` with the selected profile's caps applied to its training."""
         mp = self.models[name]
-        return dataclasses.replace(mp, train=self.profiles[self.profile].apply(mp.train))
+        return dataclasses.replace(mp, train=self.caps.apply(mp.train))
 
 
 # --------------------------------------------------------------------------- loading
@@ -350,6 +383,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected a string, got {_show(value)}")
         return value
     raise TypeError(f"{key}: unsupported param type {hint!r}")  # a bug in this module
+
+
+def _min_cap(*caps: int) -> int:
+    """The tightest of several caps, where 0 means no cap."""
+    return min((c for c in caps if c), default=0)
 
 
 class _RangeError(ValueError):

@@ -25,14 +25,34 @@ from cadenza.representations.rolls import notes_to_roll
 from cadenza.representations.tokens import Notes, Piece, build_vocab, encode, to_ids
 
 
+def chosen_sources(prepared: Path, prefer_sources: list[str] | None) -> tuple[list[str], bool]:
+    """The sources a model reads, and whether its preferred ones were all missing.
+
+    A model that prefers sources (seed 001: the Essen folk songs) reads only those when the
+    prepared data holds any of them; otherwise it reads everything, which the train stage
+    logs and the report shows, because a folk model trained on MAESTRO is another model.
+    """
+    present = sorted(read_pieces(prepared).source.unique())
+    if not prefer_sources:
+        return present, False
+    preferred = [s for s in present if s in prefer_sources]
+    return (preferred, False) if preferred else (present, True)
+
+
+def source_of(piece_id: str) -> str:
+    """Prepared piece ids are `<source>/<id within the source>`."""
+    return piece_id.split("/", 1)[0]
+
+
 def split_pieces(prepared: Path, split: str, prefer_sources: list[str] | None = None
                  ) -> dict[str, Piece]:
     """Every note column of every piece of one split, keyed by piece id, in id order; only
     the pieces of `prefer_sources` when the prepared data holds any of them."""
     columns = ["piece_id", "source", *[c for c in NOTE_ARRAYS if c != "track"]]
     frame = read_table(prepared, "notes", split, columns=columns)
-    if prefer_sources and read_pieces(prepared).source.isin(prefer_sources).any():
-        frame = frame[frame.source.isin(prefer_sources)]
+    if prefer_sources:
+        sources, _ = chosen_sources(prepared, prefer_sources)
+        frame = frame[frame.source.isin(sources)]
     return {str(pid): {c: group[c].to_numpy() for c in columns[2:]}
             for pid, group in frame.groupby("piece_id", sort=True, observed=True)}
 
@@ -82,6 +102,18 @@ def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> dict[s
     if kind == "frames":
         return piece_frames(pieces, mp.net.steps_per_beat)
     return piece_note_features(pieces)
+
+
+def cap_units(units: dict[str, object], budget: int, floor: int = 2) -> dict[str, object]:
+    """The first `budget / n` units of each of the n pieces (budget 0 = everything).
+
+    Why per piece: the first `budget` units of the joined stream would score only the first
+    pieces in id order, often one source; an even share scores every piece of every source.
+    """
+    if not budget or not units:
+        return units
+    share = max(budget // len(units), floor)
+    return {pid: u[:share] for pid, u in units.items()}
 
 
 def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:

@@ -5,7 +5,13 @@ averaged over pieces. Token models also get teacher-forced NLL, perplexity and a
 test split, piano-roll models the frame NLL and accuracy, and every model gets Yang & Lerch's
 overlap with the test split. The `reference`
 stage gives the rows every model is read against: the training data, the test data, and the
-test data with the accompaniment's bars shuffled (MuseGAN's sanity check: TD must rise).
+test data with the accompaniment's bars shuffled (MuseGAN's sanity check: TD must rise), each
+pooled and per source (`by_source`), since MAESTRO and LPD differ more from each other than a
+model differs from either. A model whose test pieces come from several sources also gets its
+likelihood and Yang & Lerch overlap per source.
+
+The evaluation cost is bounded by the profile (`max_test_units`): the test likelihood scores
+an even share of units from every test piece, in batches, under `torch.inference_mode()`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams
-from cadenza.data import load_units, piece_notes, to_stream
+from cadenza.data import cap_units, chosen_sources, load_units, piece_notes, source_of, to_stream
 from cadenza.io import write_json
 from cadenza.metrics import musegan, muspy_set, yang_lerch
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
@@ -28,7 +34,7 @@ from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
 from cadenza.representations.rolls import note_steps, steps_to_roll
 from cadenza.representations.tokens import Notes
-from cadenza.train import pick_device, stream_logits
+from cadenza.train import eval_batch_size, pick_device, stream_logits
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +106,38 @@ def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def grid_pieces(prepared: Path, split: str, steps_per_beat: int) -> list[PieceNotes]:
-    """Every piece of one split of the prepared data, on the metric grid."""
+def grid_pieces(prepared: Path, split: str, steps_per_beat: int) -> dict[str, PieceNotes]:
+    """Every piece of one split of the prepared data, on the metric grid, by piece id."""
     bars = read_pieces(prepared).set_index("piece_id").beats_per_bar
-    return [on_grid(notes, float(bars[pid]), steps_per_beat)
-            for pid, notes in piece_notes(prepared, split).items()]
+    return {pid: on_grid(notes, float(bars[pid]), steps_per_beat)
+            for pid, notes in piece_notes(prepared, split).items()}
 
 
 def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams,
                        seed: int) -> dict:
-    """The reference rows: train, test, and test with the accompaniment's bars shuffled."""
-    train = grid_pieces(prepared, "train", params.steps_per_beat)
-    test = grid_pieces(prepared, "test", params.steps_per_beat)
+    """The reference rows: train, test, and test with the accompaniment's bars shuffled,
+    pooled over all sources, then train and test per source."""
     rng = np.random.default_rng(seed)
-    result = {
-        "train": mean_metrics([piece_metrics(p, params) for p in train]),
-        "test": mean_metrics([piece_metrics(p, params) for p in test]),
-        "test_shuffled_bars": mean_metrics([piece_metrics(p, params, rng) for p in test]),
+    per_piece = {
+        "train": _metrics_by_piece(grid_pieces(prepared, "train", params.steps_per_beat),
+                                   params),
+        "test": _metrics_by_piece(test := grid_pieces(prepared, "test", params.steps_per_beat),
+                                  params),
+        "test_shuffled_bars": _metrics_by_piece(test, params, rng),
     }
+    result: dict = {row: mean_metrics(list(m.values())) for row, m in per_piece.items()}
+    sources = sorted({source_of(pid) for m in per_piece.values() for pid in m})
+    result["by_source"] = {
+        source: {row: mean_metrics([v for pid, v in per_piece[row].items()
+                                    if source_of(pid) == source]) for row in ("train", "test")}
+        for source in sources}
     write_json(out_json, result)
-    for row, metrics in result.items():
-        log.info("reference %s (%d pieces): %s", row, metrics["n_pieces"], _fmt(metrics))
+    for row in REFERENCE_ROWS:
+        log.info("reference %s (%d pieces): %s", row, result[row]["n_pieces"],
+                 _fmt(result[row]))
+    for source, rows in result["by_source"].items():
+        log.info("reference %s: %d train / %d test pieces", source, rows["train"]["n_pieces"],
+                 rows["test"]["n_pieces"])
     td_test, td_shuffled = (result[r]["tonal_distance"] for r in REFERENCE_ROWS[1:])
     if not td_shuffled > td_test:
         log.warning("TD did not rise with shuffled bars (%.3f -> %.3f): too few test pieces?",
@@ -128,8 +145,15 @@ def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams,
     return result
 
 
+def _metrics_by_piece(pieces: dict[str, PieceNotes], params: EvaluateParams,
+                      rng: np.random.Generator | None = None) -> dict[str, dict[str, float]]:
+    return {pid: piece_metrics(p, params, rng) for pid, p in pieces.items()}
+
+
 def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
-                   params: EvaluateParams, seed: int) -> dict:
+                   params: EvaluateParams, seed: int, max_test_units: int = 0) -> dict:
+    """Music metrics of the samples, test likelihood (capped at `max_test_units`) and Yang &
+    Lerch overlap with the test split; pooled, and per source when there are several."""
     samples, unreadable = [], 0
     for path in sorted(generated.glob("*.mid")):
         try:
@@ -143,22 +167,33 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
                                parsed.beats_per_bar, params.steps_per_beat))
     result = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
-    result.update(likelihood(ckpt, prepared, seed))
-    result["yang_lerch"] = yang_lerch_vs_test(samples, prepared, params)
+    pooled, by_source, mp = likelihood(ckpt, prepared, seed, max_test_units)
+    result.update(pooled)
+    test = grid_pieces(prepared, "test", params.steps_per_beat)
+    sources, fallback = chosen_sources(prepared, mp.prefer_sources)
+    test = {pid: p for pid, p in test.items() if source_of(pid) in sources}
+    result["yang_lerch"] = yang_lerch_vs_test(samples, list(test.values()))
+    result["trained_on"] = ", ".join(sources)
+    if fallback:
+        result["prefer_fallback"] = 1
+    if len(by_source) > 1:
+        for source, row in by_source.items():
+            source_test = [p for pid, p in test.items() if source_of(pid) == source]
+            row["yl_mean_oa"] = yang_lerch_vs_test(samples, source_test).get(
+                "mean", {}).get("oa", float("nan"))
+        result["by_source"] = by_source
     write_json(out_json, result)
     log.info("%s: %s", generated.name, _fmt(result))
     return result
 
 
-def yang_lerch_vs_test(samples: list[PieceNotes], prepared: Path, params: EvaluateParams
-                       ) -> dict:
+def yang_lerch_vs_test(samples: list[PieceNotes], test: list[PieceNotes]) -> dict:
     """KL and OA per feature against test-set excerpts as long as the median sample, so that
     length-dependent features (note counts) compare like with like."""
-    if not samples:
+    if not samples or not test:
         return {}
     n_steps = int(np.median([int(p.end.max(initial=0)) for p in samples]))
-    reference = [excerpt(p, n_steps) for p in grid_pieces(prepared, "test",
-                                                            params.steps_per_beat)]
+    reference = [excerpt(p, n_steps) for p in test]
     per_feature = yang_lerch.compare_sets(samples, [p for p in reference if len(p.pitch)])
     per_feature["mean"] = {k: float(np.nanmean([f[k] for f in per_feature.values()]))
                            for k in ("kl", "oa")}
@@ -173,30 +208,59 @@ def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
                       steps_per_bar=p.steps_per_bar)
 
 
-def likelihood(ckpt: Path, prepared: Path, seed: int) -> dict[str, float]:
+def likelihood(ckpt: Path, prepared: Path, seed: int, max_test_units: int = 0
+               ) -> tuple[dict[str, float], dict[str, dict], object]:
     """Teacher-forced likelihood on the test split, where the family defines one: token NLL
     (nats), perplexity and accuracy for token models; frame NLL and Bay et al.'s frame
     accuracy for piano-roll models with per-pitch sigmoids; for every model, the trainer's
-    best valid loss."""
+    best valid loss. Returns (pooled, per source, the model's params).
+
+    Each source's pieces are scored as their own stream; with `max_test_units`, on an even
+    share of every piece (`cadenza.data.cap_units`).
+    """
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
     family = FAMILIES[mp.family]
-    result = {"valid_loss": payload["valid_loss"]}  # the trainer's best, in the family's loss
-    units = load_units(prepared, "test", mp, seed)
-    stream = to_stream(units, payload["info"])
+    units = cap_units(load_units(prepared, "test", mp, seed), max_test_units,
+                      mp.train.seq_len + 1)
+    groups: dict[str, dict] = {}
+    for pid, unit in units.items():
+        groups.setdefault(source_of(pid), {})[pid] = unit
+    by_source: dict[str, dict] = {}
     if family.KIND == "tokens":
-        nll, correct, count = 0.0, 0, 0
-        for logits, y in stream_logits(model, stream, mp.train.seq_len, device):
-            s = token_sums(torch.log_softmax(logits, -1).cpu().numpy(), y.cpu().numpy(),
-                           ignore=0)  # <pad>
-            nll, correct, count = nll + s[0], correct + s[1], count + s[2]
-        result.update(summarise(nll, correct, count))
-    elif hasattr(family, "frame_probs") and len(stream) > 1:
-        probs = family.frame_probs(model, stream, mp.train.seq_len)
-        targets = stream[1 : len(probs) + 1].numpy()
-        result.update(frame_nll=frame_nll(probs, targets),
-                      frame_accuracy=frame_accuracy(probs > 0.5, targets))
-    return result
+        rows = eval_batch_size(mp.train, payload["info"])
+        pooled_sums = np.zeros(3)
+        for source, group in groups.items():
+            sums = np.zeros(3)
+            stream = to_stream(group, payload["info"])
+            for logits, y in stream_logits(model, stream, mp.train.seq_len, device, rows):
+                sums += token_sums(torch.log_softmax(logits, -1).cpu().numpy(),
+                                   y.cpu().numpy(), ignore=0)  # <pad>
+            by_source[source] = {"n_test_pieces": len(group), **summarise(*sums)}
+            pooled_sums += sums
+        pooled = summarise(*pooled_sums)
+    elif hasattr(family, "frame_probs"):
+        probs, targets = [], []
+        for source, group in groups.items():
+            stream = to_stream(group, payload["info"])
+            if len(stream) < 2:
+                continue
+            p = family.frame_probs(model, stream, mp.train.seq_len)
+            t = stream[1 : len(p) + 1].numpy()
+            by_source[source] = {"n_test_pieces": len(group), **_frame_scores(p, t)}
+            probs.append(p)
+            targets.append(t)
+        pooled = _frame_scores(np.concatenate(probs), np.concatenate(targets)) if probs else {}
+    else:
+        pooled = {}
+        by_source = {source: {"n_test_pieces": len(group)} for source, group in groups.items()}
+    pooled["valid_loss"] = payload["valid_loss"]  # the trainer's best, in the family's loss
+    return pooled, by_source, mp
+
+
+def _frame_scores(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    return {"frame_nll": frame_nll(probs, targets),
+            "frame_accuracy": frame_accuracy(probs > 0.5, targets)}
 
 
 def _shuffle_bars(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator

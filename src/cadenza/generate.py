@@ -38,7 +38,7 @@ def generate(ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed
     generator = torch.Generator().manual_seed(seed)
     sample_fn = FAMILIES[mp.family].sample
     rows = []
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, torch.inference_mode():
         for i in tqdm(range(params.n_samples), desc=f"generate {payload['name']}",
                       unit="sample"):
             piece_id = piece_ids[int(torch.randint(len(piece_ids), (1,), generator=generator))]

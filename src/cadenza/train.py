@@ -15,6 +15,7 @@ uninterrupted run. Adversarial families bring their own update (`train_step`).
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import random
 import time
@@ -27,13 +28,14 @@ from tqdm import tqdm
 
 from cadenza.checkpoint import load_data, save_checkpoint
 from cadenza.config import ModelParams, TrainParams
-from cadenza.data import load_units, make_info, to_stream
+from cadenza.data import cap_units, chosen_sources, load_units, make_info, to_stream
 from cadenza.io import atomic_path
 from cadenza.models import FAMILIES
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "lr", "seconds", "units_per_s"]
+LOG_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "lr", "seconds", "units_per_s",
+              "valid_seconds"]
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
@@ -53,12 +55,20 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
     seed_everything(seed)
     device = pick_device()
     family, cfg = FAMILIES[mp.family], mp.train
+    sources, fallback = chosen_sources(prepared, mp.prefer_sources)
+    if fallback:
+        log.warning("%s: none of its preferred sources (%s) is in the prepared data; "
+                    "training on all of it instead: %s", name, ", ".join(mp.prefer_sources),
+                    ", ".join(sources))
     train_units = load_units(prepared, "train", mp, seed)
     info = make_info(train_units, mp)
     train_stream = to_stream(train_units, info)
-    valid_stream = to_stream(load_units(prepared, "valid", mp, seed), info)
-    log.info("%s (%s): %d train / %d valid %s, device %s", name, mp.family, len(train_stream),
-             len(valid_stream), family.KIND, device)
+    valid_units = load_units(prepared, "valid", mp, seed)
+    valid_stream = to_stream(cap_units(valid_units, cfg.max_valid_units, cfg.seq_len + 1), info)
+    log.info("%s (%s) on %s: %d train / %d valid %s%s, device %s", name, mp.family,
+             ", ".join(sources), len(train_stream), len(valid_stream), family.KIND,
+             " (capped)" if cfg.max_valid_units else "", device)
+    fingerprint = data_fingerprint(train_stream, valid_stream, info)
     model = family.build(mp.net, info).to(device)
     checkpoint = {"name": name, "params": mp, "info": info, "model": model, "seed": seed}
     # the compiled wrapper shares its weights with `model`, which is what gets saved
@@ -78,8 +88,7 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
     progress = {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
     resume_path = ckpt_path.with_name(ckpt_path.stem + ".resume.pt")
     if resume_path.exists():  # a killed run left its last finished epoch: go on from there
-        progress = _resume(resume_path, mp, model, optimizers, plateau, generator)
-        log.info("%s: resuming after epoch %d", name, progress["epoch"])
+        progress = _resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator)
     best, stale, step, rows = (progress[k] for k in ("best", "stale", "step", "rows"))
     for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         start = time.perf_counter()
@@ -100,17 +109,21 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
             n_units += y.shape[0] * y.shape[1]
             step += 1
         train_loss = float(np.mean(losses)) if losses else float("nan")
-        valid_loss = (evaluate_loss(family, model, valid_stream, cfg, device)
+        seconds = time.perf_counter() - start  # training only: the valid pass is not in it
+        valid_start = time.perf_counter()
+        valid_loss = (evaluate_loss(family, model, valid_stream, cfg, device, info)
                       if len(valid_stream) > cfg.seq_len else train_loss)
-        seconds = time.perf_counter() - start
+        valid_seconds = time.perf_counter() - valid_start
         rows.append({"epoch": epoch, "step": step, "train_loss": round(train_loss, 5),
                      "valid_loss": round(valid_loss, 5),
                      "lr": optimizers[0].param_groups[0]["lr"], "seconds": round(seconds, 2),
-                     "units_per_s": round(n_units / seconds, 1)})
+                     "units_per_s": round(n_units / seconds, 1),
+                     "valid_seconds": round(valid_seconds, 2)})
         _write_log(log_csv, rows)
-        log.info("%s epoch %d: train %.4f valid %.4f lr %.2g (%.0f %s/s, %.1f steps/s)",
-                 name, epoch, train_loss, valid_loss, rows[-1]["lr"], n_units / seconds,
-                 family.KIND, len(batches) / seconds)
+        log.info("%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
+                 "%.1f steps/s), valid pass %.1f s", name, epoch, train_loss, valid_loss,
+                 rows[-1]["lr"], seconds, n_units / seconds, family.KIND,
+                 len(batches) / seconds, valid_seconds)
         if cfg.schedule == "plateau" and not custom_step:
             plateau.step(valid_loss)
         if valid_loss < best or not early_stop:
@@ -119,7 +132,7 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
                             valid_loss=valid_loss)
         else:
             stale += 1
-        _save_resume(resume_path, mp, model, optimizers, plateau, generator,
+        _save_resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator,
                      {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows})
         if stale >= cfg.patience:
             log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
@@ -128,11 +141,27 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
     return {"best_valid_loss": best, "epochs": len(rows), "steps": step}
 
 
-def _save_resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator,
-                 progress: dict) -> None:
+def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict
+                     ) -> str:
+    """sha256 of exactly what the model trains and validates on (and its vocabulary).
+
+    Why: a resume file must only continue the run that wrote it. Equal params are not
+    enough: after a `limit` or source change, the same shapes would silently resume on other
+    data, and a new vocabulary size crashed inside `load_state_dict`.
+    """
+    digest = hashlib.sha256(repr(sorted(info.items())).encode())
+    for stream in (train_stream, valid_stream):
+        digest.update(str((stream.dtype, tuple(stream.shape))).encode())
+        digest.update(stream.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save_resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
+                 generator, progress: dict) -> None:
     """Everything a resumed run needs to continue exactly as an uninterrupted one would:
-    weights, optimizer and scheduler state, both random generators, the log so far."""
-    payload = {"params": asdict(mp), "model": model.state_dict(),
+    weights, optimizer and scheduler state, both random generators, the log so far, and the
+    params and data fingerprint it belongs to."""
+    payload = {"params": asdict(mp), "data": fingerprint, "model": model.state_dict(),
                "optimizers": [opt.state_dict() for opt in optimizers],
                "plateau": plateau.state_dict(), "generator": generator.get_state(),
                "torch_rng": torch.get_rng_state(), **progress}
@@ -140,11 +169,19 @@ def _save_resume(path: Path, mp: ModelParams, model, optimizers, plateau, genera
         torch.save(payload, tmp)
 
 
-def _resume(path: Path, mp: ModelParams, model, optimizers, plateau, generator) -> dict:
+def _resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
+            generator) -> dict:
+    """The progress saved in `path`, loaded into the live objects; a file left by a run on
+    other params or other data is discarded (one log line) and training starts afresh."""
     payload = load_data(path, "resume file", None, "; delete it to train from the start")
-    if payload["params"] != asdict(mp):
-        log.warning("%s: left by a run with other params; starting afresh", path)
+    mismatch = ("other params" if payload.get("params") != asdict(mp) else
+                "other prepared data" if payload.get("data") != fingerprint else "")
+    if mismatch:
+        log.warning("%s: left by a run on %s; discarding it and training from the start",
+                    path, mismatch)
+        path.unlink()
         return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
+    log.info("%s: resuming after epoch %d", path, payload["epoch"])
     model.load_state_dict(payload["model"])
     for opt, state in zip(optimizers, payload["optimizers"], strict=True):
         opt.load_state_dict(state)
@@ -192,30 +229,54 @@ def windows(stream: torch.Tensor, seq_len: int, batch_size: int,
         yield (x.float(), y.float()) if as_float else (x, y)
 
 
-@torch.no_grad()
+def eval_batch_size(cfg: TrainParams, info: dict) -> int:
+    """Windows per evaluation batch: without gradients, the largest batch whose output
+    (windows x seq_len x vocabulary or 128 pitches, float32) stays under 256 MB, and never
+    fewer windows than training takes."""
+    width = max(len(info.get("vocab", ())), 128)
+    return max(cfg.batch_size, EVAL_OUTPUT_FLOATS // (cfg.seq_len * width))
+
+
+EVAL_OUTPUT_FLOATS = 1 << 26
+
+
+@torch.inference_mode()
 def evaluate_loss(family, model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams,
-                  device: str) -> float:
+                  device: str, info: dict | None = None) -> float:
     """Mean loss over the stream's windows, in order (each window starts fresh)."""
     model.eval()
     total, count = 0.0, 0
-    for x, y in windows(stream, cfg.seq_len, cfg.batch_size):
+    for x, y in windows(stream, cfg.seq_len, eval_batch_size(cfg, info or {})):
         total += family.loss(model, x.to(device), y.to(device)).item() * len(x)
         count += len(x)
     return total / max(count, 1)
 
 
-@torch.no_grad()
-def stream_logits(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str):
-    """Teacher-forced logits over a whole token stream, in windows, carrying the recurrent
-    state (a Transformer has none: each window is its own context)."""
+@torch.inference_mode()
+def stream_logits(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str,
+                  rows: int = 1):
+    """Teacher-forced (logits, targets) over a whole token stream, flattened per window.
+
+    The stream is cut into up to `rows` contiguous parts scored side by side as one batch,
+    each in windows of `seq_len` that carry the recurrent state (a Transformer has none:
+    each window is its own context). Parts are kept at least 16 windows long, so that little
+    context is lost at their starts; the tail is padded with id 0 (`<pad>`), which scoring
+    ignores.
+    """
     model.eval()
+    n = len(ids) - 1
+    if n < 1:
+        return
+    rows = max(1, min(rows, n // (16 * seq_len)))
+    length = -(-n // rows)
+    x = torch.zeros(rows * length, dtype=ids.dtype)
+    y = torch.zeros(rows * length, dtype=ids.dtype)
+    x[:n], y[:n] = ids[:-1], ids[1:]
+    x, y = x.view(rows, length), y.view(rows, length)
     state = None
-    for s in range(0, len(ids) - 1, seq_len):
-        x = ids[s : s + seq_len].to(device)[None]
-        y = ids[s + 1 : s + seq_len + 1].to(device)
-        x = x[:, : len(y)]
-        logits, state = model(x, state)
-        yield logits[0].float(), y
+    for s in range(0, length, seq_len):
+        logits, state = model(x[:, s : s + seq_len].to(device), state)
+        yield logits.float().reshape(-1, logits.shape[-1]), y[:, s : s + seq_len].reshape(-1)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,8 +63,12 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         jobs = [FileJob(folder, name, SimpleNamespace(**row._asdict()), source, params)
                 for row in ok.itertuples(index=False)]
         results = map_ordered(prepare_file, jobs, runner)
-        for job, result in tqdm(zip(jobs, results, strict=True), total=len(jobs),
-                                desc=f"prepare {name}", unit="file"):
+        tally = SourceTally(name, len(jobs))
+        bar = tqdm(zip(jobs, results, strict=True), total=len(jobs), desc=f"prepare {name}",
+                   unit="file")
+        for job, result in bar:
+            tally.add(result)
+            bar.set_postfix_str(tally.postfix(), refresh=False)
             if isinstance(result, Rejected):
                 rejects.append((name, f"{name}/{job.row.piece_id}", job.row.path,
                                 result.stage, result.reason))
@@ -71,6 +77,7 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
             pieces.append(piece)
             notes.append(piece_notes)
             rolls.append(piece_roll)
+        log.info("%s", tally.summary())
     if not pieces:
         raise RuntimeError(f"prepare: no usable piece in {sources}; see the rejects above")
     # group pieces by split, so that each split is one contiguous slice of the tables
@@ -96,6 +103,8 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         write_json(tmp / "_meta.json", {
             "schema_version": SCHEMA_VERSION,
             "sources": sources,
+            # the registry entry of each source as fetched: what the report names and cites
+            "corpora": {name: read_json(raw_root / name / "source.json") for name in sources},
             "encoder": asdict(params),
             "libraries": _library_versions(),
             "counts": counts,
@@ -122,6 +131,51 @@ class Rejected:
 
     stage: str
     reason: str
+
+
+class SourceTally:
+    """Kept / rejected / filtered-out counts of one source as its files come back.
+
+    Why: a corpus of 21k files takes minutes; the bar's postfix and a log line every
+    `LOG_EVERY_S` seconds say how it is going (a flood of rejects shows early), and the
+    closing line gives the source's totals and rate.
+    """
+
+    LOG_EVERY_S = 10.0
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total = name, total
+        self.kept = self.rejected = 0
+        self.filtered: Counter[str] = Counter()
+        self.start = self.last_log = time.perf_counter()
+
+    def add(self, result: object) -> None:
+        if not isinstance(result, Rejected):
+            self.kept += 1
+        elif result.stage == "filter":
+            self.filtered[result.reason] += 1
+        else:
+            self.rejected += 1
+        now = time.perf_counter()
+        if now - self.last_log >= self.LOG_EVERY_S:
+            self.last_log = now
+            log.info("prepare %s: %d/%d files, %s", self.name, self.done, self.total,
+                     self.postfix())
+
+    @property
+    def done(self) -> int:
+        return self.kept + self.rejected + self.filtered.total()
+
+    def postfix(self) -> str:
+        return f"kept={self.kept} rejected={self.rejected} filtered={self.filtered.total()}"
+
+    def summary(self) -> str:
+        seconds = time.perf_counter() - self.start
+        why = ", ".join(f"{n} {reason}" if len(self.filtered) > 1 else reason
+                        for reason, n in self.filtered.most_common())
+        filtered = f", {self.filtered.total()} filtered out ({why})" if self.filtered else ""
+        return (f"prepare {self.name}: {self.kept} kept, {self.rejected} rejected{filtered}"
+                f" in {seconds:.1f} s, {self.done / max(seconds, 1e-9):.0f} files/s")
 
 
 def prepare_file(job: FileJob

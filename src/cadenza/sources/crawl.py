@@ -1,8 +1,9 @@
 """A polite crawler for piano-midi.de, which offers no bulk archive.
 
 From the index page (`midis.htm`) it follows the composer pages on the same host, then the
-`.mid` links on each. It waits `delay_s` between network requests, sends its own User-Agent,
-and keeps every page and file in the download cache, so a re-run fetches nothing. What was
+`.mid` links on each. It waits `delay_s` between network requests (never for a local
+`file://` or path index: nobody's server is loaded), sends its own User-Agent, and keeps
+every page and file in the download cache, so a re-run fetches nothing. What was
 fetched is pinned in the manifest (URL, path, size, sha256), because the site changes.
 """
 
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urljoin, urlparse
 from tqdm import tqdm
 
 from cadenza.io import sha256_file
-from cadenza.sources.download import fetch_file
+from cadenza.sources.download import fetch_file, local_path
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class PoliteFetcher:
 
     def get(self, url: str) -> Path:
         name = _cache_name(url)
-        if not (self.cache / name).exists():
+        if local_path(url) is None and not (self.cache / name).exists():
             wait = self._last + self.delay_s - time.monotonic()
             if wait > 0:
                 time.sleep(wait)

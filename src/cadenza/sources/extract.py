@@ -7,6 +7,10 @@ line of defence. A truncated or corrupt archive (bad CRC, cut-off gzip stream, b
 headers) raises `CorruptArchive` naming the file, whatever the library's own exception was
 (issue #8: `tests/test_fuzz.py` flips bits in and truncates real archives). Extraction goes
 into the fetch stage's temporary folder, so a failure leaves nothing under `data/`.
+
+`members` (a predicate on entry names) extracts part of an archive, for `limit`: every entry
+is still checked for names, links and device files (a hostile archive is refused whatever
+is asked of it), while the size limit counts what is extracted.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
+
+T = TypeVar("T")
+Select = Callable[[str], bool]  # an entry name -> extract it?
 
 
 class UnsafeArchive(RuntimeError):
@@ -27,9 +36,24 @@ class CorruptArchive(RuntimeError):
     """The archive is truncated or damaged; what was extracted must be thrown away."""
 
 
-def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
+def safe_extract(archive: Path, target: Path, max_bytes: int,
+                 members: Select | None = None) -> None:
+    """Extract `archive` (or the entries `members` selects) into `target`, checked first."""
+    _corrupt_as_such(archive, _safe_extract, archive, target, max_bytes, members)
+
+
+def list_members(archive: Path) -> list[str]:
+    """The entry names of a zip or tar archive (files only), in archive order.
+
+    For choosing what `safe_extract(members=...)` takes; a tar.gz is read once through.
+    """
+    return _corrupt_as_such(archive, _list_members, archive)
+
+
+def _corrupt_as_such(archive: Path, fn: Callable[..., T], *args: object) -> T:
+    """Run `fn`; whatever the library raised on a damaged archive becomes CorruptArchive."""
     try:
-        _safe_extract(archive, target, max_bytes)
+        return fn(*args)
     except (UnsafeArchive, MemoryError):
         raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
@@ -38,32 +62,46 @@ def safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
                              f"({type(err).__name__}: {err})") from err
 
 
-def _safe_extract(archive: Path, target: Path, max_bytes: int) -> None:
+def _list_members(archive: Path) -> list[str]:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            return [i.filename for i in zf.infolist() if not i.is_dir()]
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            return [m.name for m in tf if m.isfile()]
+    raise UnsafeArchive(f"{archive}: neither a zip nor a tar archive")
+
+
+def _safe_extract(archive: Path, target: Path, max_bytes: int, select: Select | None) -> None:
     target.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            total = 0
+            total, chosen = 0, []
             for info in zf.infolist():
                 _check_name(archive, info.filename)
                 if stat.S_ISLNK(info.external_attr >> 16):
                     raise UnsafeArchive(f"{archive}: {info.filename}: symlinks are refused")
-                total += info.file_size
-                _check_total(archive, total, max_bytes)
-            zf.extractall(target)
+                if select is None or select(info.filename):
+                    chosen.append(info)
+                    total += info.file_size
+                    _check_total(archive, total, max_bytes)
+            zf.extractall(target, members=chosen)
         return
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
-            total = 0
+            total, chosen = 0, []
             for m in members:
                 _check_name(archive, m.name)
                 if m.issym() or m.islnk():
                     _check_link(archive, m)
                 elif not (m.isfile() or m.isdir()):
                     raise UnsafeArchive(f"{archive}: {m.name}: special files are refused")
-                total += m.size
-                _check_total(archive, total, max_bytes)
-            tf.extractall(target, members=members, filter="data")
+                if select is None or select(m.name):
+                    chosen.append(m)  # archive order: a gzip stream is never read backwards
+                    total += m.size
+                    _check_total(archive, total, max_bytes)
+            tf.extractall(target, members=chosen, filter="data")
         return
     raise UnsafeArchive(f"{archive}: neither a zip nor a tar archive")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Layout = Literal["music21_chorales", "maestro", "lpd", "piano_midi_de", "essen_kern",
-                 "bl_pickle"]
+                 "bl_pickle", "midi_dir"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     _lpd("lpd_17_cleansed", "lpd_17_cleansed.tar.gz", "program"),
     Source(
         name="piano_midi_de", layout="piano_midi_de",
-        description="piano-midi.de (Bernd Krueger): classical piano pieces, crawled politely",
+        description="piano-midi.de (Bernd Krueger): classical piano pieces, crawled politely "
+        "(or read from a local copy: url = its folder)",
         license="CC BY-SA Germany", citation="Krueger, piano-midi.de", track_filter="piano",
         files=(RemoteFile("http://www.piano-midi.de/midis.htm", "midis.htm"),),
     ),
@@ -112,4 +113,11 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     _bl("bl_nottingham", "Nottingham.pickle", "Nottingham", 0.5),
     _bl("bl_musedata", "MuseData.pickle", "MuseData", 0.5),
     _bl("bl_piano_midi", "Piano-midi.de.pickle", "Piano-midi.de", 0.5),
+    # a researcher's own files: taken as they are (every track), split by piece-id hash
+    # unless a metadata CSV gives one. Another own folder is one more entry like this.
+    Source(
+        name="midi_dir", layout="midi_dir",
+        description="Your own MIDI: a local folder of .mid/.midi files (set its url)",
+        license="yours", citation="", track_filter="all", official_split=False,
+    ),
 ]}
