@@ -184,7 +184,6 @@ def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(..
     """Write the markdown and HTML report, its plots, and the metrics table as CSV."""
     from cadenza.report import build_report
 
-    # the profile and preferred sources shape train's outputs, which are this stage's deps
     params = _params(params_file) if params_file.exists() else None
     build_report(metrics, train_logs, generated, out, html, table, plots, audio=audio,
                  excerpts=excerpts, embeddings=embeddings, listening=listening,

@@ -417,21 +417,18 @@ def source_reference_table(reference: dict) -> pd.DataFrame | None:
     return frame[columns].apply(pd.to_numeric, errors="coerce")
 
 
-def model_source_table(values: dict, reference: dict) -> pd.DataFrame:
-    """One model per corpus: its test pieces, NLL and accuracy on them, and the samples
-    prompted from them as distances from that corpus's test reference row."""
-    ref_by = reference.get("by_source") or {}
-    parts = {"all sources": (values, reference.get(TEST_ROW) or {},
-                             values.get("n_test_pieces"), values.get("n_pieces"))}
-    for source, m in (values.get("by_source") or {}).items():
-        parts[source] = (m, (ref_by.get(source) or {}).get(TEST_ROW) or {},
-                         m.get("n_test_pieces"), m.get("n_samples"))
+def model_source_table(values: dict) -> pd.DataFrame:
+    """One model per corpus: its test pieces, its test NLL and accuracy on them, and the
+    Yang & Lerch overlap of its samples with that corpus's test pieces."""
+    by_source = values.get("by_source") or {}
+    pooled = {**values, "n_test_pieces": sum(_num(m.get("n_test_pieces"))
+                                             for m in by_source.values()),
+              "yl_mean_oa": ((values.get("yang_lerch") or {}).get("mean") or {}).get("oa")}
     rows = {}
-    for source, (m, test, n_test, n_samples) in parts.items():
+    for source, m in {"all sources": pooled, **by_source}.items():
         nll, acc, unit = likelihood(m)
-        rows[source] = {"test pieces": _num(n_test), NLL: nll, UNIT: unit, ACCURACY: acc,
-                        "samples": _num(n_samples),
-                        **{_delta(a): distance(m, test, k) for k, a in HEADLINE.items()}}
+        rows[source] = {"test pieces": _num(m.get("n_test_pieces")), NLL: nll, UNIT: unit,
+                        ACCURACY: acc, OA: _num(m.get("yl_mean_oa"))}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("source")
 
 
@@ -443,13 +440,12 @@ def source_sections(models: dict[str, dict], reference: dict) -> list[Section]:
         return []
     sections = [Section("Per source", "The reference rows pooled over all sources and per "
                         "source; then, for each model tested on more than one source, its "
-                        "figures per source (distances from that source's test row).")]
+                        "figures per source (Y&L OA: against that source's test pieces).")]
     if table is not None:
         sections += [Section(f"Reference rows per source: {title}", table=part, level=3)
                      for title, part in column_groups(table)]
-    sections += [Section(f"Per source: {name}", table=model_source_table(models[name],
-                                                                        reference), level=3)
-                 for name in multi]
+    sections += [Section(f"Per source: {name}", table=model_source_table(models[name]),
+                         level=3) for name in multi]
     return sections
 
 
