@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import random
 import time
@@ -94,11 +95,13 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
         start = time.perf_counter()
         model.train()
         losses, n_units = [], 0
-        batches = list(windows(train_stream, cfg.seq_len, cfg.batch_size, generator))
-        if cfg.max_batches:
-            batches = batches[: cfg.max_batches]
-        for x, y in tqdm(batches, desc=f"train {name} epoch {epoch}", unit="batch",
-                         leave=False):
+        # batches are cut lazily: only the capped ones are ever built (on MAESTRO's frames,
+        # the whole epoch's windows as floats took 5 GB, for 40 batches used)
+        n_batches = epoch_batches(len(train_stream), cfg)
+        batches = itertools.islice(
+            windows(train_stream, cfg.seq_len, cfg.batch_size, generator), n_batches)
+        for x, y in tqdm(batches, total=n_batches, desc=f"train {name} epoch {epoch}",
+                         unit="batch", leave=False):
             x, y = x.to(device), y.to(device)
             if cfg.schedule == "cyclic":
                 _set_lr(optimizers[0], cyclic_lr(step, cfg))
@@ -123,7 +126,7 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
         log.info("%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
                  "%.1f steps/s), valid pass %.1f s", name, epoch, train_loss, valid_loss,
                  rows[-1]["lr"], seconds, n_units / seconds, family.KIND,
-                 len(batches) / seconds, valid_seconds)
+                 n_batches / seconds, valid_seconds)
         if cfg.schedule == "plateau" and not custom_step:
             plateau.step(valid_loss)
         if valid_loss < best or not early_stop:
@@ -227,6 +230,12 @@ def windows(stream: torch.Tensor, seq_len: int, batch_size: int,
         x = torch.stack([stream[s : s + seq_len] for s in starts])
         y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
         yield (x.float(), y.float()) if as_float else (x, y)
+
+
+def epoch_batches(stream_len: int, cfg: TrainParams) -> int:
+    """Batches in one training epoch: every window of the stream once, up to the cap."""
+    n = -(-((stream_len - 1) // cfg.seq_len) // cfg.batch_size)
+    return min(n, cfg.max_batches) if cfg.max_batches else n
 
 
 def eval_batch_size(cfg: TrainParams, info: dict) -> int:
