@@ -5,6 +5,7 @@ sort or sign would change."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from cadenza.config import Params, from_dict
 from cadenza.evaluate import MUSIC_METRICS
 from cadenza.io import write_json
-from cadenza.report import build_report, git_commit, training_note
+from cadenza.report import build_report, git_commit, own_test_row, training_note
 
 # every music metric of the test reference is 1.0 but these, so distances are easy by hand
 TEST_ROW = {**dict.fromkeys(MUSIC_METRICS, 1.0), "empty_bar_ratio": 0.0,
@@ -119,9 +120,10 @@ def report(tmp_path_factory) -> Path:
                      ).to_csv(root / "train" / f"{model}.csv", index=False)
     (root / "gen").mkdir()
     out = root / "reports"
-    build_report(root / "metrics", root / "train", root / "gen", out / "report.md",
-                 out / "index.html", out / "metrics.csv", out / "plots",
-                 prepared=root / "prepared", params=_params())
+    with contextlib.chdir(root):  # a stage runs at its project's root; this one has no git
+        build_report(root / "metrics", root / "train", root / "gen", out / "report.md",
+                     out / "index.html", out / "metrics.csv", out / "plots",
+                     prepared=root / "prepared", params=_params())
     return out
 
 
@@ -250,13 +252,16 @@ def test_git_commit_is_short_head_plus_dirty(tmp_path):
     assert git_commit(tmp_path / "missing") == "unknown"
     _git(tmp_path, "init", "-q")
     assert git_commit(tmp_path) == "unknown"  # no commit yet
-    (tmp_path / "f.txt").write_text("1")
-    _git(tmp_path, "add", "f.txt")
+    for name in ("params.yaml", "reports/report.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("1")
+        _git(tmp_path, "add", name)
     _git(tmp_path, "commit", "-q", "-m", "one")
     head = _git(tmp_path, "rev-parse", "--short", "HEAD")
     (tmp_path / "untracked.txt").write_text("x")  # as `git describe --dirty`: not dirty
+    (tmp_path / "reports/report.md").write_text("2")  # an output the repro rewrites
     assert git_commit(tmp_path) == head
-    (tmp_path / "f.txt").write_text("2")
+    (tmp_path / "params.yaml").write_text("2")
     assert git_commit(tmp_path) == f"{head}-dirty"
 
 
@@ -267,3 +272,15 @@ def test_training_note_names_the_sources_a_preferring_model_used():
     assert training_note("folk_lstm", {"prefer_fallback": 1}, None) == (
         "trained on all sources: none of its preferred sources present")
     assert training_note("a", {"trained_on": "bach_chorales, essen"}, params) == ""
+
+
+def test_a_model_of_some_sources_is_read_against_their_test_rows():
+    upc = {"train": {}, "test": {"used_pitch_classes": 7.0, "n_pieces": 6}, "by_source": {
+        "a": {"test": {"used_pitch_classes": 8.0, "n_pieces": 1}},
+        "b": {"test": {"used_pitch_classes": 4.0, "n_pieces": 3}},
+        "c": {"test": {"used_pitch_classes": 9.0, "n_pieces": 2}}}}
+    assert own_test_row({}, upc)["used_pitch_classes"] == 7.0
+    assert own_test_row({"trained_on": "a, b, c"}, upc)["used_pitch_classes"] == 7.0
+    assert own_test_row({"trained_on": "b"}, upc)["used_pitch_classes"] == 4.0
+    # a and b, weighted by their test pieces: (8 * 1 + 4 * 3) / 4
+    assert own_test_row({"trained_on": "a, b"}, upc)["used_pitch_classes"] == 5.0

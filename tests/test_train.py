@@ -216,17 +216,32 @@ def test_capped_units_keep_an_even_share_of_every_piece():
     assert cap_units(units, 0) is units
     capped = cap_units(units, 60, floor=5)
     assert capped == {"a/1": list(range(20)), "b/1": list(range(10)), "b/2": list(range(20))}
-    assert cap_units(units, 6, floor=5)["a/1"] == list(range(5))
 
 
-def test_batched_test_scoring_scores_every_target_once():
-    """`stream_logits` cuts the stream into rows scored side by side: every target of the
-    stream comes out exactly once (padding is id 0, which scoring ignores)."""
-    vocab = [f"t{i}" for i in range(20)]
-    mp = shipped("melody_rnn")
-    model = FAMILIES[mp.family].build(mp.net, {"vocab": vocab})
-    ids = torch.randint(1, 20, (1000,), generator=torch.Generator().manual_seed(0))
+def test_capped_units_hold_the_cap_with_many_pieces_and_hear_every_source():
+    units = {f"{s}/{i:03d}": list(range(50)) for s in ("a", "b", "c") for i in range(100)}
+    capped = cap_units(units, 1000, floor=65)  # 300 pieces: 3 units each < one window
+    assert sum(map(len, capped.values())) <= 1000
+    assert all(len(u) >= 65 or len(u) == 50 for u in capped.values())
+    assert len(capped) == 1000 // 65 and {pid[0] for pid in capped} == {"a", "b", "c"}
+    assert list(capped) == sorted(capped)
+
+
+class _Successor(torch.nn.Module):
+    """A 'model' that knows the rule of the test stream: the next id is id % 19 + 1."""
+
+    def forward(self, x: torch.Tensor, state=None):
+        return torch.nn.functional.one_hot(x % 19 + 1, 20).float() * 10, state
+
+
+def test_batched_test_scoring_scores_every_target_once_and_aligned():
+    """`stream_logits` cuts the stream into rows scored side by side: every target comes out
+    exactly once (padding is id 0, which scoring ignores), each beside its own logits."""
+    ids = 1 + torch.arange(1000) % 19  # 1, 2, ..., 19, 1, 2, ...
     for rows in (1, 3, 64):
-        targets = torch.cat([y for _, y in stream_logits(model, ids, 10, "cpu", rows)])
-        scored = targets[targets != 0]  # window by window across the rows: compare as sets
-        assert torch.equal(scored.sort().values, ids[1:].sort().values), rows
+        pairs = list(stream_logits(_Successor(), ids, 10, "cpu", rows))
+        targets = torch.cat([y for _, y in pairs])
+        predicted = torch.cat([logits.argmax(-1) for logits, _ in pairs])
+        scored = targets != 0
+        assert torch.equal(targets[scored].sort().values, ids[1:].sort().values), rows
+        assert torch.equal(predicted[scored], targets[scored]), rows

@@ -105,15 +105,34 @@ def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> dict[s
 
 
 def cap_units(units: dict[str, object], budget: int, floor: int = 2) -> dict[str, object]:
-    """The first `budget / n` units of each of the n pieces (budget 0 = everything).
+    """At most `budget` units (and at least `floor`), spread over the pieces; 0 = everything.
 
-    Why per piece: the first `budget` units of the joined stream would score only the first
-    pieces in id order, often one source; an even share scores every piece of every source.
+    Why spread: the first `budget` units of the joined stream would score only the first
+    pieces in id order, often one source. Each kept piece gives its first `budget / k`
+    units; where that share would fall below `floor` (one window), k is cut to
+    `budget / floor` pieces, taken in turn from each source in a fixed pseudo-random order,
+    so that every source is heard and the cap holds however many pieces a corpus has.
     """
     if not budget or not units:
         return units
-    share = max(budget // len(units), floor)
-    return {pid: u[:share] for pid, u in units.items()}
+    n_keep = min(len(units), max(1, budget // floor))
+    kept = _spread_over_sources(list(units), n_keep)
+    share = max(budget // n_keep, floor)
+    return {pid: units[pid][:share] for pid in kept}
+
+
+def _spread_over_sources(piece_ids: list[str], n: int) -> list[str]:
+    """`n` ids, round-robin over the sources, each source's ids in crc32 order; result in id
+    order (the order streams are joined in)."""
+    by_source: dict[str, list[str]] = {}
+    for pid in piece_ids:
+        by_source.setdefault(source_of(pid), []).append(pid)
+    queues = [sorted(ids, key=lambda pid: (zlib.crc32(pid.encode()), pid))
+              for _, ids in sorted(by_source.items())]
+    picked: list[str] = []
+    for rank in range(max(map(len, queues))):
+        picked += [queue[rank] for queue in queues if rank < len(queue)]
+    return sorted(picked[:n])
 
 
 def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:

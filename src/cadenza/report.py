@@ -130,7 +130,8 @@ def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: P
     reference = read_reference(metrics_dir)
     model_metrics = read_models(metrics_dir)
     models = list(model_metrics)
-    sections = provenance_sections(prepared, params, git_commit(out_md.parent))
+    # DVC runs every stage at the project root
+    sections = provenance_sections(prepared, params, git_commit(Path.cwd()))
     sections += leaderboard_sections(model_metrics, reference, params)
     sections += source_sections(model_metrics, reference)
     sections.append(Section("Metrics", INTRO))
@@ -165,10 +166,14 @@ def build_report(metrics_dir: Path, train_logs: Path, generated: Path, out_md: P
 # --------------------------------------------------------------------------- provenance
 
 
+CODE_PATHS = ("src", "pipeline", "dvc.yaml", "params.yaml")
+
+
 def git_commit(folder: Path) -> str:
-    """`git rev-parse --short HEAD`, plus "-dirty" when tracked files have changed (as `git
-    describe --dirty` says it); "unknown" outside git or without git. Never raises: a report
-    must not fail over its own label."""
+    """`git rev-parse --short HEAD`, plus "-dirty" when the project's code or config under
+    `folder` differs from it (`src/`, `pipeline/`, `dvc.yaml`, `params.yaml`; not the
+    outputs this very `dvc repro` rewrites); "unknown" outside git or without git. Never
+    raises: a report must not fail over its own label."""
     def git(*args: str) -> subprocess.CompletedProcess | None:
         try:
             return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
@@ -179,7 +184,7 @@ def git_commit(folder: Path) -> str:
     head = git("rev-parse", "--short", "HEAD")
     if head is None or head.returncode != 0 or not head.stdout.strip():
         return "unknown"
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     if status is None or status.returncode != 0:
         return f"{head.stdout.strip()} (work tree state unknown)"
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
@@ -312,6 +317,25 @@ def likelihood(values: dict) -> tuple[float, float, str]:
     return math.nan, math.nan, ""
 
 
+def own_test_row(values: dict, reference: dict) -> dict:
+    """The test reference a model is read against: the pooled test row, or, for a model
+    that trained on some sources only (`prefer_sources`), the test row of those sources
+    (their per-source rows averaged, weighted by test pieces), so that a folk model is
+    compared with folk songs, not with MAESTRO."""
+    pooled = reference.get(TEST_ROW) or {}
+    by_source = reference.get("by_source") or {}
+    trained_on = [s for s in str(values.get("trained_on", "")).split(", ") if s]
+    if not trained_on or set(trained_on) >= set(by_source):
+        return pooled
+    rows = [(by_source.get(s) or {}).get(TEST_ROW) or {} for s in trained_on]
+    rows = [r for r in rows if _num(r.get("n_pieces")) > 0]
+    if not rows:
+        return pooled
+    weights = np.array([_num(r["n_pieces"]) for r in rows])
+    return {m: float(np.average([_num(r.get(m)) for r in rows], weights=weights))
+            for m in MUSIC_METRICS} | {"n_pieces": float(weights.sum())}
+
+
 def distance(values: dict, test: dict, metric: str) -> float:
     """|model - test reference|: for music metrics, closer to real music is better."""
     return abs(_num(values.get(metric)) - _num(test.get(metric)))
@@ -325,7 +349,7 @@ def training_note(name: str, values: dict, params: Params | None) -> str:
         which = f" ({', '.join(wanted)})" if wanted else ""
         return f"trained on all sources: none of its preferred sources{which} present"
     wanted = params.models[name].prefer_sources if params and name in params.models else []
-    if wanted and values.get("trained_on"):  # read against the pooled test data: say so
+    if wanted and values.get("trained_on"):  # read against those sources' test data
         return f"trained on its preferred sources only: {values['trained_on']}"
     return ""
 
@@ -333,11 +357,11 @@ def training_note(name: str, values: dict, params: Params | None) -> str:
 def leaderboard(models: dict[str, dict], reference: dict, params: Params | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Models as rows, sorted by mean rank (best first); and the mask of best cells."""
-    test = reference.get(TEST_ROW) or {}
     rows = {}
     for name, values in models.items():
         nll, acc, unit = likelihood(values)
         oa = ((values.get("yang_lerch") or {}).get("mean") or {}).get("oa")
+        test = own_test_row(values, reference)
         rows[name] = {NLL: nll, UNIT: unit, ACCURACY: acc, OA: _num(oa),
                       **{_delta(abbr): distance(values, test, metric)
                          for metric, abbr in HEADLINE.items()},
@@ -362,10 +386,9 @@ def leaderboard(models: dict[str, dict], reference: dict, params: Params | None 
 def distance_table(models: dict[str, dict], reference: dict, order: list[str]
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The other music metrics as |model - test| (models in leaderboard order), best marked."""
-    test = reference.get(TEST_ROW) or {}
     metrics = [m for m in MUSIC_METRICS if m not in HEADLINE]
-    table = pd.DataFrame({m: [distance(models[n], test, m) for n in order] for m in metrics},
-                         index=order, dtype=float)
+    table = pd.DataFrame({m: [distance(models[n], own_test_row(models[n], reference), m)
+                              for n in order] for m in metrics}, index=order, dtype=float)
     best = pd.DataFrame({m: best_cells(table[m], lower=True) for m in metrics})
     return table, best
 

@@ -155,7 +155,7 @@ def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, inf
     digest = hashlib.sha256(repr(sorted(info.items())).encode())
     for stream in (train_stream, valid_stream):
         digest.update(str((stream.dtype, tuple(stream.shape))).encode())
-        digest.update(stream.contiguous().numpy().tobytes())
+        digest.update(memoryview(stream.contiguous().numpy()).cast("B"))
     return digest.hexdigest()
 
 
@@ -239,11 +239,12 @@ def epoch_batches(stream_len: int, cfg: TrainParams) -> int:
 
 
 def eval_batch_size(cfg: TrainParams, info: dict) -> int:
-    """Windows per evaluation batch: without gradients, the largest batch whose output
-    (windows x seq_len x vocabulary or 128 pitches, float32) stays under 256 MB, and never
-    fewer windows than training takes."""
+    """Windows per evaluation batch: without gradients, a bigger batch than training's (up
+    to 8x: activations grow with it too, and a GAN's images are large), as long as the
+    output (windows x seq_len x vocabulary or 128 pitches, float32) stays under 256 MB."""
     width = max(len(info.get("vocab", ())), 128)
-    return max(cfg.batch_size, EVAL_OUTPUT_FLOATS // (cfg.seq_len * width))
+    fits = EVAL_OUTPUT_FLOATS // (cfg.seq_len * width)
+    return max(cfg.batch_size, min(8 * cfg.batch_size, fits))
 
 
 EVAL_OUTPUT_FLOATS = 1 << 26
