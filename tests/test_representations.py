@@ -156,3 +156,10 @@ def test_event_tokens_round_trip_performance_rnn_style():
     # seconds at 120 bpm come back as beats: exact on a 10 ms grid
     for a, b in zip(_sorted(decode(tokens, params)), _sorted(NOTES), strict=True):
         np.testing.assert_allclose(a, b)
+
+
+def test_vocab_keeps_the_most_frequent_tokens_up_to_max_size():
+    seqs = [["c", "a", "b", "a", "c", "a", "d"]]
+    assert build_vocab(seqs, 1) == ["<pad>", "<unk>", "<eos>", "a", "c", "b", "d"]
+    assert build_vocab(seqs, 1, max_size=5) == ["<pad>", "<unk>", "<eos>", "a", "c"]
+    assert build_vocab(seqs, 2, max_size=50) == ["<pad>", "<unk>", "<eos>", "a", "c"]

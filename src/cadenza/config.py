@@ -104,12 +104,15 @@ class TokenParams:
     steps_per_beat: int = 2  # seed 003 samples at eighth notes (grid schemes only)
     max_polyphony: int = 4  # seed 003: above this, keep 3 notes chosen at random
     min_count: int = 1  # rarer tokens become <unk>
+    max_vocab: int = 0  # keep the most frequent tokens only (specials included); 0 = all
     velocity_bins: int = 32  # event scheme: Performance RNN's velocity resolution
 
     def __post_init__(self) -> None:
         _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
         _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
         _check(self.min_count >= 1, "min_count", "must be >= 1")
+        _check(self.max_vocab == 0 or self.max_vocab >= 4, "max_vocab",
+               "must be 0 (no limit) or >= 4 (the specials and one token)")
         _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
 
 

@@ -139,7 +139,7 @@ def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:
     """What the model keeps from the training data: the vocabulary and token counts."""
     if mp.tokens is None:
         return {}
-    vocab = build_vocab(train_units.values(), mp.tokens.min_count)
+    vocab = build_vocab(train_units.values(), mp.tokens.min_count, mp.tokens.max_vocab)
     counts = Counter(t for seq in train_units.values() for t in seq)
     return {"vocab": vocab, "counts": [counts.get(t, 0) for t in vocab]}
 

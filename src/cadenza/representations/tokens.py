@@ -234,12 +234,16 @@ def _until_eos(tokens: Iterable[str]) -> Iterable[str]:
 # --------------------------------------------------------------------------- vocabulary
 
 
-def build_vocab(sequences: Iterable[list[str]], min_count: int) -> list[str]:
-    """Specials first, then tokens seen >= min_count times, most frequent first (ties by name)."""
+def build_vocab(sequences: Iterable[list[str]], min_count: int, max_size: int = 0
+                ) -> list[str]:
+    """Specials first, then tokens seen >= min_count times, most frequent first (ties by name),
+    at most `max_size` in all (0 = no limit): on MAESTRO, chord tokens seen twice number
+    80,000, and a softmax that wide costs 3.6 s a batch on a CPU."""
     counts = Counter(t for seq in sequences for t in seq)
     kept = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
                   key=lambda t: (-counts[t], t))
-    return SPECIALS + kept
+    vocab = SPECIALS + kept
+    return vocab[:max_size] if max_size else vocab
 
 
 def to_ids(sequences: Iterable[list[str]], vocab: list[str]) -> np.ndarray:
