@@ -41,10 +41,9 @@ import pretty_midi
 import symusic
 
 from cadenza.config import PrepareParams, RunnerParams
-from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
-from cadenza.prepare.readers import check_npz, read_lpd
+from cadenza.prepare.parse import NOTE_ARRAYS, RejectedPiece
+from cadenza.prepare.readers import read_lpd, read_lpd_dense
 from cadenza.prepare.run import prepare
-from cadenza.representations.rolls import roll_to_notes
 from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import SOURCES, Source
 
@@ -118,37 +117,6 @@ def bench_pretty_midi(files: list[Path]) -> float:
         return time.perf_counter() - start
 
 
-def baseline_read_lpd(path: Path, piano: str = "program") -> ParsedPiece:
-    """The LPD reader before the fast one: `pypianoroll.load` (every track as a dense roll),
-    then `roll_to_notes` on each piano track. Kept here only as the benchmark's baseline."""
-    import pypianoroll
-
-    check_npz(path)
-    multitrack = pypianoroll.load(path)
-    tracks = [t for t in multitrack.tracks
-              if (t.name == "Piano" if piano == "name" else 0 <= t.program <= 7)
-              and not t.is_drum and t.pianoroll.any()]
-    if not tracks:
-        raise RejectedPiece("no piano track", stage="filter")
-    spb = multitrack.resolution
-    tempo = np.asarray(multitrack.tempo, dtype=np.float64)
-    step_s = 60.0 / (np.where(tempo > 0, tempo, 120.0) * spb)
-    clock = np.concatenate([[0.0], np.cumsum(step_s)])
-    parts = []
-    for index, track in enumerate(tracks):
-        roll = track.pianoroll
-        onset, duration, pitch = roll_to_notes(roll > 0, spb)
-        start = np.rint(onset * spb).astype(np.int64)
-        end = np.minimum(start + np.rint(duration * spb).astype(np.int64), len(clock) - 1)
-        parts.append({"track": np.full(len(pitch), index, np.int16),
-                      "pitch": pitch.astype(np.int16),
-                      "velocity": roll[start, pitch].astype(np.int16),
-                      "onset_beats": onset, "duration_beats": duration,
-                      "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
-    notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
-    return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
-
-
 def time_reader(read, files: list[Path]) -> tuple[float, list]:
     """Seconds to read every file, and each file's notes (or its rejection's stage)."""
     out: list = []
@@ -179,7 +147,7 @@ def bench_lpd(folder: Path, repeat: int) -> None:
     def rate(seconds: float, count: int = n) -> float:
         return count / seconds
 
-    base_s, base = time_reader(baseline_read_lpd, files)
+    base_s, base = time_reader(read_lpd_dense, files)
     new_s, new = time_reader(read_lpd, files)
     same = sum(same_outcome(a, b) for a, b in zip(base, new, strict=True))
     kept = sum(not isinstance(x, str) for x in new)

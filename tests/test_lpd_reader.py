@@ -13,9 +13,8 @@ import numpy as np
 import pypianoroll
 import pytest
 
-from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
-from cadenza.prepare.readers import check_npz, read_lpd
-from cadenza.representations.rolls import roll_to_notes
+from cadenza.prepare.parse import NOTE_ARRAYS, RejectedPiece
+from cadenza.prepare.readers import read_lpd, read_lpd_dense
 
 from .conftest import SHARED
 
@@ -23,34 +22,6 @@ LPD_SAMPLE = SHARED / "datasets" / "lpd_cleansed_sample"
 DTYPES = {"track": np.int16, "pitch": np.int16, "velocity": np.int16,
           "onset_beats": np.float64, "duration_beats": np.float64,
           "onset_s": np.float64, "duration_s": np.float64}
-
-
-def baseline_read_lpd(path: Path, piano: str) -> ParsedPiece:
-    """The reader as it was: pypianoroll's dense rolls, then `roll_to_notes`."""
-    check_npz(path)
-    multitrack = pypianoroll.load(path)
-    tracks = [t for t in multitrack.tracks
-              if (t.name == "Piano" if piano == "name" else 0 <= t.program <= 7)
-              and not t.is_drum and t.pianoroll.any()]
-    if not tracks:
-        raise RejectedPiece("no piano track", stage="filter")
-    spb = multitrack.resolution
-    tempo = np.asarray(multitrack.tempo, dtype=np.float64)
-    step_s = 60.0 / (np.where(tempo > 0, tempo, 120.0) * spb)
-    clock = np.concatenate([[0.0], np.cumsum(step_s)])
-    parts = []
-    for index, track in enumerate(tracks):
-        roll = track.pianoroll
-        onset, duration, pitch = roll_to_notes(roll > 0, spb)
-        start = np.rint(onset * spb).astype(np.int64)
-        end = np.minimum(start + np.rint(duration * spb).astype(np.int64), len(clock) - 1)
-        parts.append({"track": np.full(len(pitch), index, np.int16),
-                      "pitch": pitch.astype(np.int16),
-                      "velocity": roll[start, pitch].astype(np.int16),
-                      "onset_beats": onset, "duration_beats": duration,
-                      "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
-    notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
-    return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
 
 
 def outcome(read, path: Path, piano: str) -> dict[str, np.ndarray] | tuple[str, str]:
@@ -135,7 +106,7 @@ def test_hand_built_file_by_track_name(tmp_path):
 @pytest.mark.parametrize("piano", ["program", "name"])
 def test_hand_built_file_matches_the_pypianoroll_baseline(tmp_path, piano):
     path = write_toy(tmp_path / "toy.npz")
-    assert_same(outcome(read_lpd, path, piano), outcome(baseline_read_lpd, path, piano), piano)
+    assert_same(outcome(read_lpd, path, piano), outcome(read_lpd_dense, path, piano), piano)
 
 
 def test_no_piano_track_is_filtered_out_not_an_error(tmp_path):
@@ -168,7 +139,7 @@ def test_unsorted_and_duplicate_csc_entries_read_as_the_dense_roll_would(tmp_pat
     np.savez_compressed(odd, **arrays)
     with zipfile.ZipFile(odd, "a") as zf:
         zf.writestr("info.json", info)
-    assert_same(outcome(read_lpd, odd, "program"), outcome(baseline_read_lpd, odd, "program"),
+    assert_same(outcome(read_lpd, odd, "program"), outcome(read_lpd_dense, odd, "program"),
                 "unsorted")
 
 
@@ -209,7 +180,7 @@ def test_every_sample_file_reads_as_the_pypianoroll_baseline(piano):
     files = _sample()
     kept = 0
     for path in files:
-        expected = outcome(baseline_read_lpd, path, piano)
+        expected = outcome(read_lpd_dense, path, piano)
         assert_same(outcome(read_lpd, path, piano), expected, str(path))
         kept += not isinstance(expected, tuple)
     assert kept > 0
