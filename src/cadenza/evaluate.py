@@ -11,7 +11,8 @@ model differs from either. A model whose test pieces come from several sources a
 likelihood and Yang & Lerch overlap per source.
 
 The evaluation cost is bounded by the profile (`max_test_units`): the test likelihood scores
-an even share of units from every test piece, in batches, under `torch.inference_mode()`.
+at most that many units, spread over the test pieces and sources (`cadenza.data.cap_units`),
+under `torch.inference_mode()`; token models in batches of parallel rows.
 """
 
 from __future__ import annotations
@@ -215,8 +216,8 @@ def likelihood(ckpt: Path, prepared: Path, seed: int, max_test_units: int = 0
     accuracy for piano-roll models with per-pitch sigmoids; for every model, the trainer's
     best valid loss. Returns (pooled, per source, the model's params).
 
-    Each source's pieces are scored as their own stream; with `max_test_units`, on an even
-    share of every piece (`cadenza.data.cap_units`).
+    Each source's pieces are scored as their own stream; with `max_test_units`, on at most
+    that many units spread over the pieces and sources (`cadenza.data.cap_units`).
     """
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
