@@ -44,9 +44,9 @@ def load_pieces(folder: Path, n_bars: int) -> list[PieceNotes]:
             continue
         n = parsed.notes
         piece = on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                        parsed.beats_per_bar, SPB)
+                        parsed.time_signatures, SPB)
         pieces.append(piece)
-        bars += -(-int(piece.end.max()) // piece.steps_per_bar)
+        bars += len(piece.bar_starts)
         if bars >= n_bars:
             break
     return pieces
@@ -59,7 +59,7 @@ def ours_muspy_set(p: PieceNotes) -> list[float]:
             muspy_set.polyphony_rate(counts), muspy_set.pitch_in_scale_rate(p.pitch),
             muspy_set.scale_consistency(p.pitch), muspy_set.pitch_entropy(p.pitch),
             muspy_set.pitch_class_entropy(p.pitch), muspy_set.empty_rate(counts, SPB),
-            muspy_set.groove_consistency(p.start, len(counts), p.steps_per_bar)]
+            muspy_set.groove_consistency(p.start, p.bar_starts, len(counts))]
 
 
 def theirs(music: muspy.Music, steps_per_bar: int) -> list[float]:
@@ -69,6 +69,11 @@ def theirs(music: muspy.Music, steps_per_bar: int) -> list[float]:
             muspy.scale_consistency(music), muspy.pitch_entropy(music),
             muspy.pitch_class_entropy(music), muspy.empty_beat_rate(music),
             muspy.groove_consistency(music, steps_per_bar)]
+
+
+def first_bar(p: PieceNotes) -> int:
+    """muspy's groove consistency takes one measure length: the first bar's."""
+    return int(np.diff(p.bar_starts)[0]) if len(p.bar_starts) > 1 else 4 * SPB
 
 
 def to_muspy(p: PieceNotes) -> muspy.Music:
@@ -92,7 +97,7 @@ def main() -> None:
     if folder is None:
         raise SystemExit("no MIDI folder: pass --midi-dir, or run `make run` first")
     pieces = load_pieces(folder, args.bars)
-    n_bars = sum(-(-int(p.end.max()) // p.steps_per_bar) for p in pieces)
+    n_bars = sum(len(p.bar_starts) for p in pieces)
     n_notes = sum(len(p.pitch) for p in pieces)
     params = EvaluateParams()
     musics = [to_muspy(p) for p in pieces]
@@ -100,14 +105,14 @@ def main() -> None:
           f"steps per beat")
     t_all = timed(lambda: ([piece_metrics(p, params) for p in pieces], feature_matrix(pieces)))
     t_set = timed(lambda: [ours_muspy_set(p) for p in pieces])
-    t_muspy = timed(lambda: [theirs(m, p.steps_per_bar) for m, p in
+    t_muspy = timed(lambda: [theirs(m, first_bar(p)) for m, p in
                              zip(musics, pieces, strict=True)])
     print(f"cadenza all metrics      : {t_all:7.2f} s  ({n_bars / t_all:,.0f} bars/s)")
     print(f"cadenza muspy-set metrics: {t_set:7.2f} s")
     print(f"muspy 0.5 same metrics   : {t_muspy:7.2f} s")
     print(f"ratio muspy / cadenza    : {t_muspy / t_set:7.1f}x")
     agree = np.isclose([ours_muspy_set(p)[:9] for p in pieces],
-                       [theirs(m, p.steps_per_bar)[:9] for m, p in
+                       [theirs(m, first_bar(p))[:9] for m, p in
                         zip(musics, pieces, strict=True)], equal_nan=True).all()
     print(f"the 9 shared definitions agree with muspy on every piece: {bool(agree)}")
 

@@ -93,5 +93,5 @@ def chorale_pieces(tmp_path_factory: pytest.TempPathFactory) -> list:
         parsed = parse_midi(out / row["path"], "all")
         n = parsed.notes
         pieces.append(on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                              parsed.beats_per_bar, 24))
+                              parsed.time_signatures, 24))
     return pieces

@@ -7,6 +7,7 @@ import pytest
 
 from cadenza.config import EvaluateParams
 from cadenza.evaluate import on_grid, piece_metrics
+from cadenza.meter import COMMON_TIME
 from cadenza.metrics import musegan, muspy_set, yang_lerch
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
 
@@ -24,25 +25,30 @@ def musegan_reference_to_chroma(roll84: np.ndarray) -> np.ndarray:
     return roll84.reshape(roll84.shape[0], 12, -1).sum(axis=2)
 
 
+def every(n: int, roll: np.ndarray) -> np.ndarray:
+    """Bar lines every `n` steps over a roll (a constant meter)."""
+    return np.arange(0, len(roll), n)
+
+
 def test_empty_bar_ratio_counts_empty_bars():
     # 3 bars of 4 steps; the middle one is silent
     roll = roll_of([[60], [], [], []] + [[]] * 4 + [[], [], [64], []])
-    bars = musegan.to_bars(roll, 4)
-    assert musegan.empty_bar_ratio(bars) == pytest.approx(1 / 3)
+    active = musegan.bar_activity(roll, every(4, roll))
+    assert musegan.empty_bar_ratio(active) == pytest.approx(1 / 3)
     # MuseGAN src/ and pypianoroll return the NON-empty fraction: 2/3 here, which is wrong
-    assert 1 - musegan.empty_bar_ratio(bars) == pytest.approx(2 / 3)
+    assert 1 - musegan.empty_bar_ratio(active) == pytest.approx(2 / 3)
 
 
-def test_partial_last_bar_is_padded():
-    bars = musegan.to_bars(roll_of([[60]] * 5), 4)
-    assert bars.shape == (2, 4, 128)
+def test_partial_last_bar_counts():
+    roll = roll_of([[60]] * 5)
+    assert musegan.bar_activity(roll, every(4, roll)).shape == (2, 128)
 
 
 def test_used_pitch_classes_folds_octaves():
     # bar 1: C4, E4, C5, G3 -> {C, E, G} = 3; bar 2: C1 + C2 only -> {C} = 1; bar 3 empty
     roll = roll_of([[60, 64], [72], [55], []] + [[24], [36], [], []] + [[]] * 4)
-    bars = musegan.to_bars(roll, 4)
-    assert musegan.used_pitch_classes(bars) == pytest.approx((3 + 1) / 2)  # empty bar skipped
+    active = musegan.bar_activity(roll, every(4, roll))
+    assert musegan.used_pitch_classes(active) == pytest.approx((3 + 1) / 2)  # empty skipped
 
 
 def test_musegan_chroma_bug_gives_a_different_answer():
@@ -51,7 +57,7 @@ def test_musegan_chroma_bug_gives_a_different_answer():
     roll84 = roll[:, 24:108]  # MuseGAN's 84 pitches, C1..B7
     assert (musegan.chroma(roll)[0] > 0).sum() == 1  # ours: UPC = 1
     assert (musegan_reference_to_chroma(roll84)[0] > 0).sum() == 2  # reference code: 2
-    assert musegan.used_pitch_classes(musegan.to_bars(roll, 1)) == 1
+    assert musegan.used_pitch_classes(musegan.bar_activity(roll, every(1, roll))) == 1
 
 
 def test_qualified_note_ratio():
@@ -61,7 +67,7 @@ def test_qualified_note_ratio():
 
 
 def test_tonal_centroid_of_c_is_harte_vector():
-    (centroid,) = musegan.tonal_centroids(roll_of([[60]]), 1)
+    (centroid,) = musegan.tonal_centroids(roll_of([[60]]), np.array([0]))
     np.testing.assert_allclose(centroid, [0, 1, 0, 1, 0, 0.5], atol=1e-12)
 
 
@@ -71,8 +77,8 @@ def test_tonal_distance_by_hand():
     # |phi(C) - phi(G)|^2 = 1/4 + (1 - sqrt3/2)^2 + 1 + 1 + 3/16 + 9/16 = 3 + (1 - sqrt3/2)^2
     expected = math.sqrt(3 + (1 - math.sqrt(3) / 2) ** 2)
     a, b = roll_of([[60]] * 4), roll_of([[55]] * 4)
-    assert musegan.tonal_distance(a, b, 1, 4) == pytest.approx(expected)
-    assert musegan.tonal_distance(a, roll_of([[48]] * 4), 1, 4) == pytest.approx(0.0)
+    assert musegan.tonal_distance(a, b, 1, every(4, a)) == pytest.approx(expected)
+    assert musegan.tonal_distance(a, roll_of([[48]] * 4), 1, every(4, a)) == pytest.approx(0.0)
 
 
 def test_tonal_distance_averages_beats_then_bars_and_skips_silence():
@@ -80,7 +86,7 @@ def test_tonal_distance_averages_beats_then_bars_and_skips_silence():
     d = math.sqrt(3 + (1 - math.sqrt(3) / 2) ** 2)
     a = roll_of([[60], [60], [60], [60]])
     b = roll_of([[48], [55], [], []])
-    assert musegan.tonal_distance(a, b, 1, 2) == pytest.approx(d / 2)
+    assert musegan.tonal_distance(a, b, 1, every(2, a)) == pytest.approx(d / 2)
 
 
 def test_split_top_voice():
@@ -97,12 +103,24 @@ def test_polyphony_and_pitch_range():
 
 def test_token_likelihood_by_hand():
     log_probs = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]))
-    nll, correct, count = token_sums(log_probs, np.array([0, 2, 0]), ignore=-1)
-    assert nll == pytest.approx(-(math.log(0.5) + math.log(0.1) + math.log(0.2)))
-    assert (correct, count) == (1, 3)
-    out = summarise(nll, correct, count)
+    sums = token_sums(log_probs, np.array([0, 2, 0]))
+    nll = -(math.log(0.5) + math.log(0.1) + math.log(0.2))
+    assert sums.tolist() == pytest.approx([nll, 3, 1, 3, 0])
+    out = summarise(*sums)
     assert out["perplexity"] == pytest.approx(math.exp(nll / 3))
-    assert out["accuracy"] == pytest.approx(1 / 3)
+    assert out["accuracy"] == pytest.approx(1 / 3) and out["unk_share"] == 0
+
+
+def test_unk_targets_are_errors_and_left_out_of_the_nll():
+    # ids: 0 <pad>, 1 <unk>, 2, 3. Targets: <pad> (ignored), <unk> predicted as <unk> (an
+    # error all the same, and not in the NLL), 2 predicted as 2 (right), 3 predicted as 2.
+    log_probs = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1],
+                                 [0.1, 0.1, 0.6, 0.2], [0.1, 0.1, 0.5, 0.3]]))
+    sums = token_sums(log_probs, np.array([0, 1, 2, 3]), ignore=0, unk=1)
+    out = summarise(*sums)
+    assert out["accuracy"] == pytest.approx(1 / 3)  # not 2 / 3
+    assert out["nll"] == pytest.approx(-(math.log(0.6) + math.log(0.3)) / 2)
+    assert out["unk_share"] == pytest.approx(1 / 3)
 
 
 def test_piece_metrics_on_a_hand_built_piece():
@@ -110,7 +128,7 @@ def test_piece_metrics_on_a_hand_built_piece():
     onset = np.array([0, 0, 0, 1, 1, 1, 8.0])
     dur = np.array([1, 1, 1, 1, 1, 1, 0.5])
     pitch = np.array([60, 64, 67, 60, 64, 67, 60])
-    m = piece_metrics(on_grid((onset, dur, pitch), 4.0, 24), EvaluateParams())
+    m = piece_metrics(on_grid((onset, dur, pitch), COMMON_TIME, 24), EvaluateParams())
     assert m["empty_bar_ratio"] == pytest.approx(1 / 3)
     assert m["used_pitch_classes"] == pytest.approx((3 + 1) / 2)
     assert m["qualified_note_ratio"] == 1.0
@@ -170,7 +188,8 @@ def test_frame_nll_and_accuracy_by_hand():
 def test_yang_lerch_features_by_hand():
     # quarter C, quarter E, half G in one 4/4 bar at 4 steps per beat
     p = yang_lerch.PieceNotes(start=np.array([0, 4, 8]), end=np.array([4, 8, 16]),
-                              pitch=np.array([60, 64, 67]), steps_per_beat=4, steps_per_bar=16)
+                              pitch=np.array([60, 64, 67]), steps_per_beat=4,
+                              bar_starts=np.array([0]))
     f = yang_lerch.piece_features(p)
     assert f["total_used_pitch"][0] == 3 and f["pitch_range"][0] == 7
     assert f["avg_pitch_interval"][0] == pytest.approx((4 + 3) / 2)
@@ -213,7 +232,8 @@ def test_compare_sets_prefers_the_closer_set():
             start = np.sort(rng.integers(0, 64, 24))
             pitch = 60 + rng.integers(-spread, spread + 1, 24)
             out.append(yang_lerch.PieceNotes(start=start, end=start + 2, pitch=pitch,
-                                             steps_per_beat=4, steps_per_bar=16))
+                                             steps_per_beat=4,
+                                             bar_starts=np.arange(0, 66, 16)))
         return out
 
     reference, close, far = pieces(5, 30), pieces(5, 20), pieces(30, 20)
@@ -258,7 +278,8 @@ def test_muspy_empty_beat_and_groove_off_by_one():
 
     # quarter notes on beats 0 and 2 at 4 steps per beat; beat 1 is silent
     p = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([4, 12]),
-                              pitch=np.array([60, 60]), steps_per_beat=4, steps_per_bar=8)
+                              pitch=np.array([60, 60]), steps_per_beat=4,
+                              bar_starts=np.array([0, 8]))
     roll = np.zeros((12, 128), dtype=bool)
     roll[0:4, 60] = roll[8:12, 60] = True
     assert muspy_set.empty_rate(roll.sum(axis=1), 4) == pytest.approx(1 / 3)
@@ -266,8 +287,8 @@ def test_muspy_empty_beat_and_groove_off_by_one():
     # two identical bars of 8 steps: a perfectly consistent groove
     two_bars = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([8, 16]),
                                      pitch=np.array([60, 60]), steps_per_beat=4,
-                                     steps_per_bar=8)
-    assert muspy_set.groove_consistency(two_bars.start, 16, 8) == 1.0
+                                     bar_starts=np.array([0, 8]))
+    assert muspy_set.groove_consistency(two_bars.start, two_bars.bar_starts, 16) == 1.0
     # muspy adds a third, empty bar: one onset differs from bar 2 to bar 3
     assert muspy.groove_consistency(_muspy_music(two_bars), 8) == pytest.approx(1 - 1 / 16)
 
@@ -281,27 +302,3 @@ def test_shuffled_bars_raise_tonal_distance(chorale_pieces):
     shuffled = np.nanmean([piece_metrics(p, params, rng)["tonal_distance"]
                            for p in chorale_pieces])
     assert shuffled > td * 1.05
-
-
-# ------------------------------------------------------------------ compare
-
-
-def test_compare_marks_the_better_direction():
-    from cadenza.compare import compare_table, direction
-
-    assert direction("nll") == "lower" and direction("yang_lerch.mean.oa") == "higher"
-    assert direction("test.tonal_distance") == "closer to test" and direction("n_pieces") == ""
-    diff = {
-        "reports/metrics/reference.json": {"test.tonal_distance": {"old": 1.0, "new": 1.0}},
-        "reports/metrics/m.json": {
-            "nll": {"old": 2.0, "new": 1.5, "diff": -0.5},
-            "accuracy": {"old": 0.5, "new": 0.4, "diff": -0.1},
-            "tonal_distance": {"old": 1.5, "new": 1.1, "diff": -0.4},  # closer to 1.0
-            "n_pieces": {"old": 4, "new": 4, "diff": 0},
-        },
-    }
-    table = compare_table(diff).set_index("metric")
-    assert table.loc["nll", "verdict"] == "better"
-    assert table.loc["accuracy", "verdict"] == "worse"
-    assert table.loc["tonal_distance", "verdict"] == "better"
-    assert table.loc["n_pieces", "verdict"] == ""

@@ -46,6 +46,8 @@ def make_project(dest: Path, models: list[str] | None = None) -> Path:
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "reports").mkdir()
+    shutil.copy(ROOT / "reports" / "listening.json", dest / "reports")  # a dep of `report`
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["sources"] = TINY["sources"]
     params["prepare"].update(TINY["prepare"])
@@ -202,8 +204,9 @@ def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     assert ran == {f"{stage}@{m}" for stage in ("generate", "evaluate") for m in MODELS} | {
         "render", "report"}
     out = run([sys.executable, "-m", "cadenza.cli", "compare", "HEAD"], reproduced).stdout
-    assert "| reports/metrics/chord_lstm.json" in out and "closer to test" in out
-    assert "n_pieces" in out and "(HEAD -> workspace)" in out
+    assert out.startswith("compare HEAD -> workspace") and "WARNING" not in out
+    assert "chord_lstm (reports/metrics/chord_lstm.json)" in out and "closer to test" in out
+    assert "n_pieces" in out and "unchanged hidden (--all)" in out
 
 
 def test_bad_param_stops_repro_before_any_work(tmp_path):

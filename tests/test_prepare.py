@@ -39,7 +39,7 @@ def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):
     rolls = read_table(out, "rolls", "test")
     assert set(rolls.piece_id) == set(pieces[pieces.split == "test"].piece_id)
     meta = json.loads((out / "_meta.json").read_text())
-    assert meta["schema_version"] == 1 and meta["encoder"]["steps_per_beat"] == 4
+    assert meta["schema_version"] == 2 and meta["encoder"]["steps_per_beat"] == 4
     assert "symusic" in meta["libraries"]
     assert list(out.parent.glob(".prepared.*")) == []  # no temporary folder left behind
 

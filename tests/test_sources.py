@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from cadenza.config import PrepareParams, SourceParams
+from cadenza.meter import parse_meter
 from cadenza.prepare.run import prepare
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.sources.download import USER_AGENT, ChecksumError
@@ -100,7 +101,7 @@ def test_essen_subset_is_erk_with_key_and_meter(repro):
     assert len(pieces) == 4
     assert pieces.piece_id.str.startswith("essen/europa/deutschl/erk/").all()
     assert pieces.key_method.eq("key_signature").all()
-    assert pieces.beats_per_bar.gt(0).all()
+    assert pieces.time_signatures.map(parse_meter).map(len).gt(0).all()
 
 
 def test_bl_pickles_keep_their_fixed_splits(repro):

@@ -9,19 +9,18 @@ import sys
 import pytest
 import yaml
 
-from cadenza.sweep import Sweep, experiments, find, grid_points
+from cadenza.sweep import Sweep, experiments, find, grid_points, load_sweeps
 
-from .test_pipeline import _env, make_project, run
-
-pytestmark = pytest.mark.slow
+from .test_pipeline import ROOT, _env, make_project, run
 
 TINY_SWEEP = {"tiny": {
     "about": "two learning rates x two widths of the chord LSTM",
     "target": "evaluate@chord_lstm",
     "grid": {"models.chord_lstm.train.lr": [0.01, 0.003],
              "models.chord_lstm.net.hidden": [16, 32]},
-    "metric": "reports/metrics/chord_lstm.json:accuracy",
+    "metric": "reports/valid/chord_lstm.json:accuracy",
     "goal": "max",
+    "test_metric": "reports/metrics/chord_lstm.json:accuracy",
 }}
 # one point already done by `tiny`, one new: the Prefect flow must run only the new one
 TINY_SWEEP["wider"] = {**TINY_SWEEP["tiny"], "grid": {
@@ -35,6 +34,31 @@ def test_grid_points_are_the_product():
                                                                                   "b": "z"}
 
 
+def _outputs(stage: dict, model: str) -> list[str]:
+    """The metrics files a foreach stage writes for one model."""
+    return [next(iter(m)) if isinstance(m, dict) else m
+            for m in stage["do"].get("metrics", [])]
+
+
+def test_every_sweep_chooses_on_the_valid_split():
+    """A sweep's `metric` must be a file the train stage writes (valid split), and its
+    `test_metric` one the evaluator writes (test split), as dvc.yaml declares them."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, sweep in load_sweeps(ROOT / "sweeps.yaml").items():
+        model = sweep.target.split("@")[1]
+        valid = [f.replace("${key}", model) for f in _outputs(stages["train"], model)]
+        test = [f.replace("${key}", model) for f in _outputs(stages["evaluate"], model)]
+        assert sweep.metric.split(":")[0] in valid, name
+        assert not sweep.test_metric or sweep.test_metric.split(":")[0] in test, name
+
+
+def test_a_sweep_cannot_choose_on_its_test_file():
+    with pytest.raises(ValueError, match="both read from reports/metrics/m.json"):
+        Sweep(about="", target="t", grid={}, metric="reports/metrics/m.json:accuracy",
+              test_metric="reports/metrics/m.json:accuracy")
+
+
+@pytest.mark.slow
 def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     project = make_project(tmp_path / "sweep")
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -60,9 +84,11 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     assert shown.count("Success") == 4
     out = project / "reports" / "sweeps" / "tiny"
     table = (out / "table.md").read_text()
-    assert len(re.findall(r"\|\s+0\.01\s+\|", table)) == 2 and "accuracy" in table
+    assert len(re.findall(r"\|\s+0\.01\s+\|", table)) == 2
+    assert "valid accuracy" in table and "test accuracy" in table
     assert (out / "plot.png").stat().st_size > 1000
-    assert "Best (max accuracy)" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "Best (max valid accuracy)" in summary and "(reported, not chosen on)" in summary
 
     again = sweep()
     assert again.returncode == 0 and "4 already done, 0 to run" in again.stderr

@@ -1,0 +1,1 @@
+"""Cadenza: a reproducible DVC + Prefect pipeline for symbolic-music generation research."""

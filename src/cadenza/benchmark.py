@@ -195,7 +195,8 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
             loss = masked_nll(conditionals(model, mp.family, x, y), y, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optimizer.step()
         valid = _valid_nll(model, mp.family, data["valid"], device)
         history.append({"epoch": epoch, "valid_nll": valid})
@@ -205,7 +206,7 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= cfg.patience:
+            if cfg.patience and stale >= cfg.patience:
                 break
     model.load_state_dict(best_state)
     test = score(model, mp.family, data["test"], device)

@@ -86,13 +86,17 @@ def prepare(raw: Path = typer.Option(...), out: Path = typer.Option(...),
 @app.command()
 def train(model: str, prepared: Path = typer.Option(...), ckpt: Path = typer.Option(...),
           log: Path = typer.Option(..., help="per-epoch CSV for dvc plots"),
+          metrics: Path = typer.Option(..., help="likelihood on the valid split (JSON)"),
           params_file: Path = PARAMS) -> None:
-    """Train one model of params.yaml `models:`."""
+    """Train one model of params.yaml `models:`; write its valid-split metrics."""
+    from cadenza.evaluate import evaluate_valid
     from cadenza.train import train as run_train
 
     params = _params(params_file)
     _model(params, model)
-    run_train(model, params.model(model), prepared, ckpt, log, params.seed)
+    mp = params.model(model)
+    run_train(model, mp, prepared, ckpt, log, params.seed)
+    evaluate_valid(ckpt, prepared, metrics, params.seed, mp.train.max_valid_units)
 
 
 @app.command()
@@ -247,21 +251,23 @@ def listening_analyze(answers: list[Path] = typer.Argument(..., help="answers_*.
 @app.command()
 def compare(a_rev: str = typer.Argument("HEAD", help="the old commit or experiment"),
             b_rev: str = typer.Argument(None, help="the new one (default: the workspace)"),
-            changed_only: bool = typer.Option(False, "--changed", help="hide unchanged rows"),
+            show_all: bool = typer.Option(False, "--all",
+                                          help="every metric, changed or not"),
+            changed_only: bool = typer.Option(False, "--changed", hidden=True,
+                                              help="the default now; kept for old scripts"),
             project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
-    """Metric diff between two commits or experiments, with the better direction marked."""
-    from cadenza.compare import compare_table, metrics_diff
+    """Metrics that changed between two commits or experiments, per model, with the better
+    direction, after warnings when the two used other corpora, prepare params or profile."""
+    from dvc.exceptions import DvcException
 
-    table = compare_table(metrics_diff(str(project), a_rev, b_rev))
-    if changed_only:
-        table = table[table.verdict != "same"]
-    if table.empty:
-        typer.echo("no metrics differ" if changed_only else "no metrics found")
-        return
-    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
-    counts = table.verdict.value_counts()
-    typer.echo(f"\n{counts.get('better', 0)} better, {counts.get('worse', 0)} worse, "
-               f"{counts.get('same', 0)} unchanged ({a_rev} -> {b_rev or 'workspace'})")
+    from cadenza.compare import collect, render
+
+    try:
+        comparison = collect(str(project), a_rev, b_rev)
+    except DvcException as err:  # an unknown revision, no git repository: say so, briefly
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(render(comparison, show_all=show_all))
 
 
 @app.command()

@@ -100,12 +100,25 @@ class RunnerParams:
 class TokenParams:
     """How notes become tokens (see `cadenza.representations.tokens`)."""
 
-    scheme: Literal["chord", "pitch_next", "melody", "lowest", "event"]
+    scheme: Literal["chord", "pitch_next", "melody", "lowest", "event", "midi_message"]
     steps_per_beat: int = 2  # seed 003 samples at eighth notes (grid schemes only)
     max_polyphony: int = 4  # seed 003: above this, keep 3 notes chosen at random
     min_count: int = 1  # rarer tokens become <unk>
     max_vocab: int = 0  # keep the most frequent tokens only (specials included); 0 = all
     velocity_bins: int = 32  # event scheme: Performance RNN's velocity resolution
+    # pitch_next: `<next>` after every grid step ("step") or, as seed 002 did, after each note
+    # or chord event ("event": the notes of one music21 Note/Chord, same onset and end step)
+    next_after: Literal["step", "event"] = "step"
+    # midi_message (seed 003's MIDI tokens "note-on-60-0"): MIDI ticks per beat, the largest
+    # delta one token carries (longer ones are split off as `wait-<max_delta_ticks>` tokens),
+    # and whether tracks are merged into one timeline or concatenated end to end (the paper;
+    # needs the prepared `track` column)
+    ticks_per_beat: int = 480
+    max_delta_ticks: int = 1920  # 4 beats at 480 ticks per beat
+    midi_tracks: Literal["merge", "concat"] = "merge"
+    # seed 001: drop a piece with a note or rest of a duration (beats) this list does not
+    # accept (tied notes and rests are read as sums; rules in tokens.py); [] = keep all
+    durations: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
@@ -114,6 +127,19 @@ class TokenParams:
         _check(self.max_vocab == 0 or self.max_vocab >= 4, "max_vocab",
                "must be 0 (no limit) or >= 4 (the specials and one token)")
         _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
+        _check(self.next_after in ("step", "event"), "next_after",
+               f"must be one of ['step', 'event'], got {self.next_after!r}")
+        _check(self.next_after == "step" or self.scheme == "pitch_next", "next_after",
+               "applies to the pitch_next scheme only")
+        _check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
+        _check(self.max_delta_ticks >= 1, "max_delta_ticks", "must be >= 1")
+        _check(self.midi_tracks in ("merge", "concat"), "midi_tracks",
+               f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}")
+        _check(self.midi_tracks == "merge" or self.scheme == "midi_message", "midi_tracks",
+               "applies to the midi_message scheme only")
+        _check(all(d > 0 for d in self.durations), "durations", "every duration must be > 0")
+        _check(len(set(self.durations)) == len(self.durations), "durations",
+               "must not repeat a duration")
 
 
 @dataclass(frozen=True)
@@ -126,8 +152,8 @@ class TrainParams:
     schedule: Literal["plateau", "cyclic", "constant"] = "plateau"
     lr_min: float = 1e-4  # cyclic: the triangle runs between lr_min and lr (seed 002)
     cycle_steps: int = 100  # cyclic: steps from lr_min up to lr
-    clip: float = 5.0  # max gradient norm
-    patience: int = 3  # early stopping: epochs without a better valid loss
+    clip: float = 5.0  # max gradient norm; 0 = no clipping (papers that did not clip)
+    patience: int = 3  # early stopping: epochs without a better valid loss; 0 = never stop
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
     max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)
@@ -136,11 +162,12 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
-        for name in ("batch_size", "seq_len", "patience", "cycle_steps"):
+        for name in ("batch_size", "seq_len", "cycle_steps"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
         _check(self.lr > 0, "lr", "must be > 0")
         _check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
-        _check(self.clip > 0, "clip", "must be > 0")
+        _check(self.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)")
+        _check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")
         _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
         _check(self.max_batches >= 0, "max_batches", "must be >= 0")
         _check(self.max_valid_units >= 0, "max_valid_units", "must be >= 0")

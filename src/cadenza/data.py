@@ -22,7 +22,14 @@ from cadenza.config import ModelParams, TokenParams
 from cadenza.prepare.parse import NOTE_ARRAYS
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.representations.rolls import notes_to_roll
-from cadenza.representations.tokens import Notes, Piece, build_vocab, encode, to_ids
+from cadenza.representations.tokens import (
+    Notes,
+    Piece,
+    build_vocab,
+    drop_unacceptable,
+    encode,
+    to_ids,
+)
 
 
 def chosen_sources(prepared: Path, prefer_sources: list[str] | None) -> tuple[list[str], bool]:
@@ -48,7 +55,7 @@ def split_pieces(prepared: Path, split: str, prefer_sources: list[str] | None = 
                  ) -> dict[str, Piece]:
     """Every note column of every piece of one split, keyed by piece id, in id order; only
     the pieces of `prefer_sources` when the prepared data holds any of them."""
-    columns = ["piece_id", "source", *[c for c in NOTE_ARRAYS if c != "track"]]
+    columns = ["piece_id", "source", *NOTE_ARRAYS]
     frame = read_table(prepared, "notes", split, columns=columns)
     if prefer_sources:
         sources, _ = chosen_sources(prepared, prefer_sources)
@@ -65,9 +72,10 @@ def piece_notes(prepared: Path, split: str) -> dict[str, Notes]:
 
 def token_sequences(pieces: dict[str, Piece], params: TokenParams, seed: int
                     ) -> dict[str, list[str]]:
-    """Tokens of every piece; the per-piece RNG seed depends only on the id."""
+    """Tokens of every piece; the per-piece RNG seed depends only on the id. Pieces that
+    the scheme's duration filter refuses (seed 001, `tokens.durations`) are left out."""
     return {pid: encode(piece, params, seed=seed + zlib.crc32(pid.encode()))
-            for pid, piece in pieces.items()}
+            for pid, piece in drop_unacceptable(pieces, params).items()}
 
 
 def piece_frames(pieces: dict[str, Piece], steps_per_beat: int) -> dict[str, np.ndarray]:
@@ -136,7 +144,13 @@ def _spread_over_sources(piece_ids: list[str], n: int) -> list[str]:
 
 
 def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:
-    """What the model keeps from the training data: the vocabulary and token counts."""
+    """What the model keeps from the training data: the vocabulary and token counts, or
+    what its family computes (`make_info`: note_gan's z-score statistics)."""
+    from cadenza.models import FAMILIES
+
+    family_info = getattr(FAMILIES[mp.family], "make_info", None)
+    if family_info is not None:
+        return family_info(train_units, mp)
     if mp.tokens is None:
         return {}
     vocab = build_vocab(train_units.values(), mp.tokens.min_count, mp.tokens.max_vocab)

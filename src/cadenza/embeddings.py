@@ -43,12 +43,18 @@ class Points:
 
 def token_meaning(token: str, scheme: str) -> tuple[float, str]:
     """(pitch, kind) of one token. In the event scheme `on_60` is a note-on and `off_60` a
-    note-off; in the grid schemes a pitch token (or a chord's mean pitch) starts or sounds a
+    note-off, in the MIDI-message scheme `note-on-60-0` and `note-off-60-480`; in the grid
+    schemes a pitch token (or a chord's mean pitch) starts or sounds a
     note, so it counts as note-on; everything else (rests, holds, shifts) is "other"."""
     if scheme == "event":
         match = re.fullmatch(r"(on|off)_(\d+)", token)
         if match:
             return float(match[2]), "note-on" if match[1] == "on" else "note-off"
+        return float("nan"), "other"
+    if scheme == "midi_message":
+        match = re.fullmatch(r"note-(on|off)-(\d+)-\d+", token)
+        if match:
+            return float(match[2]), f"note-{match[1]}"
         return float("nan"), "other"
     parts = token.split("-")
     if all(p.isdigit() for p in parts):

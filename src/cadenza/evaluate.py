@@ -27,6 +27,7 @@ from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams
 from cadenza.data import cap_units, chosen_sources, load_units, piece_notes, source_of, to_stream
 from cadenza.io import write_json
+from cadenza.meter import Meter, bar_lines, parse_meter
 from cadenza.metrics import musegan, muspy_set, yang_lerch
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
 from cadenza.metrics.yang_lerch import PieceNotes
@@ -34,7 +35,7 @@ from cadenza.models import FAMILIES
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
 from cadenza.representations.rolls import note_steps, steps_to_roll
-from cadenza.representations.tokens import Notes
+from cadenza.representations.tokens import PAD_ID, UNK_ID, Notes
 from cadenza.train import eval_batch_size, pick_device, stream_logits
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,16 @@ MUSIC_METRICS = [
 REFERENCE_ROWS = ["train", "test", "test_shuffled_bars"]
 
 
-def on_grid(notes: Notes, beats_per_bar: float, steps_per_beat: int) -> PieceNotes:
-    """Notes in beats -> integer steps on the metric grid, sorted by (start, pitch)."""
+def on_grid(notes: Notes, meter: Meter, steps_per_beat: int) -> PieceNotes:
+    """Notes in beats -> integer steps on the metric grid, sorted by (start, pitch), with the
+    bar lines of every time-signature change (`cadenza.meter`)."""
     onset, duration, pitch = notes
     start, end = note_steps(onset, duration, steps_per_beat)
     order = np.lexsort((pitch, start))
-    bar_beats = max(int(round(beats_per_bar)), 1)
     return PieceNotes(start=start[order], end=end[order],
                       pitch=np.asarray(pitch, dtype=np.int64)[order],
-                      steps_per_beat=steps_per_beat, steps_per_bar=bar_beats * steps_per_beat)
+                      steps_per_beat=steps_per_beat,
+                      bar_starts=bar_lines(meter, steps_per_beat, int(end.max(initial=0))))
 
 
 def piece_roll(p: PieceNotes) -> np.ndarray:
@@ -71,18 +73,16 @@ def piece_metrics(p: PieceNotes, params: EvaluateParams,
     roll = piece_roll(p)
     top, rest = musegan.split_top_voice(roll)
     if rng is not None:
-        rest = _shuffle_bars(rest, p.steps_per_bar, rng)
-        top = musegan.to_bars(top, p.steps_per_bar).reshape(rest.shape)
+        rest = _shuffle_bars(rest, p.bar_starts, rng)
         roll = top | rest
-    bars = musegan.to_bars(roll, p.steps_per_bar)
+    active = musegan.bar_activity(roll, p.bar_starts)
     counts = roll.sum(axis=1)
-    beats_per_bar = p.steps_per_bar // p.steps_per_beat
     return {
-        "empty_bar_ratio": musegan.empty_bar_ratio(bars),
-        "used_pitch_classes": musegan.used_pitch_classes(bars),
+        "empty_bar_ratio": musegan.empty_bar_ratio(active),
+        "used_pitch_classes": musegan.used_pitch_classes(active),
         "qualified_note_ratio": musegan.qualified_note_ratio(p.end - p.start,
                                                              params.qualified_min_steps),
-        "tonal_distance": musegan.tonal_distance(top, rest, p.steps_per_beat, beats_per_bar),
+        "tonal_distance": musegan.tonal_distance(top, rest, p.steps_per_beat, p.bar_starts),
         "pitch_range": muspy_set.pitch_range(p.pitch),
         "n_pitches_used": muspy_set.n_pitches_used(p.pitch),
         "n_pitch_classes_used": muspy_set.n_pitch_classes_used(p.pitch),
@@ -93,7 +93,7 @@ def piece_metrics(p: PieceNotes, params: EvaluateParams,
         "pitch_entropy": muspy_set.pitch_entropy(p.pitch),
         "pitch_class_entropy": muspy_set.pitch_class_entropy(p.pitch),
         "empty_beat_rate": muspy_set.empty_rate(counts, p.steps_per_beat),
-        "groove_consistency": muspy_set.groove_consistency(p.start, len(roll), p.steps_per_bar),
+        "groove_consistency": muspy_set.groove_consistency(p.start, p.bar_starts, len(roll)),
     }
 
 
@@ -109,8 +109,8 @@ def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
 
 def grid_pieces(prepared: Path, split: str, steps_per_beat: int) -> dict[str, PieceNotes]:
     """Every piece of one split of the prepared data, on the metric grid, by piece id."""
-    bars = read_pieces(prepared).set_index("piece_id").beats_per_bar
-    return {pid: on_grid(notes, float(bars[pid]), steps_per_beat)
+    meters = read_pieces(prepared).set_index("piece_id").time_signatures
+    return {pid: on_grid(notes, parse_meter(meters[pid]), steps_per_beat)
             for pid, notes in piece_notes(prepared, split).items()}
 
 
@@ -165,7 +165,7 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
             continue
         n = parsed.notes
         samples.append(on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                               parsed.beats_per_bar, params.steps_per_beat))
+                               parsed.time_signatures, params.steps_per_beat))
     result = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
     pooled, by_source, mp = likelihood(ckpt, prepared, seed, max_test_units)
@@ -206,38 +206,50 @@ def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
     keep = p.start < n_steps
     return PieceNotes(start=p.start[keep], end=np.minimum(p.end[keep], n_steps),
                       pitch=p.pitch[keep], steps_per_beat=p.steps_per_beat,
-                      steps_per_bar=p.steps_per_bar)
+                      bar_starts=p.bar_starts[p.bar_starts < max(n_steps, 1)])
 
 
-def likelihood(ckpt: Path, prepared: Path, seed: int, max_test_units: int = 0
-               ) -> tuple[dict[str, float], dict[str, dict], object]:
-    """Teacher-forced likelihood on the test split, where the family defines one: token NLL
-    (nats), perplexity and accuracy for token models; frame NLL and Bay et al.'s frame
-    accuracy for piano-roll models with per-pitch sigmoids; for every model, the trainer's
-    best valid loss. Returns (pooled, per source, the model's params).
+def evaluate_valid(ckpt: Path, prepared: Path, out_json: Path, seed: int,
+                   max_units: int = 0) -> dict:
+    """The train stage's metrics: the same likelihood as `evaluate_model`'s, on the valid
+    split (capped as the trainer's valid pass is). Sweeps choose their best point on these;
+    the test split is only read to report the chosen point (issue #17)."""
+    pooled, by_source, _ = likelihood(ckpt, prepared, seed, max_units, split="valid")
+    result = {**pooled, **({"by_source": by_source} if len(by_source) > 1 else {})}
+    write_json(out_json, result)
+    log.info("%s valid: %s", ckpt.parent.name, _fmt(pooled))
+    return result
 
-    Each source's pieces are scored as their own stream; with `max_test_units`, on at most
-    that many units spread over the pieces and sources (`cadenza.data.cap_units`).
+
+def likelihood(ckpt: Path, prepared: Path, seed: int, max_units: int = 0,
+               split: str = "test") -> tuple[dict[str, float], dict[str, dict], object]:
+    """Teacher-forced likelihood on one split, where the family defines one: token NLL
+    (nats), perplexity, accuracy and `<unk>` share for token models (see
+    `cadenza.metrics.likelihood.token_sums`); frame NLL and Bay et al.'s frame accuracy for
+    piano-roll models with per-pitch sigmoids; for every model, the trainer's best valid loss.
+    Returns (pooled, per source, the model's params).
+
+    Each source's pieces are scored as their own stream; with `max_units`, on at most that
+    many units spread over the pieces and sources (`cadenza.data.cap_units`).
     """
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
     family = FAMILIES[mp.family]
-    units = cap_units(load_units(prepared, "test", mp, seed), max_test_units,
-                      mp.train.seq_len + 1)
+    units = cap_units(load_units(prepared, split, mp, seed), max_units, mp.train.seq_len + 1)
     groups: dict[str, dict] = {}
     for pid, unit in units.items():
         groups.setdefault(source_of(pid), {})[pid] = unit
     by_source: dict[str, dict] = {}
     if family.KIND == "tokens":
         rows = eval_batch_size(mp.train, payload["info"])
-        pooled_sums = np.zeros(3)
+        pooled_sums = np.zeros(5)
         for source, group in groups.items():
-            sums = np.zeros(3)
+            sums = np.zeros(5)
             stream = to_stream(group, payload["info"])
             for logits, y in stream_logits(model, stream, mp.train.seq_len, device, rows):
                 sums += token_sums(torch.log_softmax(logits, -1).cpu().numpy(),
-                                   y.cpu().numpy(), ignore=0)  # <pad>
-            by_source[source] = {"n_test_pieces": len(group), **summarise(*sums)}
+                                   y.cpu().numpy(), ignore=PAD_ID, unk=UNK_ID)
+            by_source[source] = {f"n_{split}_pieces": len(group), **summarise(*sums)}
             pooled_sums += sums
         pooled = summarise(*pooled_sums)
     elif hasattr(family, "frame_probs"):
@@ -248,13 +260,14 @@ def likelihood(ckpt: Path, prepared: Path, seed: int, max_test_units: int = 0
                 continue
             p = family.frame_probs(model, stream, mp.train.seq_len)
             t = stream[1 : len(p) + 1].numpy()
-            by_source[source] = {"n_test_pieces": len(group), **_frame_scores(p, t)}
+            by_source[source] = {f"n_{split}_pieces": len(group), **_frame_scores(p, t)}
             probs.append(p)
             targets.append(t)
         pooled = _frame_scores(np.concatenate(probs), np.concatenate(targets)) if probs else {}
     else:
         pooled = {}
-        by_source = {source: {"n_test_pieces": len(group)} for source, group in groups.items()}
+        by_source = {source: {f"n_{split}_pieces": len(group)}
+                     for source, group in groups.items()}
     pooled["valid_loss"] = payload["valid_loss"]  # the trainer's best, in the family's loss
     return pooled, by_source, mp
 
@@ -264,11 +277,11 @@ def _frame_scores(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
             "frame_accuracy": frame_accuracy(probs > 0.5, targets)}
 
 
-def _shuffle_bars(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator
+def _shuffle_bars(roll: np.ndarray, bar_starts: np.ndarray, rng: np.random.Generator
                   ) -> np.ndarray:
-    """Whole bars in random order; the roll comes back padded to whole bars."""
-    bars = musegan.to_bars(roll, steps_per_bar)
-    return bars[rng.permutation(len(bars))].reshape(-1, roll.shape[1])
+    """Whole bars in random order (bars of unequal length move whole); same length out."""
+    bars = np.split(roll, bar_starts[1:])
+    return np.concatenate([bars[i] for i in rng.permutation(len(bars))])
 
 
 def _fmt(metrics: dict) -> str:

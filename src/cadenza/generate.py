@@ -5,6 +5,9 @@ go on from real music it never trained on) and only the continuation is written,
 metrics judge the model's own notes. Models that take no prompt (the VAE, the GANs) ignore
 it. What a sample is (tokens, frames, notes) is the model family's business: every family's
 `sample` returns notes.
+
+Tempo: a sample is written at the tempo its beats were decoded at (`sample_bpm`), so its
+seconds are the seconds the model meant.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import torch
 from tqdm import tqdm
 
 from cadenza.checkpoint import load_checkpoint
-from cadenza.config import GenerateParams
+from cadenza.config import GenerateParams, ModelParams
 from cadenza.data import load_units
 from cadenza.io import atomic_dir
 from cadenza.models import FAMILIES
 from cadenza.representations.midi import write_midi
+from cadenza.representations.tokens import SECONDS_TO_BEATS
 from cadenza.train import pick_device
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ def generate(ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed
     piece_ids = sorted(prompts)
     generator = torch.Generator().manual_seed(seed)
     sample_fn = FAMILIES[mp.family].sample
+    bpm = sample_bpm(mp, params.bpm)
     rows = []
     with atomic_dir(out) as tmp, torch.inference_mode():
         for i in tqdm(range(params.n_samples), desc=f"generate {payload['name']}",
@@ -45,9 +50,23 @@ def generate(ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed
             prompt = prompts[piece_id][: params.prompt_len]
             notes = sample_fn(model, mp, payload["info"], prompt, params, generator)
             name = f"sample_{i:03d}.mid"
-            write_midi(notes, tmp / name, params.bpm)
-            rows.append({"file": name, "prompt_piece": piece_id, "n_notes": len(notes[2])})
+            write_midi(notes, tmp / name, bpm)
+            rows.append({"file": name, "prompt_piece": piece_id, "n_notes": len(notes[2]),
+                         "bpm": bpm})
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "samples.csv", index=False)
-    log.info("wrote %d samples (%d notes in all) -> %s", len(rows), table.n_notes.sum(), out)
+    log.info("wrote %d samples at %g bpm (%d notes in all) -> %s", len(rows), bpm,
+             table.n_notes.sum(), out)
     return table
+
+
+def sample_bpm(mp: ModelParams, bpm: float) -> float:
+    """The tempo of a model's samples: `bpm` (generate.bpm) for models that count in beats.
+
+    Models that count in seconds (Performance-RNN events, the note models) decode a second as
+    `SECONDS_TO_BEATS` beats, that is at 120 bpm, so they are written at 120: at 100 they
+    would play 20 % slow.
+    """
+    in_seconds = (FAMILIES[mp.family].KIND == "notes"
+                  or (mp.tokens is not None and mp.tokens.scheme == "event"))
+    return 60.0 * SECONDS_TO_BEATS if in_seconds else bpm

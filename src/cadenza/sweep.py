@@ -4,8 +4,12 @@ Every point of the grid is a real DVC experiment (`dvc exp run --queue -S ...`, 
 `dvc queue start -j N`), so it is cached, reproducible (fixed seeds) and comparable with
 `dvc exp show`. Points that already have a successful experiment on the current commit are
 not queued again. The result comes out three ways, in `reports/sweeps/<name>/`: the table
-(`table.md`, from `dvc exp show --json`, cut to the swept params and the metric), a plot of
-the metric against the first param (`plot.png`), and `summary.md` naming the best point.
+(`table.md`, from `dvc exp show --json`, cut to the swept params and the metrics), a plot of
+the metrics against the first param (`plot.png`), and `summary.md` naming the best point.
+
+A sweep chooses on the valid split, as the papers do: `metric` is a file the train stage
+writes (`reports/valid/<model>.json`), and `test_metric`, the evaluator's test value of the
+same quantity, is only reported beside the chosen point, never used to choose it.
 """
 
 from __future__ import annotations
@@ -38,8 +42,15 @@ class Sweep:
     about: str  # what the sweep reproduces, and from which seed
     target: str  # the stage to reproduce (with its upstream), e.g. evaluate@chord_lstm
     grid: dict[str, list[Any]]  # dotted param -> the values to try
-    metric: str  # "<metrics file>:<dotted key>", e.g. reports/metrics/m.json:accuracy
+    metric: str  # chosen on, valid split: "<file>:<dotted key>", reports/valid/m.json:accuracy
     goal: Literal["min", "max"] = "max"
+    test_metric: str = ""  # reported beside, test split: reports/metrics/m.json:accuracy
+
+    def __post_init__(self) -> None:
+        if self.test_metric and self.test_metric.split(":")[0] == self.metric.split(":")[0]:
+            raise ValueError(f"sweep metric and test_metric are both read from "
+                             f"{self.metric.split(':')[0]}: choose on the valid split's file "
+                             "and report the test split's")
 
 
 def load_sweeps(path: Path) -> dict[str, Sweep]:
@@ -109,31 +120,43 @@ def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path) 
 
 
 def results_table(sweep: Sweep, points: list[dict], records: list[dict]) -> pd.DataFrame:
+    """One row per point: the params, the experiment, the chosen-on metric and the test one."""
+    columns = {label(sweep.metric, "valid"): sweep.metric}
+    if sweep.test_metric:
+        columns[label(sweep.test_metric, "test")] = sweep.test_metric
     rows = []
     for point in points:
         record = find(records, point)
         rows.append({**point, "experiment": record["name"] if record else None,
-                     sweep.metric.rsplit(":", 1)[-1]:
-                     record["metrics"].get(sweep.metric) if record else None})
+                     **{name: record["metrics"].get(key) if record else None
+                        for name, key in columns.items()}})
     return pd.DataFrame(rows)
+
+
+def label(metric: str, split: str) -> str:
+    """'reports/valid/m.json:accuracy' -> 'valid accuracy'."""
+    return f"{split} {metric.rsplit(':', 1)[-1]}"
 
 
 def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    metric = sweep.metric.rsplit(":", 1)[-1]
+    metric, test = label(sweep.metric, "valid"), label(sweep.test_metric, "test")
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n"
                        + table.to_markdown(index=False, floatfmt=".4g") + "\n")
     keys = list(sweep.grid)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     groups = table.groupby(keys[1:]) if len(keys) > 1 else [("", table)]
-    for label, group in groups:
+    for values, group in groups:
         x = [str(v) for v in group[keys[0]]]
-        ax.plot(x, group[metric].astype(float), marker="o",
-                label=", ".join(map(str, label if isinstance(label, tuple) else (label,))))
-    ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric, title=f"sweep {name}")
-    if len(keys) > 1:
-        ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]), fontsize=8)
+        name = ", ".join(map(str, values if isinstance(values, tuple) else (values,)))
+        ax.plot(x, group[metric].astype(float), marker="o", label=f"{name} valid".strip())
+        if test in group:
+            ax.plot(x, group[test].astype(float), marker="x", linestyle="--",
+                    label=f"{name} test".strip())
+    ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric.split(" ", 1)[1],
+           title=f"sweep {name}")
+    ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]) or None, fontsize=8)
     fig.tight_layout()
     with atomic_path(out / "plot.png") as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -145,8 +168,10 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
         best = scored.loc[scored[metric].astype(float).idxmax() if sweep.goal == "max"
                           else scored[metric].astype(float).idxmin()]
         point = ", ".join(f"`{k}={best[k]}`" for k in keys)
-        best_line = (f"Best ({sweep.goal} {metric}): {point} -> {float(best[metric]):.4g} "
-                     f"(experiment `{best['experiment']}`; `dvc exp apply "
+        reported = (f"; {test} {float(best[test]):.4g} (reported, not chosen on)"
+                    if test in best and pd.notna(best[test]) else "")
+        best_line = (f"Best ({sweep.goal} {metric}): {point} -> {float(best[metric]):.4g}"
+                     f"{reported} (experiment `{best['experiment']}`; `dvc exp apply "
                      f"{best['experiment']}` brings it into the workspace).")
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n{best_line}\n\n"

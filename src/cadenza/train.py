@@ -137,7 +137,7 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
             stale += 1
         _save_resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator,
                      {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows})
-        if stale >= cfg.patience:
+        if cfg.patience and stale >= cfg.patience:
             log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
             break
     resume_path.unlink(missing_ok=True)  # finished: nothing to resume
@@ -199,7 +199,8 @@ def _supervised_step(family, model, x, y, optimizer, cfg: TrainParams, device: s
         loss = family.loss(model, x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
     optimizer.step()
     return loss.item()
 

@@ -12,22 +12,34 @@ import math
 import numpy as np
 
 
-def token_sums(log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1
-               ) -> tuple[float, int, int]:
-    """(sum of -log p(target), number correct, number counted) over (N, V) log-probs."""
+def token_sums(log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1, unk: int = -1
+               ) -> np.ndarray:
+    """Sums over (N, V) log-probs: [-log p(target) over known targets, known targets,
+    correct predictions, targets, `<unk>` targets].
+
+    Honest with out-of-vocabulary targets (id `unk`): the model cannot name the real token,
+    so an `<unk>` target is always an accuracy error, and predicting `<unk>` is never
+    right; `<unk>` targets are left out of the NLL (p(<unk>) lumps every unseen token
+    together, which would flatter a small vocabulary) and their share is reported instead.
+    """
     log_probs, targets = np.asarray(log_probs), np.asarray(targets)
     keep = targets != ignore
     lp, t = log_probs[keep], targets[keep]
-    nll = float(-lp[np.arange(len(t)), t].sum())
-    correct = int((lp.argmax(axis=1) == t).sum())
-    return nll, correct, int(len(t))
+    known = t != unk
+    nll = float(-lp[np.arange(len(t)), t][known].sum())
+    correct = int(((lp.argmax(axis=1) == t) & known).sum())
+    return np.array([nll, known.sum(), correct, len(t), len(t) - known.sum()], dtype=float)
 
 
-def summarise(nll_sum: float, correct: int, count: int) -> dict[str, float]:
-    if count == 0:
-        return {"nll": float("nan"), "perplexity": float("nan"), "accuracy": float("nan")}
-    nll = nll_sum / count
-    return {"nll": nll, "perplexity": math.exp(nll), "accuracy": correct / count}
+def summarise(nll_sum: float, n_known: float, correct: float, count: float, n_unk: float
+              ) -> dict[str, float]:
+    """Means from `token_sums`: NLL per known target (nats), perplexity, accuracy over all
+    targets (`<unk>` ones wrong), and the share of `<unk>` targets."""
+    nan = float("nan")
+    return {"nll": nll_sum / n_known if n_known else nan,
+            "perplexity": math.exp(nll_sum / n_known) if n_known else nan,
+            "accuracy": correct / count if count else nan,
+            "unk_share": n_unk / count if count else nan}
 
 
 def frame_nll(probs: np.ndarray, targets: np.ndarray, eps: float = 1e-7) -> float:

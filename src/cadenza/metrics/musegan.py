@@ -6,13 +6,16 @@ from the paper's definitions, not from its reference code (see `metrics.md`):
   here octaves are folded (pitch p -> p mod 12), so C1 and C2 share a bin;
 * the reference `empty_bar_rate` returns the NON-empty fraction; here EB is the empty fraction.
 
-Inputs are boolean piano rolls (T, 128) on a grid of `steps_per_beat` steps, cut into bars.
+Inputs are boolean piano rolls (T, 128) on a grid of `steps_per_beat` steps, cut into bars at
+the piece's true bar lines (`cadenza.meter`: every time-signature change, exact lengths).
 As in the reference code, every metric except EB averages over non-empty bars only.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from cadenza.meter import beat_windows
 
 # Harte, Sandler & Gasser (2006) tonal-centroid projection: rows are r*sin / r*cos of
 # l*7pi/6 (fifths), l*3pi/2 (minor thirds), l*2pi/3 (major thirds), r = 1, 1, 0.5.
@@ -24,12 +27,15 @@ TONAL_MATRIX = np.stack([
 ])  # (6, 12)
 
 
-def to_bars(roll: np.ndarray, steps_per_bar: int) -> np.ndarray:
-    """(T, P) -> (n_bars, steps_per_bar, P); a final partial bar is padded with silence."""
-    n_bars = -(-roll.shape[0] // steps_per_bar)
-    padded = np.zeros((n_bars * steps_per_bar, roll.shape[1]), dtype=roll.dtype)
-    padded[: roll.shape[0]] = roll
-    return padded.reshape(n_bars, steps_per_bar, roll.shape[1])
+def bar_activity(roll: np.ndarray, bar_starts: np.ndarray) -> np.ndarray:
+    """(T, P) -> (n_bars, P): whether each pitch sounds anywhere in each bar.
+
+    Bars may differ in length (meter changes, `cadenza.meter.bar_lines`); every bar-level
+    metric here needs only this.
+    """
+    if len(roll) == 0:
+        return np.zeros((len(bar_starts), roll.shape[1]), dtype=bool)
+    return np.logical_or.reduceat(roll.astype(bool), bar_starts, axis=0)
 
 
 def chroma(roll: np.ndarray) -> np.ndarray:
@@ -40,17 +46,17 @@ def chroma(roll: np.ndarray) -> np.ndarray:
     return folded.reshape(*roll.shape[:-1], -1, 12).sum(axis=-2)
 
 
-def empty_bar_ratio(bars: np.ndarray) -> float:
-    """EB: fraction of bars with no active note; (n_bars, S, P) -> [0, 1]."""
-    if len(bars) == 0:
+def empty_bar_ratio(active: np.ndarray) -> float:
+    """EB: fraction of bars with no active note; `bar_activity` (n_bars, P) -> [0, 1]."""
+    if len(active) == 0:
         return float("nan")
-    return float(np.mean(~bars.any(axis=(1, 2))))
+    return float(np.mean(~active.any(axis=1)))
 
 
-def used_pitch_classes(bars: np.ndarray) -> float:
+def used_pitch_classes(active: np.ndarray) -> float:
     """UPC: mean over non-empty bars of the number of pitch classes used in the bar (0-12)."""
-    per_bar = (chroma(bars.any(axis=1)) > 0).sum(axis=-1)  # (n_bars,)
-    nonempty = bars.any(axis=(1, 2))
+    per_bar = (chroma(active) > 0).sum(axis=-1)  # (n_bars,)
+    nonempty = active.any(axis=1)
     return float(per_bar[nonempty].mean()) if nonempty.any() else float("nan")
 
 
@@ -64,16 +70,11 @@ def qualified_note_ratio(duration_steps: np.ndarray, min_steps: int = 3) -> floa
     return float(np.mean(duration_steps >= min_steps)) if len(duration_steps) else float("nan")
 
 
-def tonal_centroids(roll: np.ndarray, steps_per_beat: int) -> np.ndarray:
-    """Per beat: chroma summed over the beat, L1-normalised, projected to 6-D. (n_beats, 6).
-
-    A beat with no note has no centroid (NaN row).
-    """
-    n_beats = -(-roll.shape[0] // steps_per_beat)
-    padded = np.zeros((n_beats * steps_per_beat, roll.shape[1]), dtype=bool)
-    padded[: roll.shape[0]] = roll
+def tonal_centroids(roll: np.ndarray, window_starts: np.ndarray) -> np.ndarray:
+    """Per window (a beat): chroma summed over it, L1-normalised, projected to 6-D.
+    (n_windows, 6); a window with no note has no centroid (NaN row)."""
     # chroma of the beat = active (step, pitch) cells summed over the beat, as in the paper
-    beat_chroma = chroma(padded.reshape(n_beats, steps_per_beat, -1).sum(axis=1))
+    beat_chroma = chroma(np.add.reduceat(roll.astype(np.int64), window_starts, axis=0))
     total = beat_chroma.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         normed = np.where(total > 0, beat_chroma / total, np.nan)
@@ -81,21 +82,23 @@ def tonal_centroids(roll: np.ndarray, steps_per_beat: int) -> np.ndarray:
 
 
 def tonal_distance(roll_a: np.ndarray, roll_b: np.ndarray, steps_per_beat: int,
-                   beats_per_bar: int) -> float:
+                   bar_starts: np.ndarray) -> float:
     """TD: Euclidean distance of two tracks' tonal centroids per beat, averaged per bar, then
-    over bars. Beats where either track is silent are skipped. Smaller = more harmonious."""
+    over bars. Beats restart at each bar line (`cadenza.meter.beat_windows`); beats where
+    either track is silent are skipped. Smaller = more harmonious."""
     n = max(len(roll_a), len(roll_b))
+    if n == 0:
+        return float("nan")
+    windows, bar = beat_windows(bar_starts, n, steps_per_beat)
     a, b = _pad_to(roll_a, n), _pad_to(roll_b, n)
-    dist = np.linalg.norm(tonal_centroids(a, steps_per_beat)
-                          - tonal_centroids(b, steps_per_beat), axis=1)  # (n_beats,)
-    n_bars = -(-len(dist) // beats_per_bar)
-    per_bar = np.full(n_bars * beats_per_bar, np.nan)
-    per_bar[: len(dist)] = dist
-    per_bar = per_bar.reshape(n_bars, beats_per_bar)
-    valid = ~np.isnan(per_bar).all(axis=1)
+    dist = np.linalg.norm(tonal_centroids(a, windows) - tonal_centroids(b, windows), axis=1)
+    seen = ~np.isnan(dist)
+    counts = np.bincount(bar[seen], minlength=len(bar_starts))
+    sums = np.bincount(bar[seen], weights=dist[seen], minlength=len(bar_starts))
+    valid = counts > 0
     if not valid.any():
         return float("nan")
-    return float(np.nanmean(per_bar[valid], axis=1).mean())
+    return float((sums[valid] / counts[valid]).mean())
 
 
 def drum_pattern(onset_steps: np.ndarray, steps_per_beat: int = 24,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cadenza.meter import bar_index
+
 MAJOR_SCALE = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
 MINOR_SCALE = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)  # natural minor
 # (24, 12): the major scales on C..B, then the minor scales on C..B
@@ -105,14 +107,20 @@ def empty_rate(counts: np.ndarray, steps_per_unit: int) -> float:
     return float(np.mean(~padded.reshape(n_units, steps_per_unit).any(axis=1)))
 
 
-def groove_consistency(start: np.ndarray, n_steps: int, steps_per_measure: int) -> float:
+def groove_consistency(start: np.ndarray, bar_starts: np.ndarray, n_steps: int) -> float:
     """1 - mean Hamming distance between consecutive measures' binary onset grids, divided by
-    the measure length (Wu & Yang 2020; muspy). NaN with fewer than two measures."""
-    n_measures = -(-n_steps // steps_per_measure)
-    if n_measures < 2:
+    the measure length (Wu & Yang 2020; muspy). NaN with fewer than two measures.
+
+    Measures follow the true bar lines; two consecutive measures of different lengths are
+    compared over the longer one (positions past the shorter one's end are silent), which is
+    muspy's definition whenever the meter is constant.
+    """
+    if len(bar_starts) < 2:
         return float("nan")
-    grid = np.zeros((n_measures, steps_per_measure), dtype=bool)
-    measure, position = np.divmod(np.asarray(start), steps_per_measure)
-    grid[measure, position] = True
+    lengths = np.diff(np.append(bar_starts, max(n_steps, int(bar_starts[-1]) + 1)))
+    start = np.asarray(start)
+    bar = bar_index(start, bar_starts)
+    grid = np.zeros((len(bar_starts), int(lengths.max())), dtype=bool)
+    grid[bar, start - bar_starts[bar]] = True
     distance = np.count_nonzero(grid[1:] != grid[:-1])
-    return float(1 - distance / (steps_per_measure * (n_measures - 1)))
+    return float(1 - distance / np.maximum(lengths[1:], lengths[:-1]).sum())

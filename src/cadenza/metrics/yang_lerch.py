@@ -25,6 +25,8 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import gaussian_kde
 
+from cadenza.meter import bar_index
+
 # the paper's 12 note-length classes, in beats: full, half, quarter, 8th, 16th; dotted half,
 # quarter, 8th, 16th; half, quarter and 8th triplets
 NOTE_LENGTH_CLASSES = np.array([4, 2, 1, 1 / 2, 1 / 4, 3, 3 / 2, 3 / 4, 3 / 8, 4 / 3, 2 / 3,
@@ -43,14 +45,14 @@ class PieceNotes:
     end: np.ndarray  # steps, exclusive
     pitch: np.ndarray
     steps_per_beat: int
-    steps_per_bar: int
+    bar_starts: np.ndarray  # the step of every bar line (`cadenza.meter.bar_lines`)
 
 
 def piece_features(p: PieceNotes) -> dict[str, np.ndarray]:
     """The paper's 11 features of one piece; each a 1-D vector (scalars have length 1)."""
     n = len(p.pitch)
-    n_bars = max(-(-int(p.end.max(initial=0)) // p.steps_per_bar), 1)
-    bar = p.start // p.steps_per_bar
+    n_bars = max(len(p.bar_starts), 1)
+    bar = bar_index(p.start, p.bar_starts)
     pitch_per_bar = len(np.unique(bar * 128 + p.pitch)) / n_bars
     pc = p.pitch % 12
     length_class = np.abs((p.end - p.start)[:, None] / p.steps_per_beat

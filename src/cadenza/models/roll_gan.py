@@ -1,16 +1,25 @@
 """Seed 004's ImageGAN: a DCGAN over piano-roll images of 106 pitches x 100 steps.
 
-Generator: a 10-d latent -> two dense layers with LeakyReLU 0.2 and dropout 0.2 -> a
-transposed convolution up to 106 x 100 -> a plain convolution -> sigmoid. Discriminator: two
-blocks of Conv2D(16), dropout 0.2, LeakyReLU 0.2, dropout 0.2, then flatten, batch norm and
-one logit. Adam 2e-4 with beta1 0.5 (seed 004). The 106 pitches are MIDI 21-126 (the piano's
-88 keys and a margin above). The images are the windows the trainer cuts from the roll
-stream, so set `train.seq_len` to the image width (100).
+Generator (seed 004, section 4.3.2): a 10-d latent -> a dense layer with LeakyReLU 0.2 and
+dropout 0.2 -> "another 3 Dense layers" -> a transposed convolution up to 106 x 100 -> a
+plain convolution -> sigmoid, with LeakyReLU and dropout between the layers. The seed names
+no widths (its figure is not in the text): ours double from 128 (128, 256, 512), then project
+to 8 x 53 x 25. Discriminator: two blocks of Conv2D(16), dropout 0.2, LeakyReLU 0.2, dropout
+0.2, then flatten, batch norm, dropout and one logit. Adam 2e-4 with beta1 0.5 (seed 004).
+The 106 pitches are MIDI 21-126 and a column is a 16th note, as in the midi2img module the
+seed used. The images are the windows the trainer cuts from the roll stream, so set
+`train.seq_len` to the image width (100). A generated image becomes notes as img2midi reads
+one: a cell is on where the generator says > 0.5 (`decode: threshold`).
+
+The first implementation is still selectable: `generator_layers: 2` (dense 128, then the
+projection), `seed_dropout: false` (no dropout after the transposed convolution nor before
+the discriminator's output) and `decode: sample` (each cell drawn from its sigmoid).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +33,8 @@ from cadenza.representations.tokens import Notes
 KIND = "frames"
 EARLY_STOP = False  # adversarial losses do not measure quality: keep the last epoch
 LOW, PITCHES, WIDTH = 21, 106, 100
+PROJECTION = 8 * 53 * 25  # the last dense layer's output: 8 maps of 53 x 25
+MAX_DENSE = 6
 
 
 @dataclass(frozen=True)
@@ -32,31 +43,47 @@ class Net:
     latent: int = 10
     lr: float = 2e-4
     beta1: float = 0.5
+    generator_layers: int = 4  # dense layers before the convolutions (seed 004: 4; was 2)
+    seed_dropout: bool = True  # dropout after the transposed conv and the critic's batch norm
+    decode: Literal["threshold", "sample"] = "threshold"  # img2midi: on where p > 0.5
 
     def __post_init__(self) -> None:
         _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
         _check(self.latent >= 1, "latent", "must be >= 1")
         _check(self.lr > 0, "lr", "must be > 0")
         _check(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
+        _check(1 <= self.generator_layers <= MAX_DENSE, "generator_layers",
+               f"must be in [1, {MAX_DENSE}] (seed 004: 4)")
+
+
+def dense_widths(layers: int) -> list[int]:
+    """Units of the generator's dense layers before the projection to 8 x 53 x 25: 128,
+    doubling (the seed gives none); the last of `layers` dense layers is the projection."""
+    return [128 * 2**i for i in range(layers - 1)]
 
 
 class RollGAN(nn.Module):
     def __init__(self, net: Net) -> None:
         super().__init__()
         self.net = net
+        dense, width = [], net.latent
+        for size in [*dense_widths(net.generator_layers), PROJECTION]:
+            dense += [nn.Linear(width, size), nn.LeakyReLU(0.2), nn.Dropout(0.2)]
+            width = size
+        upsample = [nn.ConvTranspose2d(8, 16, kernel_size=(4, 4), stride=(2, 4),
+                                       padding=(1, 0)), nn.LeakyReLU(0.2)]
+        if net.seed_dropout:
+            upsample.append(nn.Dropout(0.2))
         self.generator = nn.Sequential(
-            nn.Linear(net.latent, 128), nn.LeakyReLU(0.2), nn.Dropout(0.2),
-            nn.Linear(128, 8 * 53 * 25), nn.LeakyReLU(0.2), nn.Dropout(0.2),
-            nn.Unflatten(1, (8, 53, 25)),
-            nn.ConvTranspose2d(8, 16, kernel_size=(4, 4), stride=(2, 4), padding=(1, 0)),
-            nn.LeakyReLU(0.2),
+            *dense, nn.Unflatten(1, (8, 53, 25)), *upsample,
             nn.Conv2d(16, 1, kernel_size=3, padding=1))  # logits of (1, 106, 100)
         blocks = []
         for channels_in in (1, 16):
             blocks += [nn.Conv2d(channels_in, 16, kernel_size=3, stride=2, padding=1),
                        nn.Dropout(0.2), nn.LeakyReLU(0.2), nn.Dropout(0.2)]
+        head = [nn.Dropout(0.2)] if net.seed_dropout else []
         self.discriminator = nn.Sequential(*blocks, nn.Flatten(),
-                                           nn.BatchNorm1d(16 * 27 * 25),
+                                           nn.BatchNorm1d(16 * 27 * 25), *head,
                                            nn.Linear(16 * 27 * 25, 1))
 
     def images(self, frames: torch.Tensor) -> torch.Tensor:
@@ -99,12 +126,16 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
            gen: GenerateParams, generator: torch.Generator) -> Notes:
-    """Enough images for `gen.length` frames, side by side, each cell drawn from its sigmoid."""
+    """Enough images for `gen.length` frames, side by side; a cell is on where its sigmoid
+    passes 0.5 (`decode: threshold`, img2midi's reading) or with that probability
+    (`decode: sample`)."""
     model.eval()
     device = next(model.parameters()).device
     n_images = -(-gen.length // WIDTH)
     p = model.fake(n_images, device, generator).cpu()[:, 0]  # (N, 106, 100)
     p = p.transpose(1, 2).reshape(-1, PITCHES)[: gen.length]
     roll = np.zeros((len(p), 128), dtype=bool)
-    roll[:, LOW : LOW + PITCHES] = (torch.rand(p.shape, generator=generator) < p).numpy()
+    sample_cells = mp.net.decode == "sample"
+    level = torch.rand(p.shape, generator=generator) if sample_cells else 0.5
+    roll[:, LOW : LOW + PITCHES] = (p > level).numpy()
     return roll_to_notes(roll, mp.net.steps_per_beat)

@@ -15,6 +15,17 @@ times that wrapped past 2^31 ticks (negative onsets), a tempo of 0 (every time i
 collapses to 0), non-finite times, and pieces longer than `MAX_BEATS` (a huge delta time would
 otherwise become a piano roll of millions of steps downstream). `tests/test_fuzz.py` holds the
 fuzz harness and the regression cases.
+
+Structural checks (issue #17), because a number computed from a silently damaged file is
+worse than a rejected file: a file with fewer track chunks than its header declares is cut
+short (a hand would be lost), so it is refused; a tempo meta event whose length is not 3 (the
+parser would read the next event's bytes as the tempo) or a tempo over `MAX_BPM` is refused;
+a key signature outside the standard (|sharps| > 7, mode not 0/1) is ignored and the key is
+estimated from the notes, and an invalid time signature is ignored; both are recorded in
+`ParsedPiece.repairs`, which the pieces table keeps.
+
+Meter: every time-signature change is kept (`time_signatures`), so that bar lines follow the
+music (`cadenza.metrics.bars`); a piece without one is 4/4, the MIDI default.
 """
 
 from __future__ import annotations
@@ -25,8 +36,11 @@ from pathlib import Path
 import numpy as np
 import symusic
 
+from cadenza.meter import COMMON_TIME, Meter
+
 MAX_FILE_BYTES = 32 << 20  # the largest Lakh / MAESTRO files are ~2 MB; nothing real is near
 MAX_BEATS = 100_000.0  # ~8 h at 200 bpm; MAESTRO's longest performance is ~4,000 beats
+MAX_BPM = 1_000.0  # faster than any notated music: a corrupt tempo, which would crush seconds
 NOTE_ARRAYS = ("track", "pitch", "velocity", "onset_beats", "duration_beats", "onset_s",
                "duration_s")
 
@@ -46,8 +60,9 @@ class RejectedPiece(Exception):
 @dataclass(frozen=True)
 class ParsedPiece:
     notes: dict[str, np.ndarray]  # NOTE_ARRAYS, all of one length
-    key_signature: tuple[int, int] | None  # (sharps, tonality 0=major 1=minor), if present
-    beats_per_bar: float  # from the first time signature, 4.0 when there is none
+    key_signature: tuple[int, int] | None  # (sharps, tonality 0=major 1=minor), if valid
+    time_signatures: Meter = COMMON_TIME  # every change, in time order
+    repairs: tuple[str, ...] = ()  # what was ignored in the file, for the pieces table
 
 
 def keep_track(program: int, is_drum: bool, track_filter: str) -> bool:
@@ -95,17 +110,81 @@ def check_midi_bytes(data: bytes) -> None:
         raise RejectedPiece("SMPTE time division is not supported")
     if division == 0:
         raise RejectedPiece("invalid ticks per quarter: 0")
-    pos, index, tracks = 14, 0, 0
+    declared = int.from_bytes(data[10:12], "big")
+    pos, index, tracks = 14, 0, []
     while len(data) - pos >= 8:  # a few trailing padding bytes are common and harmless
         kind, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
         left = len(data) - pos - 8
         if length > left:
             raise RejectedPiece(f"chunk {index} ({kind!r}) claims {length:,} bytes, but only "
                                 f"{left:,} are left in the file")
-        tracks += kind == b"MTrk"
+        if kind == b"MTrk":
+            tracks.append(data[pos + 8:pos + 8 + length])
         pos, index = pos + 8 + length, index + 1
-    if tracks == 0:
+    if not tracks:
         raise RejectedPiece("no MTrk chunk in the file")
+    if len(tracks) < declared:
+        raise RejectedPiece(f"truncated file: the header declares {declared} tracks, only "
+                            f"{len(tracks)} are present")
+    _check_tempo_events(data, tracks)
+
+
+def _check_tempo_events(data: bytes, tracks: list[bytes]) -> None:
+    """Refuse a tempo meta event (FF 51) whose length is not 3.
+
+    Why: symusic reads 3 bytes whatever the length says, so a 0-length tempo takes the next
+    event's bytes as the tempo. The fast path is a byte search: only when some `FF 51` is
+    not followed by 3 are the tracks walked event by event, to tell a real tempo event from
+    the same two bytes inside other data.
+    """
+    pos = data.find(b"\xff\x51")
+    while pos != -1 and pos + 2 < len(data) and data[pos + 2] == 3:
+        pos = data.find(b"\xff\x51", pos + 1)
+    if pos == -1 or pos + 2 >= len(data):
+        return
+    for index, track in enumerate(tracks):
+        for kind, length in _meta_events(track):
+            if kind == 0x51 and length != 3:
+                raise RejectedPiece(f"bad tempo event in track {index}: {length} data bytes "
+                                    "where the standard says 3")
+
+
+def _meta_events(track: bytes) -> list[tuple[int, int]]:
+    """(type, length) of every meta event of one track chunk, walking its events (running
+    status included). A malformed tail ends the walk: symusic judges the rest."""
+    out, pos, status = [], 0, 0
+    try:
+        while pos < len(track):
+            _, pos = _varlen(track, pos)  # delta time
+            byte = track[pos]
+            if byte == 0xFF:
+                kind = track[pos + 1]
+                length, pos = _varlen(track, pos + 2)
+                out.append((kind, length))
+                pos += length
+            elif byte in (0xF0, 0xF7):
+                length, pos = _varlen(track, pos + 1)
+                pos += length
+            else:
+                if byte & 0x80:
+                    status, pos = byte, pos + 1
+                elif not status:
+                    break
+                pos += 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+    except IndexError:
+        pass
+    return out
+
+
+def _varlen(data: bytes, pos: int) -> tuple[int, int]:
+    """A MIDI variable-length quantity at `pos`: (value, position after it)."""
+    value = 0
+    for _ in range(4):
+        byte = data[pos]
+        value, pos = (value << 7) | (byte & 0x7F), pos + 1
+        if not byte & 0x80:
+            break
+    return value, pos
 
 
 def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
@@ -122,6 +201,9 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         if tempo.mspq <= 0:
             raise RejectedPiece(f"invalid tempo: {tempo.mspq} microseconds per quarter at "
                                 f"tick {tempo.time}")
+        if 60e6 / tempo.mspq > MAX_BPM:
+            raise RejectedPiece(f"absurd tempo: {60e6 / tempo.mspq:,.0f} bpm at tick "
+                                f"{tempo.time} (limit {MAX_BPM:,.0f})")
     beats, seconds = score.to("quarter"), score.to("second")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in NOTE_ARRAYS}
     for tb, ts in zip(beats.tracks, seconds.tracks, strict=True):
@@ -140,16 +222,35 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
                             stage="filter")
     notes = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     _check_times(notes)
+    repairs: list[str] = []
     key_sig = None
     if len(beats.key_signatures):
         ks = beats.key_signatures[0]
-        key_sig = (int(ks.key), int(ks.tonality))
-    beats_per_bar = 4.0
-    if len(beats.time_signatures):
-        ts0 = beats.time_signatures[0]
-        if ts0.numerator > 0 and ts0.denominator > 0:
-            beats_per_bar = ts0.numerator * 4.0 / ts0.denominator
-    return ParsedPiece(notes=notes, key_signature=key_sig, beats_per_bar=beats_per_bar)
+        if abs(ks.key) <= 7 and ks.tonality in (0, 1):
+            key_sig = (int(ks.key), int(ks.tonality))
+        else:
+            repairs.append(f"invalid key signature ({ks.key} sharps, mode {ks.tonality}) "
+                           "ignored: key estimated from the notes")
+    meter, bad = time_signatures(beats.time_signatures)
+    if bad:
+        repairs.append(f"{bad} invalid time signature(s) ignored")
+    return ParsedPiece(notes=notes, key_signature=key_sig, time_signatures=meter,
+                       repairs=tuple(repairs))
+
+
+def time_signatures(events) -> tuple[Meter, int]:
+    """Every valid time-signature change (numerator 1..64, denominator a power of two up to
+    64), the last one at a given time winning, and the number ignored. 4/4 until the first
+    one, as the MIDI standard says."""
+    meter: dict[float, tuple[int, int]] = {0.0: (4, 4)}
+    bad = 0
+    for ts in events:
+        num, den = int(ts.numerator), int(ts.denominator)
+        if not (0 < num <= 64 and 0 < den <= 64 and den & (den - 1) == 0):
+            bad += 1
+            continue
+        meter[max(float(ts.time), 0.0)] = (num, den)
+    return tuple((at, num, den) for at, (num, den) in sorted(meter.items())), bad
 
 
 def _check_times(notes: dict[str, np.ndarray]) -> None:

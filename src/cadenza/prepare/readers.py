@@ -98,7 +98,7 @@ def _lpd_piece(npz: np.lib.npyio.NpzFile, piano: str) -> ParsedPiece:
     clock = np.concatenate([[0.0], np.cumsum(step_s)])  # seconds at the start of each step
     parts = [_note_columns(index, *track, clock, spb) for index, track in enumerate(notes)]
     columns = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
-    return ParsedPiece(notes=columns, key_signature=None, beats_per_bar=4.0)
+    return ParsedPiece(notes=columns, key_signature=None)
 
 
 def _lpd_tracks(info: dict) -> list[dict]:
@@ -214,7 +214,7 @@ def read_lpd_dense(path: Path, piano: str = "program") -> ParsedPiece:
                       "onset_beats": onset, "duration_beats": duration,
                       "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
     notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
-    return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
+    return ParsedPiece(notes=notes, key_signature=None)
 
 
 def check_npz(path: Path) -> None:
@@ -296,4 +296,4 @@ def read_bl(path: Path, split: str, index: int, step_beats: float) -> ParsedPiec
              "velocity": np.full(len(pitch), 64, np.int16), "onset_beats": onset,
              "duration_beats": duration, "onset_s": onset * BL_SECONDS_PER_BEAT,
              "duration_s": duration * BL_SECONDS_PER_BEAT}
-    return ParsedPiece(notes=notes, key_signature=None, beats_per_bar=4.0)
+    return ParsedPiece(notes=notes, key_signature=None)

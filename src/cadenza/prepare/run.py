@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cadenza.config import PrepareParams, RunnerParams
 from cadenza.io import atomic_dir, read_json, write_json, write_parquet
+from cadenza.meter import format_meter
 from cadenza.prepare.key import estimate_key, shift_to_c
 from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
 from cadenza.prepare.readers import read_piece
@@ -222,11 +223,12 @@ def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: Prepare
         "n_notes": len(cols["pitch"]),
         "n_steps": int(run_end.max()),
         "n_tracks": len(np.unique(cols["track"])),
-        "beats_per_bar": parsed.beats_per_bar,
+        "time_signatures": format_meter(parsed.time_signatures),
         "duration_beats": float((cols["onset_beats"] + cols["duration_beats"]).max()),
         "key_original": key.name,
         "key_method": key.method,
         "key_shift": shift,
+        "repairs": "; ".join(parsed.repairs),
     }
     return piece, cols, roll
 

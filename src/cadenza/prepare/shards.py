@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: pieces.time_signatures (every change) and pieces.repairs
 SPLITS = ("train", "valid", "test")
 REJECT_COLUMNS = ["source", "piece_id", "file", "stage", "reason"]
 
