@@ -198,7 +198,8 @@ def prepared_project(toy_project) -> Path:
 
 PREPARE = ["prepare", "--raw", "data/raw", "--out", "data/prepared"]
 TRAIN = ["train", "chord_lstm", "--prepared", "data/prepared",
-         "--ckpt", "data/models/chord_lstm/ckpt.pt", "--log", "reports/train/chord_lstm.csv"]
+         "--ckpt", "data/models/chord_lstm/ckpt.pt", "--log", "reports/train/chord_lstm.csv",
+         "--metrics", "reports/valid/chord_lstm.json"]
 
 
 def test_prepare_killed_anywhere_reruns_to_identical_output(toy_project):
