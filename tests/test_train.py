@@ -245,3 +245,10 @@ def test_batched_test_scoring_scores_every_target_once_and_aligned():
         scored = targets != 0
         assert torch.equal(targets[scored].sort().values, ids[1:].sort().values), rows
         assert torch.equal(predicted[scored], targets[scored]), rows
+
+
+def test_too_little_training_data_is_a_clear_error_not_a_missing_checkpoint(prepared, tmp_path):
+    mp = shipped("chord_lstm", 1, seq_len=10**7)
+    with pytest.raises(ValueError, match="chord_lstm: the training split gives .* less than "
+                                         "one window"):
+        train("chord_lstm", mp, prepared, tmp_path / "ckpt.pt", tmp_path / "log.csv", 0)

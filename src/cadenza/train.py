@@ -69,6 +69,10 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
     log.info("%s (%s) on %s: %d train / %d valid %s%s, device %s", name, mp.family,
              ", ".join(sources), len(train_stream), len(valid_stream), family.KIND,
              " (capped)" if cfg.max_valid_units else "", device)
+    if cfg.epochs and len(train_stream) <= cfg.seq_len:
+        raise ValueError(f"{name}: the training split gives {len(train_stream)} {family.KIND}, "
+                         f"less than one window (train.seq_len + 1 = {cfg.seq_len + 1}); "
+                         "add data or lower seq_len")
     fingerprint = data_fingerprint(train_stream, valid_stream, info)
     model = family.build(mp.net, info).to(device)
     checkpoint = {"name": name, "params": mp, "info": info, "model": model, "seed": seed}

@@ -44,7 +44,8 @@ when a note's duration (beats) is
     double-dotted values the list leaves out); a multiple of the unit that no single note
     can have (1.25, 2.5, 5) is read as tied notes, which the paper's check saw one by one;
 or a rest (a gap between notes) is not a multiple of the unit. `drop_unacceptable` filters
-a split and logs the counts; `encode` gives no tokens for such a piece.
+a split and logs the counts; where it would drop every piece of a split (performed MIDI,
+whose durations are free), it keeps them all and says so.
 
 Decoding gives notes as (onset_beats, duration_beats, pitch) arrays. `chord` round-trips a
 quantised piece exactly, up to merging a pitch that is re-struck with no gap.
@@ -81,9 +82,7 @@ Piece = dict[str, np.ndarray]  # the prepared note columns of one piece (NOTE_AR
 
 
 def encode(piece: Piece, params: TokenParams, seed: int = 0) -> list[str]:
-    """One piece's tokens; none for a piece that `params.durations` rejects."""
-    if params.durations and unacceptable_durations(piece, params.durations):
-        return []
+    """One piece's tokens (`drop_unacceptable` applies seed 001's duration filter)."""
     onset, duration, pitch = piece["onset_beats"], piece["duration_beats"], piece["pitch"]
     if params.scheme == "chord":
         return _encode_chord(onset, duration, pitch, params, seed)
@@ -142,6 +141,11 @@ def drop_unacceptable(pieces: dict[str, Piece], params: TokenParams) -> dict[str
         else:
             kept[pid] = piece
     total_notes = sum(len(p["pitch"]) for p in pieces.values())
+    if pieces and not kept:  # performed MIDI (MAESTRO, LPD) has free durations: all fail
+        log.warning("durations filter (seed 001) would drop all %d pieces (%d notes or "
+                    "rests outside %s): these are not notated songs; keeping them unfiltered",
+                    len(pieces), bad, params.durations)
+        return pieces
     log.info("durations filter (seed 001): dropped %d of %d pieces, %d of %d notes "
              "(%d notes or rests rejected with durations %s)",
              len(pieces) - len(kept), len(pieces), dropped_notes, total_notes, bad,
