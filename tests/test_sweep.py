@@ -88,6 +88,7 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     assert "valid accuracy" in table and "test accuracy" in table
     assert (out / "plot.png").stat().st_size > 1000
     summary = (out / "summary.md").read_text()
+    assert summary.startswith("# Sweep tiny\n")
     assert "Best (max valid accuracy)" in summary and "(reported, not chosen on)" in summary
 
     again = sweep()

@@ -149,11 +149,11 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
     groups = table.groupby(keys[1:]) if len(keys) > 1 else [("", table)]
     for values, group in groups:
         x = [str(v) for v in group[keys[0]]]
-        name = ", ".join(map(str, values if isinstance(values, tuple) else (values,)))
-        ax.plot(x, group[metric].astype(float), marker="o", label=f"{name} valid".strip())
+        series = ", ".join(map(str, values if isinstance(values, tuple) else (values,)))
+        ax.plot(x, group[metric].astype(float), marker="o", label=f"{series} valid".strip())
         if test in group:
             ax.plot(x, group[test].astype(float), marker="x", linestyle="--",
-                    label=f"{name} test".strip())
+                    label=f"{series} test".strip())
     ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric.split(" ", 1)[1],
            title=f"sweep {name}")
     ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]) or None, fontsize=8)
