@@ -165,8 +165,7 @@ def compare_table(diff: dict[str, dict[str, dict]]) -> pd.DataFrame:
 def metric_rows(diff: dict[str, dict[str, dict]]) -> list[Values]:
     """compare_table's rows as dicts, where a side without the metric stays None (a frame
     would make it NaN, which is also what a model without a loss records)."""
-    reference = next((values for path, values in diff.items()
-                      if path.endswith(REFERENCE_FILE)), {})
+    reference = reference_diff(diff)
     rows = []
     for path, metrics in diff.items():
         trained_on = metrics.get("trained_on") or {}
@@ -215,6 +214,12 @@ def verdict(old, new, better: str, test_old=None, test_new=None) -> str:
     if not changed(old, new):
         return "same"
     return "better" if (new < old) == (better == "lower") else "worse"
+
+
+def reference_diff(diff: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """The reference data's part of a metrics diff ({} when the diff has none)."""
+    return next((values for path, values in diff.items() if path.endswith(REFERENCE_FILE)),
+                {})
 
 
 def reference_for(reference: Values, trained_on: Any) -> Values:
@@ -304,8 +309,7 @@ def data_warnings(diff: dict[str, dict[str, dict]]) -> list[str]:
     """What the metrics files themselves record about the data: the prepared corpora and
     test pieces (reference.json), and each model's `trained_on`, grouped by change."""
     lines = []
-    reference = next((values for path, values in diff.items()
-                      if path.endswith(REFERENCE_FILE)), {})
+    reference = reference_diff(diff)
     old, new = (_corpora(_side(reference, side)) for side in ("old", "new"))
     if old and new and old != new:
         lines.append(f"the prepared data's corpora differ: {', '.join(sorted(old))} -> "
