@@ -70,13 +70,14 @@ def _lpd(name: str, archive: str, piano: str) -> Source:
     )
 
 
-def _bl(name: str, file: str, title: str, step_beats: float) -> Source:
+def _bl(name: str, file: str, title: str, step_beats: float, sha256: str = "",
+        size: int = 0) -> Source:
     return Source(
         name=name, layout="bl_pickle",
         description=f"{title}: Boulanger-Lewandowski polyphonic benchmark (piano rolls)",
         license="as the source corpora", citation=_BL, official_split=True, transpose=False,
         step_beats=step_beats,
-        files=(RemoteFile(_BL_URL + "icml2012/" + file.replace(" ", "%20"), file),),
+        files=(RemoteFile(_BL_URL + "icml2012/" + file.replace(" ", "%20"), file, sha256, size),),
     )
 
 
@@ -109,8 +110,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
         files=(RemoteFile("https://github.com/ccarh/essen-folksong-collection/archive/"
                           "refs/heads/master.zip", "essen-folksong-collection.zip"),),
     ),
-    _bl("bl_jsb", "JSB Chorales.pickle", "JSB Chorales", 1.0),
-    _bl("bl_nottingham", "Nottingham.pickle", "Nottingham", 0.5),
+    # JSB and Nottingham: the hashes of the publisher's files (copies in ../shared/datasets,
+    # the sizes the prober saw upstream); MuseData and Piano-midi.de: recorded at first fetch
+    _bl("bl_jsb", "JSB Chorales.pickle", "JSB Chorales", 1.0,
+        "6044d47e3eff9f82c59eda06f87e604b9cf7eca6a9900d33d4af20e7074de067", 367_302),
+    _bl("bl_nottingham", "Nottingham.pickle", "Nottingham", 0.5,
+        "a67890a3e1e5176ba7026585bc5cf681110d32740b7405157d65ba929a54f867", 4_245_098),
     _bl("bl_musedata", "MuseData.pickle", "MuseData", 0.5),
     _bl("bl_piano_midi", "Piano-midi.de.pickle", "Piano-midi.de", 0.5),
     # a researcher's own files: taken as they are (every track), split by piece-id hash
