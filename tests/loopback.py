@@ -1,12 +1,19 @@
-"""A real HTTP server on 127.0.0.1 for downloader tests: Range support and injected faults."""
+"""A real HTTP server on 127.0.0.1 for downloader tests: Range support and injected faults.
+
+The faults are what a hostile or broken network does: drop the connection, drip bytes,
+answer 200 with an HTML error page, leave out Content-Length and stop early, send garbage
+instead of a status line, redirect elsewhere. `serve(site, tls=...)` speaks https.
+"""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 class Site:
@@ -17,6 +24,11 @@ class Site:
         self.drop_after: dict[str, int] = {}  # path -> close the connection after N bytes, once
         self.requests: list[tuple[str, str]] = []  # (path, Range header)
         self.rate: dict[str, int] = {}  # path -> bytes per second (slow links, for kill tests)
+        self.drip: dict[str, float] = {}  # path -> seconds between single bytes
+        self.no_length: set[str] = set()  # paths served without Content-Length
+        self.bad_status: dict[str, int] = {}  # path -> next N requests get a garbage status
+        self.error_page: set[str] = set()  # paths answered 200 with an HTML error page
+        self.redirect: dict[str, str] = {}  # path -> 302 to this URL
         self.base = ""
 
     def url(self, path: str) -> str:
@@ -31,7 +43,20 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path = self.path.split("?")[0]
             site.requests.append((path, self.headers.get("Range", "")))
+            if site.bad_status.get(path, 0) > 0:
+                site.bad_status[path] -= 1
+                self.wfile.write(b"GARBAGE \x00\xff not http\r\n\r\n")
+                self.close_connection = True
+                return
+            if path in site.redirect:
+                self.send_response(302)
+                self.send_header("Location", site.redirect[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = site.files.get(path)
+            if path in site.error_page:
+                body = ERROR_PAGE
             if body is None:
                 self.send_error(404)
                 return
@@ -48,8 +73,12 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             payload = body[start:]
-            self.send_header("Content-Length", str(len(payload)))
+            if path not in site.no_length:
+                self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
+            if path in site.drip:
+                _drip(self, payload, site.drip[path])
+                return
             cut = site.drop_after.pop(path, None)
             if cut is not None:
                 self.wfile.write(payload[:cut])
@@ -71,11 +100,32 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+ERROR_PAGE = b"<html><body><h1>Service unavailable</h1></body></html>"
+
+
+def _drip(handler: BaseHTTPRequestHandler, payload: bytes, every_s: float) -> None:
+    """One byte at a time, until the body is sent or the client hangs up."""
+    for i in range(len(payload)):
+        try:
+            handler.wfile.write(payload[i:i + 1])
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        time.sleep(every_s)
+
+
 @contextmanager
-def serve(site: Site) -> Iterator[Site]:
+def serve(site: Site, tls: tuple[Path, Path] | None = None) -> Iterator[Site]:
+    """Serve `site` on a free port; with `tls` (certificate, key), over https."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    site.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield site

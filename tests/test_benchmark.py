@@ -3,6 +3,7 @@ that lowers the valid NLL. The published pickles come from ../shared."""
 
 import itertools
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from cadenza.benchmark import KEYS, batches, conditionals, load_bl, masked_nll, results_table
 from cadenza.config import ModelParams, from_dict
 from cadenza.models import FAMILIES
+from cadenza.sources.bl_pickle import BLPickleError
 
 from .conftest import SHARED
 
@@ -28,6 +30,21 @@ def test_loader_returns_the_published_split_sizes(file, pieces, frames):
     assert tuple(len(data[s]) for s in ("train", "valid", "test")) == pieces
     assert tuple(sum(len(p) for p in data[s]) for s in ("train", "valid", "test")) == frames
     assert all(p.shape[1] == KEYS for p in data["train"])
+
+
+def test_loader_refuses_pitches_off_the_keyboard_and_any_code(tmp_path):
+    """Pitch 20 used to wrap around to the top key's column, and a pickle naming a global
+    (here os.system) used to run it: both are refused now, naming the file."""
+    path = tmp_path / "JSB Chorales.pickle"
+    path.write_bytes(pickle.dumps({"train": [[[60], [20, 64]]], "valid": [], "test": []}, 2))
+    with pytest.raises(BLPickleError, match=r"split 'train', piece 0, step 1: 20 \(int\) is "
+                       r"not a pitch \(an int in 21\.\.108\)"):
+        load_bl(path)
+    marker = tmp_path / "pwned"
+    path.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(BLPickleError, match=r"JSB Chorales\.pickle: refused: .*os\.system"):
+        load_bl(path)
+    assert not marker.exists()
 
 
 def _model(family: str, pitches: int = 4) -> ModelParams:

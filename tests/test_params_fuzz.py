@@ -81,6 +81,16 @@ CASES = [
     (("profile",), 3, "profile", "expected a string"),
     (("profile",), "huge", "profile", "must be one of the profiles"),
     (("extra",), 1, "extra", "unknown key"),
+    # issue 18: accepted before, then failed late (a traceback) or silently (int32 wrap)
+    (("seed",), -5, "seed", "must be in [0, 2**32 - 1 = 4294967295]"),
+    (("prepare", "steps_per_beat"), 1_000_000_000, "prepare.steps_per_beat", "must be <= 96"),
+    (("prepare", "min_notes"), 10**18, "prepare.min_notes", "must be <= 1000000"),
+    ((*M, "net", "hidden"), 1_000_000_000, "models.chord_lstm.net.hidden", "must be <= 16384"),
+    ((*M, "net", "hidden"), "1e9", "models.chord_lstm.net.hidden",
+     "expected an integer, got str '1e9' (YAML reads '1e9' as text"),
+    ((*M, "train", "lr"), 1e9, "models.chord_lstm.train.lr", "must be <= 10"),
+    ((*S, "sha256"), "g" * 64, "sources.bach_chorales.sha256",
+     "must be empty or exactly 64 hex digits"),
 ]
 
 
@@ -124,6 +134,9 @@ def test_each_bad_param_gives_one_error_naming_the_key(tmp_path, path, value, ke
     ("seed: [1\n", "not valid YAML"),
     ("- just\n- a list\n", "params: expected a mapping, got list"),
     ("\x00\x01binary", "not valid YAML"),
+    ("seed: 0\nseed: 1\n", "duplicate key 'seed' on line 2 (first given on line 1)"),
+    ("seed: 0\nprepare:\n  min_notes: 8\n  min_notes: 9\n",
+     "duplicate key 'min_notes' on line 4 (first given on line 3)"),
 ])
 def test_a_file_that_is_not_a_params_mapping_is_one_clear_error(tmp_path, text, says):
     code, lines, _ = _cli(tmp_path, text)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cadenza.config import ModelParams, SourceParams, from_dict
+from cadenza.config import ModelParams, SourceParams, from_dict, load_yaml
 from cadenza.io import write_json
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll
 from cadenza.models import FAMILIES
+from cadenza.sources import bl_pickle
 from cadenza.sources.layouts import download
 from cadenza.sources.registry import SOURCES
 from cadenza.train import pick_device, seed_everything
@@ -66,15 +66,15 @@ class BenchmarkParams:
 
 
 def load_params(path: Path) -> BenchmarkParams:
-    import yaml
-
-    return from_dict(BenchmarkParams, yaml.safe_load(Path(path).read_text()), "")
+    return from_dict(BenchmarkParams, load_yaml(Path(path)), "")
 
 
 def load_bl(path: Path) -> dict[str, list[np.ndarray]]:
-    """The pickle's splits as lists of (T, 88) uint8 rolls (column c = MIDI pitch 21 + c)."""
-    with open(path, "rb") as fh:
-        data = pickle.load(fh, encoding="latin1")  # noqa: S301 - the published format
+    """The pickle's splits as lists of (T, 88) uint8 rolls (column c = MIDI pitch 21 + c).
+
+    Read with the no-code unpickler; a pitch off the 88 keys is refused, not wrapped around.
+    """
+    data = bl_pickle.load(path, range(LOW, LOW + KEYS))
     out = {}
     for split in SPLITS:
         pieces = []

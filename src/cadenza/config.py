@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import string
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,45 @@ import yaml
 
 class ParamsError(ValueError):
     """A param is unknown, missing, mistyped or out of range; the message names it."""
+
+
+# --------------------------------------------------------------------------- bounds
+# Upper bounds on every number that sizes memory, a loop or an array dtype. Each is far above
+# what any paper here used, and low enough that a typo (`1000000000`) stops at `cadenza
+# check` with the bound in the message instead of failing hours later or silently wrapping.
+
+INT64_MAX = 2**63 - 1  # any integer param: numpy/torch hold it in an int64
+INT32_MAX = 2**31 - 1  # counts and caps that end up in int32 arrays (shards, token ids)
+SEED_LIMIT = 2**32  # numpy.random.seed takes 0 <= seed < 2**32
+MAX_STEPS_PER_BEAT = 96  # grid resolution: shard starts are int32, so a 22-million-beat piece
+#                          still fits; MuseGAN's 24 is the finest grid any model here uses
+MAX_MIN_NOTES = 10**6  # the longest piece in any corpus here has ~50,000 notes
+MAX_WORKERS = 256  # processes: each holds a Python interpreter and a batch of pieces
+MAX_RETRIES = 10  # the backoff doubles each retry: the 10th already waits 512 s
+MAX_DELAY_S = 3600.0  # a crawler pause above an hour per request never finishes a crawl
+MAX_POLYPHONY = 128  # a chord has at most the 128 MIDI pitches
+MAX_TICKS_PER_BEAT = 32767  # a MIDI file's division is 15 bits
+MAX_DELTA_TICKS = 0x0FFFFFFF  # a MIDI delta time is a 4-byte variable-length number
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_SEQ_LEN = 100_000  # training windows, prompts and the transformer's context
+MAX_BATCH_UNITS = 2**24  # batch_size * seq_len: positions held at once (x hidden activations)
+MAX_LR = 10.0  # every optimizer here diverges long before this
+MAX_SAMPLES = 10_000  # generated MIDI files per model
+MAX_GENERATE_LENGTH = 1_000_000  # units sampled one by one after the prompt
+MIN_TEMPERATURE = 1e-3  # logits / temperature must stay finite in float32; use greedy_prob
+MIN_BPM, MAX_BPM = 4.0, 1000.0  # MIDI stores 60e6 / bpm in 24 bits: below ~3.6 bpm it wraps
+MAX_CLIP_SECONDS = 600.0  # an audio render is held in memory: 10 min of 96 kHz stereo float
+MAX_EXCERPTS = 1000
+# a model family's `net` (the Net dataclasses live beside each model): by field name. A width
+# of 16384 keeps one weight matrix at 2**28 floats (1 GiB); an int field not named here gets
+# MAX_NET_WIDTH too, so a new family is bounded from its first day.
+MAX_NET_WIDTH = 16_384
+NET_INT_MAX: dict[str, int] = {
+    "steps_per_beat": MAX_STEPS_PER_BEAT, "pitches": 128, "layers": 64, "made_layers": 64,
+    "generator_layers": 64, "heads": 256, "max_len": MAX_SEQ_LEN, "ff": 4 * MAX_NET_WIDTH,
+}
+HEX_DIGITS = frozenset(string.hexdigits)  # 0-9, a-f, A-F
 
 
 # --------------------------------------------------------------------------- sections
@@ -40,7 +80,7 @@ class SourceParams:
     url: str = ""  # mirror, file:// URL or local path overriding the registry's address
     sha256: str = ""  # expected checksum of what `url` serves ("" = the registry's)
     subset: str = ""  # keep pieces under this path only, e.g. Essen "europa/deutschl/erk"
-    max_extract_mb: int = 20_000  # refuse archives that unpack to more than this
+    max_extract_mb: int = 0  # refuse archives unpacking past this; 0 = sized from the registry
     delay_s: float = 1.0  # crawler politeness: pause between network requests
     retries: int = 5  # download retries on transient errors, with exponential backoff
     # midi_dir only: a CSV describing the files ("" = none), a path relative to the folder
@@ -50,17 +90,24 @@ class SourceParams:
 
     def __post_init__(self) -> None:
         _check(self.limit >= 0, "limit", "must be >= 0")
+        _check(self.limit <= INT32_MAX, "limit", f"must be <= {INT32_MAX} (0 = all)")
         unknown = sorted(set(self.columns) - set(self.METADATA_FIELDS))
         _check(not unknown, "columns",
                f"unknown field {unknown[0] if unknown else ''!r} "
                f"(allowed: {', '.join(self.METADATA_FIELDS)})")
         _check(all(self.columns.values()), "columns", "a column name must not be empty")
         _check(self.workers >= 1, "workers", "must be >= 1")
-        _check(self.max_extract_mb >= 1, "max_extract_mb", "must be >= 1")
+        _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
+        _check(self.max_extract_mb >= 0, "max_extract_mb",
+               "must be >= 1 (MB), or 0 to size the cap from the registry")
+        _check(self.max_extract_mb <= 1_000_000, "max_extract_mb",  # 1 TB: 500x LPD's 1.9 GB
+               "must be <= 1000000 (MB, 1 TB)")
         _check(self.delay_s >= 0, "delay_s", "must be >= 0")
+        _check(self.delay_s <= MAX_DELAY_S, "delay_s", f"must be <= {MAX_DELAY_S:g} seconds")
         _check(self.retries >= 0, "retries", "must be >= 0")
-        _check(self.sha256 == "" or len(self.sha256) == 64, "sha256",
-               "must be empty or 64 hex digits")
+        _check(self.retries <= MAX_RETRIES, "retries",
+               f"must be <= {MAX_RETRIES} (the backoff doubles on each retry)")
+        _check_sha256(self.sha256, "sha256")
 
 
 @dataclass(frozen=True)
@@ -72,7 +119,7 @@ class PrepareParams:
     min_notes: int = 8  # pieces with fewer notes are rejected as empty
 
     def __post_init__(self) -> None:
-        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
         _check(0 <= self.valid_fraction < 1, "valid_fraction", "must be in [0, 1)")
         _check(0 < self.test_fraction < 1, "test_fraction", "must be in (0, 1)")
         _check(
@@ -81,6 +128,8 @@ class PrepareParams:
             "valid_fraction + test_fraction must be < 1",
         )
         _check(self.min_notes >= 1, "min_notes", "must be >= 1")
+        _check(self.min_notes <= MAX_MIN_NOTES, "min_notes",
+               f"must be <= {MAX_MIN_NOTES} (no piece has more notes: all would be rejected)")
 
 
 @dataclass(frozen=True)
@@ -94,6 +143,7 @@ class RunnerParams:
 
     def __post_init__(self) -> None:
         _check(self.workers >= 0, "workers", "must be >= 0 (0 = one per core)")
+        _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
 
 
 @dataclass(frozen=True)
@@ -121,18 +171,27 @@ class TokenParams:
     durations: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
         _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
+        _check(self.max_polyphony <= MAX_POLYPHONY, "max_polyphony",
+               f"must be <= {MAX_POLYPHONY} (the MIDI pitches)")
         _check(self.min_count >= 1, "min_count", "must be >= 1")
+        _check(self.min_count <= INT32_MAX, "min_count", f"must be <= {INT32_MAX}")
         _check(self.max_vocab == 0 or self.max_vocab >= 4, "max_vocab",
                "must be 0 (no limit) or >= 4 (the specials and one token)")
+        _check(self.max_vocab <= INT32_MAX, "max_vocab",
+               f"must be <= {INT32_MAX} (token ids are int32)")
         _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
         _check(self.next_after in ("step", "event"), "next_after",
                f"must be one of ['step', 'event'], got {self.next_after!r}")
         _check(self.next_after == "step" or self.scheme == "pitch_next", "next_after",
                "applies to the pitch_next scheme only")
         _check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
+        _check(self.ticks_per_beat <= MAX_TICKS_PER_BEAT, "ticks_per_beat",
+               f"must be <= {MAX_TICKS_PER_BEAT} (a MIDI division is 15 bits)")
         _check(self.max_delta_ticks >= 1, "max_delta_ticks", "must be >= 1")
+        _check(self.max_delta_ticks <= MAX_DELTA_TICKS, "max_delta_ticks",
+               f"must be <= {MAX_DELTA_TICKS} (the largest MIDI delta time)")
         _check(self.midi_tracks in ("merge", "concat"), "midi_tracks",
                f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}")
         _check(self.midi_tracks == "merge" or self.scheme == "midi_message", "midi_tracks",
@@ -162,16 +221,24 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
+        _check(self.epochs <= MAX_EPOCHS, "epochs", f"must be <= {MAX_EPOCHS}")
         for name in ("batch_size", "seq_len", "cycle_steps"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be <= {MAX_BATCH_SIZE}")
+        _check(self.seq_len <= MAX_SEQ_LEN, "seq_len", f"must be <= {MAX_SEQ_LEN}")
+        _check(self.batch_size * self.seq_len <= MAX_BATCH_UNITS, "seq_len",
+               f"batch_size * seq_len must be <= {MAX_BATCH_UNITS} (positions in one batch)")
+        _check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
         _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
         _check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
         _check(self.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)")
+        _check(self.patience <= MAX_EPOCHS, "patience", f"must be <= {MAX_EPOCHS}")
         _check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")
         _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
-        _check(self.max_batches >= 0, "max_batches", "must be >= 0")
-        _check(self.max_valid_units >= 0, "max_valid_units", "must be >= 0")
-        _check(self.max_pieces >= 0, "max_pieces", "must be >= 0")
+        for name in ("max_batches", "max_valid_units", "max_pieces"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+            _check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
 
 
 @dataclass(frozen=True)
@@ -205,6 +272,7 @@ class ModelParams:
         except ParamsError as err:
             name, _, message = str(err).partition(": ")
             raise _RangeError(name, message) from None
+        _check_net_bounds(self.net)
 
 
 @dataclass(frozen=True)
@@ -226,6 +294,7 @@ class ProfileParams:
         for name in ("max_epochs", "max_batches", "max_valid_units", "max_test_units",
                      "max_generate_length"):
             _check(getattr(self, name) >= 0, name, "must be >= 0")
+            _check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
 
     def apply(self, train: TrainParams) -> TrainParams:
         epochs = min(train.epochs, self.max_epochs) if self.max_epochs else train.epochs
@@ -252,10 +321,18 @@ class GenerateParams:
     def __post_init__(self) -> None:
         for name in ("n_samples", "prompt_len", "length"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.n_samples <= MAX_SAMPLES, "n_samples", f"must be <= {MAX_SAMPLES}")
+        _check(self.prompt_len <= MAX_SEQ_LEN, "prompt_len", f"must be <= {MAX_SEQ_LEN}")
+        _check(self.length <= MAX_GENERATE_LENGTH, "length", f"must be <= {MAX_GENERATE_LENGTH}")
         _check(self.temperature > 0, "temperature", "must be > 0")
+        _check(self.temperature >= MIN_TEMPERATURE, "temperature",
+               f"must be >= {MIN_TEMPERATURE:g} (for argmax sampling use greedy_prob: 1)")
         _check(self.top_k >= 0, "top_k", "must be >= 0")
+        _check(self.top_k <= INT32_MAX, "top_k", f"must be <= {INT32_MAX} (0 = no top-k)")
         _check(0 <= self.greedy_prob <= 1, "greedy_prob", "must be in [0, 1]")
         _check(self.bpm > 0, "bpm", "must be > 0")
+        _check(MIN_BPM <= self.bpm <= MAX_BPM, "bpm",
+               f"must be in [{MIN_BPM:g}, {MAX_BPM:g}] (a MIDI tempo is 24 bits)")
 
 
 @dataclass(frozen=True)
@@ -264,8 +341,10 @@ class EvaluateParams:
     qualified_min_steps: int = 3
 
     def __post_init__(self) -> None:
-        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
+        _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
         _check(self.qualified_min_steps >= 1, "qualified_min_steps", "must be >= 1")
+        _check(self.qualified_min_steps <= INT32_MAX, "qualified_min_steps",
+               f"must be <= {INT32_MAX}")
 
 
 @dataclass(frozen=True)
@@ -283,7 +362,10 @@ class ListenParams:
         _check(8000 <= self.sample_rate <= 96000, "sample_rate", "must be in [8000, 96000]")
         _check(0 < self.gain <= 10, "gain", "must be in (0, 10]")
         _check(self.clip_seconds > 0, "clip_seconds", "must be > 0")
+        _check(self.clip_seconds <= MAX_CLIP_SECONDS, "clip_seconds",
+               f"must be <= {MAX_CLIP_SECONDS:g} (renders are held in memory)")
         _check(self.n_excerpts >= 1, "n_excerpts", "must be >= 1")
+        _check(self.n_excerpts <= MAX_EXCERPTS, "n_excerpts", f"must be <= {MAX_EXCERPTS}")
 
 
 @dataclass(frozen=True)
@@ -301,6 +383,8 @@ class Params:
     listen: ListenParams = field(default_factory=ListenParams)
 
     def __post_init__(self) -> None:
+        _check(0 <= self.seed < SEED_LIMIT, "seed",
+               f"must be in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range)")
         _check(len(self.sources) > 0, "sources", "select at least one source")
         _check(len(self.models) > 0, "models", "list at least one model")
         _check(self.profile in self.profiles, "profile",
@@ -320,11 +404,47 @@ class Params:
 # --------------------------------------------------------------------------- loading
 
 
-def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and validate the whole params file; raise `ParamsError` naming the bad key."""
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", again)
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error.
+
+    Why: plain `yaml.safe_load` keeps the last value silently, so a second `lr:` further down
+    a section overrides the first without a word. Merge keys (`<<: *base`) may still be
+    overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                continue
+            if first is not key_node.start_mark:
+                raise _DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path | str) -> Any:
+    """Parse a YAML file safely, refusing duplicate keys; `ParamsError` names the file, the
+    problem and its line. Use it for every YAML the user writes (params, sweeps, benchmarks).
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+    except _DuplicateKeyError as err:
+        raise ParamsError(
+            f"{path}: duplicate key {err.key!r} on line {err.again.line + 1} (first given on "
+            f"line {err.first.line + 1}); YAML would silently keep only the last value"
+        ) from None
     except yaml.YAMLError as err:  # one line: the problem and where it is
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -334,6 +454,12 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         raise ParamsError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ParamsError(f"{path}: unreadable: {err}") from err
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate the whole params file; raise `ParamsError` naming the bad key."""
+    path = Path(path)
+    raw = load_yaml(path) or {}
     params = from_dict(Params, raw, "")
     from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back
 
@@ -400,11 +526,16 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{key}: expected an integer, got {_show(value)}")
+            raise ParamsError(f"{key}: expected an integer, got {_show(value)}"
+                              f"{_number_hint(value, want_int=True)}")
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:  # numpy and torch would overflow
+            raise ParamsError(f"{key}: must fit in a 64-bit integer (|value| < 2**63), "
+                              f"got {value}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamsError(f"{key}: expected a number, got {_show(value)}")
+            raise ParamsError(f"{key}: expected a number, got {_show(value)}"
+                              f"{_number_hint(value, want_int=False)}")
         if not math.isfinite(value):  # .nan / .inf pass every range check silently
             raise ParamsError(f"{key}: expected a finite number, got {_show(value)}")
         return float(value)
@@ -413,6 +544,58 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected a string, got {_show(value)}")
         return value
     raise TypeError(f"{key}: unsupported param type {hint!r}")  # a bug in this module
+
+
+def _number_hint(value: Any, want_int: bool) -> str:
+    """Why a number was refused, when YAML 1.1 read it as something else: PyYAML reads `1e9`
+    and `1e-3` as strings (its floats need a dot and a signed exponent), and a float such as
+    `1.0e+9` is not an integer even when it has no fraction."""
+    if isinstance(value, float) and want_int and math.isfinite(value) and value.is_integer():
+        return f" (write it as an integer: {int(value)})"
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if want_int:
+        written = str(int(number)) if number.is_integer() else "an integer"
+    else:
+        written = repr(number)
+    return f" (YAML reads {value!r} as text, not a number: write {written})"
+
+
+def _check_sha256(value: str, name: str) -> None:
+    """A checksum is compared as text, so a wrong length or a non-hex digit would only show up
+    as a mismatch after the whole download: refuse it here."""
+    _check(value == "" or (len(value) == 64 and set(value) <= HEX_DIGITS), name,
+           f"must be empty or exactly 64 hex digits (0-9, a-f), got {len(value)} characters"
+           + ("" if set(value) <= HEX_DIGITS else " with non-hex ones"))
+
+
+def _check_steps_per_beat(value: int, name: str) -> None:
+    """A grid resolution: step indices are stored as int32, and every roll is steps long."""
+    _check(value >= 1, name, "must be >= 1")
+    _check(value <= MAX_STEPS_PER_BEAT, name,
+           f"must be <= {MAX_STEPS_PER_BEAT} (step indices are int32; MuseGAN's grid is 24)")
+
+
+def _check_net_bounds(net: Any) -> None:
+    """Upper bounds on a family's `net` (its Net dataclass checks only the lower ones): a width
+    or depth typo would otherwise surface as a torch allocation failure with a traceback."""
+    for f in dataclasses.fields(net):
+        value = getattr(net, f.name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            limit = NET_INT_MAX.get(f.name, MAX_NET_WIDTH)
+            _check(value <= limit, f"net.{f.name}", f"must be <= {limit}")
+        elif f.name == "lr" and isinstance(value, float):
+            _check(value <= MAX_LR, "net.lr", f"must be <= {MAX_LR:g}")
+        elif f.name == "temperature" and isinstance(value, float):
+            _check(value >= MIN_TEMPERATURE, "net.temperature", f"must be >= {MIN_TEMPERATURE:g}")
 
 
 def _min_cap(*caps: int) -> int:

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from cadenza.config import from_dict  # noqa: E402
+from cadenza.config import from_dict, load_yaml  # noqa: E402
 from cadenza.io import atomic_path, flatten  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Sweep:
 
 
 def load_sweeps(path: Path) -> dict[str, Sweep]:
-    return from_dict_map(yaml.safe_load(Path(path).read_text()) or {})
+    return from_dict_map(load_yaml(Path(path)) or {})
 
 
 def from_dict_map(raw: dict) -> dict[str, Sweep]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from cadenza.prepare.parse import MAX_BEATS, NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
 from cadenza.representations.rolls import roll_to_notes
+from cadenza.sources import bl_pickle
 
 BL_SECONDS_PER_BEAT = 0.5  # the B-L rolls carry no tempo; we assume 120 bpm
 MAX_NPZ_BYTES = 256 << 20  # uncompressed; LPD files are ~1 MB unpacked
@@ -275,8 +275,8 @@ def _member(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _bl_data(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")  # noqa: S301 - the published format
+    """The whole file, checked once per worker: no code from the pickle ever runs here."""
+    return bl_pickle.load(path)
 
 
 def read_bl(path: Path, split: str, index: int, step_beats: float) -> ParsedPiece:

@@ -1,84 +1,163 @@
 """A careful downloader: stream, resume, retry, verify, then move into place.
 
+Why: the network and the servers on it are not trusted. A mirror may answer with an HTML
+error page, cut a transfer short without saying how long it was, drip one byte at a time, or
+send garbage instead of an HTTP status line; none of that may end up in the cache as a file.
+
 * Streams in chunks with a progress bar.
 * A partial download (`<name>.part`) is resumed with an HTTP Range request; a server that
   ignores Range gets a fresh download. A `.part` file is never used as an archive.
-* Transient failures (connection drops, timeouts, HTTP 5xx / 429) are retried with
-  exponential backoff; anything else (404, 403, ...) fails at once.
-* The checksum is verified before the file is renamed into the cache; a mismatch deletes the
-  bad bytes and stops the run.
-* A file already in the cache with the right checksum is not downloaded again.
+* Transient failures (connection drops, timeouts, protocol errors such as a bad status line,
+  TLS errors, HTTP 5xx / 429, a transfer below `min_rate`) are retried with exponential
+  backoff; anything else (404, 403, ...) fails at once. Every message names the URL.
+* Bounded waits: one overall `deadline_s` per download, all attempts together, and a minimum
+  transfer rate averaged over `rate_window_s`.
+* Content sniffing: the bytes must look like the kind of file the cache name says (`.zip`,
+  `.tar.gz`, `.pickle`, `.mid`, `.htm`); an HTML page is never a zip, gzip, pickle or MIDI
+  file. A pickle without its final STOP or a zip without its end-of-central-directory record
+  came from a cut transfer: retried when the server gave no Content-Length (then a
+  `.tar.gz` must also decompress to its gzip trailer).
+* Checksums: a pinned sha256 is verified before the file is renamed into the cache. A file
+  with none is trusted on first use: its sha256 is recorded beside it (`<name>.sha256`) and
+  every later copy, cached or downloaded, must match. A mismatch deletes the bad bytes and
+  stops the run.
+* A file already in the cache that passes these checks is not downloaded again.
+* A download that starts on https is never redirected to plain http.
 * `file://` URLs and plain local paths are verified and used in place (LPD users usually have
   the archive already).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import http.client
 import logging
 import os
+import pickletools
+import re
+import ssl
 import time
 import urllib.error
 import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
-from cadenza.io import sha256_file
+from cadenza.io import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "cadenza/0.1 (+https://github.com/cadenza-music/cadenza; research pipeline)"
 CHUNK = 1 << 16
+DEADLINE_S = 30 * 60.0  # one download, all attempts together
+MIN_RATE = 1024  # bytes per second, averaged over RATE_WINDOW_S
+RATE_WINDOW_S = 30.0
+PINNED, FIRST_FETCH, LOCAL = "pinned", "recorded at first fetch", "local file, not pinned"
 
 
 class ChecksumError(RuntimeError):
     """The downloaded bytes are not the published ones; nothing was used."""
 
 
+class ContentError(RuntimeError):
+    """The server answered with something that is not the file (an HTML error page): asking
+    again would get the same answer, so it is not retried."""
+
+
 class TransientError(RuntimeError):
     """A failure worth retrying: the network, not the request, went wrong."""
 
 
+class DownloadTimeout(RuntimeError):
+    """The overall deadline passed; the partial file is kept for a later resume."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds on one download's waits."""
+
+    timeout_s: float  # one socket read or connect
+    deadline_s: float  # the whole download, all attempts together
+    min_rate: float  # bytes per second over rate_window_s
+    rate_window_s: float
+
+
+_FETCHED: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(
+    "cadenza_fetched", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[dict]]:
+    """Collect one entry per registry file fetched inside the block (name, url, sha256, size
+    and whether the hash was pinned or recorded at first fetch), so the stage that fetched
+    can write them into its output and DVC's lock records them."""
+    entries: list[dict] = []
+    token = _FETCHED.set(entries)
+    try:
+        yield entries
+    finally:
+        _FETCHED.reset(token)
+
+
 def fetch_file(url: str, cache: Path, name: str, sha256: str = "", size: int = 0, *,
-               retries: int = 5, backoff_s: float = 1.0, timeout_s: float = 60.0) -> Path:
-    """Return a verified local copy of `url` (a URL, `file://` URL or path)."""
+               retries: int = 5, backoff_s: float = 1.0, timeout_s: float = 60.0,
+               deadline_s: float = DEADLINE_S, min_rate: float = MIN_RATE,
+               rate_window_s: float = RATE_WINDOW_S, first_use: bool = True) -> Path:
+    """Return a verified local copy of `url` (a URL, `file://` URL or path).
+
+    `first_use`: with no `sha256`, record the hash of the first fetch and hold every later
+    copy to it (registry files); False for pages that are expected to change (a crawl)."""
+    if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError(f"{url}: sha256 {sha256!r} is not 64 hexadecimal digits")
     local = local_path(url)
     if local is not None:
         if not local.is_file():
             raise FileNotFoundError(f"{local}: no such file (given as the source location)")
-        verify(local, sha256, size)
+        problem, _ = sniff(local, name)
+        if problem:
+            raise ContentError(f"{local}: {problem}")
+        digest = verify(local, sha256, size, url)
+        _note(first_use, name, url, digest, local, PINNED if sha256 else LOCAL)
         return local
     target = cache / name
     target.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = target.with_name(target.name + ".sha256")
+    expected, origin = sha256.lower(), PINNED
+    if not sha256 and first_use:
+        expected, origin = _recorded(sidecar), FIRST_FETCH
     if target.exists():
         try:
-            verify(target, sha256, size)
+            digest = _accept(target, url, name, expected, size, origin, sidecar)
             log.info("%s: in the download cache, not downloading again", target)
+            if origin == FIRST_FETCH and not expected:  # cached before hashes were recorded
+                _record_first(sidecar, digest, name, url)
+            _note(first_use, name, url, digest, target, origin)
             return target
-        except ChecksumError:
-            log.warning("%s: cached copy fails its checksum; downloading again", target)
+        except (ChecksumError, ContentError) as err:
+            log.warning("%s: cached copy refused (%s); downloading again", target, err)
             target.unlink()
     part = target.with_name(target.name + ".part")
-    for attempt in range(retries + 1):
-        try:
-            _download(url, part, timeout_s)
-            break
-        except TransientError as err:
-            if attempt == retries:
-                raise RuntimeError(f"{url}: giving up after {retries + 1} attempts: {err}"
-                                   ) from err
-            delay = backoff_s * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s (resuming at %d bytes)", url, err, delay,
-                        part.stat().st_size if part.exists() else 0)
-            time.sleep(delay)
+    limits = Limits(timeout_s, deadline_s, min_rate, rate_window_s)
+    _download_with_retries(url, part, name, limits, retries, backoff_s)
     try:
-        verify(part, sha256, size)
+        digest = _accept(part, url, name, expected, size, origin, sidecar)
     except ChecksumError:
         part.unlink(missing_ok=True)
         raise
+    except ContentError as err:
+        part.unlink(missing_ok=True)
+        raise ContentError(f"{err}; that is the server's answer, so it was not retried, and "
+                           f"nothing was kept") from err
     os.replace(part, target)
+    if origin == FIRST_FETCH and not expected:
+        _record_first(sidecar, digest, name, url)
+    _note(first_use, name, url, digest, target, origin)
     return target
 
 
@@ -92,47 +171,269 @@ def local_path(url: str) -> Path | None:
     return None
 
 
-def verify(path: Path, sha256: str, size: int) -> str:
+def verify(path: Path, sha256: str, size: int, url: str = "") -> str:
     """Check size and checksum where known; return the file's sha256."""
+    where = f"{url}: {path}" if url and url != str(path) else str(path)
     actual_size = path.stat().st_size
     if size and actual_size != size:
-        raise ChecksumError(f"{path}: {actual_size} bytes, expected {size}")
+        raise ChecksumError(f"{where}: {actual_size} bytes, expected {size}")
     digest = sha256_file(path)
     if sha256 and digest != sha256.lower():
-        raise ChecksumError(f"{path}: sha256 {digest} does not match the expected {sha256}")
+        raise ChecksumError(f"{where}: sha256 {digest} does not match the expected {sha256}")
     return digest
 
 
-def _download(url: str, part: Path, timeout_s: float) -> None:
+# --------------------------------------------------------------------------- content sniffing
+
+# what a protocol 0/1 pickle may start with: an opcode that pops nothing (2+: 0x80 PROTO)
+_PICKLE_OPENERS = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
+                            if op.proto <= 1 and not op.stack_before)
+_ZIP_EOCD_SPAN = 22 + 0xFFFF  # the end record and the longest archive comment
+
+
+def expected_kind(name: str) -> str:
+    """The kind of file a cache name promises ("" = unknown: not sniffed)."""
+    lower = name.lower()
+    for suffixes, kind in ((".zip",), "zip"), ((".tar.gz", ".tgz"), "gzip"), \
+            ((".pickle", ".pkl"), "pickle"), ((".mid", ".midi"), "MIDI"), \
+            ((".htm", ".html"), "text"):
+        if lower.endswith(suffixes):
+            return kind
+    return ""
+
+
+def sniff(path: Path, name: str) -> tuple[str, bool]:
+    """What is wrong with `path` as the kind of file `name` promises ("" if nothing), and
+    whether it looks cut short: the right beginning with the end missing."""
+    kind = expected_kind(name)
+    if not kind:
+        return "", False
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+        fh.seek(max(0, size - _ZIP_EOCD_SPAN))
+        tail = fh.read()
+    if kind == "text":
+        return ("binary data, not a text page" if b"\0" in head else ""), False
+    if not head:
+        return f"an empty file, not a {kind} file", True
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return f"{describe(head, size)}, not a {kind} file", False
+    starts = {"zip": head.startswith(b"PK\x03\x04"), "gzip": head.startswith(b"\x1f\x8b"),
+              "pickle": head[:1] == b"\x80" or head[:1] in _PICKLE_OPENERS,
+              "MIDI": head.startswith((b"MThd", b"RIFF"))}[kind]
+    if not starts:
+        return f"{describe(head, size)}, not a {kind} file", False
+    if kind == "zip" and b"PK\x05\x06" not in tail:
+        return f"a zip archive with no end-of-central-directory record ({size} bytes)", True
+    if kind == "pickle" and not tail.endswith(b"."):
+        return f"a pickle with no final STOP opcode ({size} bytes)", True
+    return "", False
+
+
+def gzip_complete(path: Path) -> bool:
+    """Whether every gzip member in `path` runs to its trailer, whose CRC and length zlib
+    checks. Reads the whole file (output discarded, memory bounded), so it is used only where
+    the server gave no length to compare with."""
+    stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            while block:
+                if stream.eof:
+                    if not block.strip(b"\0"):
+                        break  # zero padding after the last member, as gzip(1) allows
+                    stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                try:
+                    stream.decompress(block, CHUNK)
+                except zlib.error:
+                    return False
+                block = stream.unused_data if stream.eof else stream.unconsumed_tail
+    return stream.eof
+
+
+def describe(head: bytes, size: int) -> str:
+    """A short, printable account of what came back, e.g. 'HTML page, 28 bytes, starting
+    "<html>..."'."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    printable = all(32 <= b < 127 or b in b"\t\r\n" for b in text[:64])
+    what = "HTML page" if text.startswith(b"<") else "text" if printable else "data"
+    start = text[:40].decode("latin-1") if printable else repr(text[:16])
+    start = " ".join(start.split())
+    return f'{what}, {size} bytes, starting "{start}{"..." if len(text) > 40 else ""}"'
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _accept(path: Path, url: str, name: str, expected: str, size: int, origin: str,
+            sidecar: Path) -> str:
+    """Sniff, then size and checksum (pinned or recorded at first fetch); return the sha256."""
+    problem, _ = sniff(path, name)
+    if problem:
+        raise ContentError(f"{url}: got {problem}")
+    if expected and origin == FIRST_FETCH:
+        digest = verify(path, "", size, url)
+        if digest != expected:
+            raise ChecksumError(
+                f"{url}: the bytes changed since the first fetch: sha256 {digest}, first "
+                f"fetch {expected} (recorded in {sidecar}). If the new file is right, delete "
+                f"{sidecar} or set sources.<source>.sha256 to the new hash")
+        return digest
+    return verify(path, expected, size, url)
+
+
+def _recorded(sidecar: Path) -> str:
+    """The sha256 recorded at first fetch ("" if none)."""
+    if not sidecar.is_file():
+        return ""
+    digest = (sidecar.read_text().split() or [""])[0]
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ChecksumError(f"{sidecar}: not a sha256 recorded at first fetch; delete it")
+    return digest
+
+
+def _record_first(sidecar: Path, digest: str, name: str, url: str) -> None:
+    """Trust on first use: every later copy of `name` must have this hash."""
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(f"{digest}  {name}\n")
+    log.info("%s: no published checksum; sha256 %s recorded in %s", url, digest, sidecar)
+
+
+def _note(first_use: bool, name: str, url: str, digest: str, path: Path, origin: str) -> None:
+    entries = _FETCHED.get()
+    if first_use and entries is not None:
+        entries.append({"name": name, "url": url, "sha256": digest,
+                        "size": path.stat().st_size, "hash": origin})
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def _download_with_retries(url: str, part: Path, name: str, limits: Limits, retries: int,
+                           backoff_s: float) -> None:
+    """`_download` until the bytes are complete, within the deadline; retried with backoff."""
+    deadline = time.monotonic() + limits.deadline_s
+    for attempt in range(retries + 1):
+        try:
+            length_known = _download(url, part, limits, deadline)
+            problem, cut = sniff(part, name)
+            if not length_known and not problem and expected_kind(name) == "gzip" \
+                    and not gzip_complete(part):
+                problem, cut = "a gzip stream that ends before its trailer", True
+            if cut and not length_known:
+                part.unlink(missing_ok=True)  # no length: resuming could not be checked
+                raise TransientError(f"transfer ended early with no Content-Length: {problem}")
+            return
+        except TransientError as err:
+            if attempt == retries:
+                raise RuntimeError(f"{url}: giving up after {retries + 1} attempts; last "
+                                   f"error: {err}") from err
+            delay = backoff_s * 2**attempt
+            if time.monotonic() + delay > deadline:
+                raise DownloadTimeout(
+                    f"{url}: not finished within the {limits.deadline_s:g} s deadline "
+                    f"(deadline_s) after {attempt + 1} attempts; last error: {err}") from err
+            log.warning("%s: %s; retrying in %.1f s (resuming at %d bytes)", url, err, delay,
+                        part.stat().st_size if part.exists() else 0)
+            time.sleep(delay)
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        if urlparse(req.full_url).scheme == "https" and urlparse(newurl).scheme != "https":
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect from https to {newurl} refused (a download "
+                "that starts on https stays on https)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+
+
+def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
+    """One attempt; return whether the server said how long the file is (Content-Length,
+    or a 416 for a complete `.part`)."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # range beyond the end: the .part is complete or bigger
-            return
-        if err.code >= 500 or err.code == 429:
-            raise TransientError(f"HTTP {err.code}") from err
-        raise RuntimeError(f"{url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise TransientError(str(err)) from err
+    response = _open(request, have, limits, deadline)
+    if response is None:
+        return True
     with response:
         if have and response.status != 206:
             have = 0  # the server ignored Range: start over
-        mode = "ab" if have else "wb"
         total = response.headers.get("Content-Length")
-        total_bytes = int(total) + have if total is not None else None
-        with open(part, mode) as fh, tqdm(total=total_bytes, initial=have, unit="B",
-                                           unit_scale=True, desc=part.name[:-5]) as bar:
-            try:
-                while chunk := response.read(CHUNK):
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-            except (http.client.IncompleteRead, TimeoutError, ConnectionError) as err:
-                raise TransientError(f"connection dropped: {err!r}") from err
-        if total_bytes is not None and part.stat().st_size < total_bytes:
-            raise TransientError(f"connection closed at {part.stat().st_size} of "
-                                 f"{total_bytes} bytes")
+        total_bytes = int(total) + have if total and total.isdigit() else None
+        with open(part, "ab" if have else "wb") as fh, tqdm(
+                total=total_bytes, initial=have, unit="B", unit_scale=True,
+                desc=part.name[:-5]) as bar:
+            _stream(url, response, fh, bar, limits, deadline)
+    got = part.stat().st_size
+    if total_bytes is not None and got < total_bytes:
+        raise TransientError(f"connection closed at {got} of {total_bytes} bytes")
+    return total_bytes is not None
+
+
+def _open(request: urllib.request.Request, have: int, limits: Limits, deadline: float
+          ) -> http.client.HTTPResponse | None:
+    """The response, or None when a resumed `.part` is already complete (HTTP 416)."""
+    url = request.full_url
+    try:
+        return _OPENER.open(request, timeout=_socket_timeout(limits, deadline, url))
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # range beyond the end: the .part is complete or bigger
+            return None
+        if err.code >= 500 or err.code == 429:
+            raise TransientError(f"HTTP {err.code}") from err
+        raise RuntimeError(f"{url}: HTTP {err.code} {err.reason}") from err
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, ssl.SSLCertVerificationError):
+            raise RuntimeError(f"{url}: TLS certificate refused: {err.reason}") from err
+        raise TransientError(f"cannot connect: {err.reason}") from err
+    except http.client.HTTPException as err:  # BadStatusLine, RemoteDisconnected, LineTooLong
+        raise TransientError(f"HTTP protocol error: {err!r}") from err
+    except OSError as err:  # timeouts, resets, TLS errors
+        raise TransientError(f"network error: {err!r}") from err
+
+
+def _stream(url: str, response: http.client.HTTPResponse, fh: BinaryIO, bar: tqdm,
+            limits: Limits, deadline: float) -> None:
+    """Copy the body, enforcing the deadline and the minimum rate. `read1` returns what has
+    arrived, so a server dripping bytes cannot hold one read open, and the socket timeout
+    (at most the rate window) bounds a silent one: the deadline is overrun by at most one
+    window."""
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        try:
+            chunk = response.read1(CHUNK)
+        except (http.client.HTTPException, OSError) as err:  # IncompleteRead, timeouts, resets
+            raise TransientError(f"connection dropped: {err!r}") from err
+        if not chunk:
+            return
+        fh.write(chunk)
+        bar.update(len(chunk))
+        now = time.monotonic()
+        if now > deadline:
+            fh.flush()
+            raise DownloadTimeout(f"{url}: not finished within the {limits.deadline_s:g} s "
+                                  f"deadline (deadline_s); the partial file is kept")
+        window_bytes += len(chunk)
+        if now - window_start >= limits.rate_window_s:
+            rate = window_bytes / (now - window_start)
+            if rate < limits.min_rate:
+                raise TransientError(f"too slow: {rate:.0f} B/s over {now - window_start:.1f}"
+                                     f" s (minimum {limits.min_rate:g} B/s)")
+            window_start, window_bytes = now, 0
+
+
+def _socket_timeout(limits: Limits, deadline: float, url: str) -> float:
+    """One read may wait no longer than the rate window, the timeout or what is left."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DownloadTimeout(f"{url}: not finished within the {limits.deadline_s:g} s "
+                              f"deadline (deadline_s)")
+    return max(0.01, min(limits.timeout_s, limits.rate_window_s, left))

@@ -3,7 +3,10 @@
 The output folder is swapped in atomically, so a killed fetch never leaves a half-filled
 `data/raw/<source>/`. Downloads go to a cache outside DVC's outputs, so changing a param
 that re-runs the stage downloads nothing again. Every folder holds `manifest.csv` (one row per
-piece, with its status and, for rejects, the reason) and `source.json` (the registry entry).
+piece, with its status and, for rejects, the reason), `source.json` (the registry entry) and
+`downloads.json` (each registry file fetched: URL, sha256, size, and whether the hash was
+pinned or recorded at first fetch), so that dvc.lock, which hashes the folder, pins the bytes
+a run was built from even where the publisher gives no checksum.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pandas as pd
 
 from cadenza.config import SourceParams
 from cadenza.io import atomic_dir, write_json
+from cadenza.sources.download import recording
 from cadenza.sources.layouts import LAYOUTS
 from cadenza.sources.registry import SOURCES, Source
 
@@ -28,9 +32,11 @@ MANIFEST_COLUMNS = ["piece_id", "title", "composer", "year", "split", "format", 
 def fetch_source(name: str, out: Path, cache: Path, params: SourceParams) -> Path:
     """Fetch source `name` into `out`; return the manifest path."""
     source = SOURCES[name]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, recording() as fetched:
         manifest = write_manifest(tmp, LAYOUTS[source.layout](source, params, cache, tmp),
                                   source)
+        if fetched:  # a folder read in place or music21's corpus: no file was fetched
+            write_json(tmp / "downloads.json", sorted(fetched, key=lambda e: e["name"]))
     n_ok = int((manifest.status == "ok").sum())
     log.info("fetched %s: %d pieces, %d rejected -> %s", name, n_ok, len(manifest) - n_ok, out)
     return out / "manifest.csv"

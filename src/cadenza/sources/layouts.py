@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import shutil
 import urllib.error
@@ -25,9 +24,10 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from cadenza.config import SourceParams
+from cadenza.sources.bl_pickle import load_fetched
 from cadenza.sources.crawl import crawl_piano_midi_de
 from cadenza.sources.download import fetch_file, local_path
-from cadenza.sources.extract import Select, list_members, safe_extract
+from cadenza.sources.extract import MAX_CAP, Select, extract_cap, list_members, safe_extract
 from cadenza.sources.folders import (
     PIANO_MIDI_DE_COPY,
     SPLIT_NAMES,
@@ -70,12 +70,20 @@ def _unpack(source: Source, params: SourceParams, cache: Path, out: Path,
     archive = download(source, params, cache)
     files = out / "files"
     select = choose(archive, files, params) if choose is not None and params.limit else None
-    safe_extract(archive, files, _max_bytes(params), select)
+    safe_extract(archive, files, _max_bytes(params, archive, source), select,
+                 param=f"sources.{source.name}.max_extract_mb")
     return files
 
 
-def _max_bytes(params: SourceParams) -> int:
-    return params.max_extract_mb * 1_000_000
+def _max_bytes(params: SourceParams, archive: Path | None = None,
+               source: Source | None = None) -> int:
+    """The extraction cap: `max_extract_mb` when set, else sized from what the registry
+    knows the source's file unpacks to, else from the archive's size (`extract_cap`); with
+    neither (a CSV read out of the archive alone), the absolute ceiling."""
+    if archive is None:
+        return params.max_extract_mb * 1_000_000 or MAX_CAP
+    unpacked = source.files[0].unpacked if source is not None and source.files else 0
+    return extract_cap(archive, params.max_extract_mb, unpacked)
 
 
 def _first_entries(archive: Path, keep: Callable[[str], bool], limit: int) -> Select:
@@ -217,13 +225,17 @@ def _essen_abc(params: SourceParams, out: Path) -> list[dict]:
 
 
 def bl_pickle(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
-    """The B-L pickles keep their fixed train / valid / test split; each piece is a row."""
+    """The B-L pickles keep their fixed train / valid / test split; each piece is a row.
+
+    The download is read with the no-code unpickler and checked against the published format
+    before it is copied: a bad file is refused (and dropped from the cache), never run.
+    """
     local = download(source, params, cache)
+    origin = params.url or _env_mirror(source) or source.files[0].url
+    data = load_fetched(local, cache / source.files[0].name, source.name, origin)
     target = out / "files" / source.files[0].name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(local, target)
-    with open(target, "rb") as fh:
-        data = pickle.load(fh, encoding="latin1")  # noqa: S301 - the published format
     rows = []
     for split in ("train", "valid", "test"):
         for index in range(len(data[split])):

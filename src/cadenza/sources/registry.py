@@ -22,6 +22,8 @@ class RemoteFile:
     name: str  # file name in the download cache
     sha256: str = ""  # from the publisher; "" = unknown (the fetched hash is recorded)
     size: int = 0  # bytes, 0 = unknown
+    unpacked: int = 0  # bytes once fully extracted (an archive), 0 = unknown; sizes the
+    # default extraction cap (cadenza.sources.extract.extract_cap: twice this)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,18 @@ _BL = ("Boulanger-Lewandowski, Bengio & Vincent, Modeling Temporal Dependencies 
 _BL_URL = "http://www-etud.iro.umontreal.ca/~boulanni/"
 
 
+# MAESTRO MIDI unpacked: ../shared/datasets/maestro-v2.0.0 (the v2 zip's tree, 1282
+# performances, CSV and JSON) is 86,300,817 bytes; v3 (1276 performances) taken as the same
+_MAESTRO_UNPACKED = 86_300_817
+# LPD: ../shared/datasets/lpd_cleansed_sample holds 342 of the 21,425 cleansed rolls in
+# 29,704,700 bytes, scaled to 21,425 = 1.861 GB; lpd_5 and lpd_17 hold the same notes merged
+# into 5 / 17 tracks, of about the same size, so they share the figure (the 2x cap covers it)
+_LPD_UNPACKED = 29_704_700 * 21_425 // 342
+# Essen kern edition: ../shared/datasets/essen (8,473 songs and the collection's text files,
+# 8,482 files) is 6,393,255 bytes
+_ESSEN_UNPACKED = 6_393_255
+
+
 def _maestro(version: str, sha256: str = "", size: int = 0) -> Source:
     base = "https://storage.googleapis.com/magentadata/datasets/maestro"
     return Source(
@@ -56,7 +70,8 @@ def _maestro(version: str, sha256: str = "", size: int = 0) -> Source:
         license="CC BY-NC-SA 4.0", citation=_MAESTRO, track_filter="piano",
         official_split=True,
         files=(RemoteFile(f"{base}/{version}/maestro-{version}-midi.zip",
-                          f"maestro-{version}-midi.zip", sha256, size),),
+                          f"maestro-{version}-midi.zip", sha256, size,
+                          _MAESTRO_UNPACKED),),
     )
 
 
@@ -65,7 +80,7 @@ def _lpd(name: str, archive: str, piano: str) -> Source:
         name=name, layout="lpd",
         description=f"Lakh Pianoroll Dataset, {archive} (21,425 cleansed multitrack rolls)",
         license="CC BY 4.0", citation=_LPD, track_filter="piano",
-        files=(RemoteFile("", archive),),  # hosted on shared cloud drives: give a path
+        files=(RemoteFile("", archive, unpacked=_LPD_UNPACKED),),  # on cloud drives: a path
         options={"piano": piano},
     )
 
@@ -108,7 +123,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
         license="CCARH academic, non-commercial",
         citation="Schaffrath, The Essen Folksong Collection, ed. D. Huron, CCARH 1995",
         files=(RemoteFile("https://github.com/ccarh/essen-folksong-collection/archive/"
-                          "refs/heads/master.zip", "essen-folksong-collection.zip"),),
+                          "refs/heads/master.zip", "essen-folksong-collection.zip",
+                          unpacked=_ESSEN_UNPACKED),),
     ),
     # JSB and Nottingham: the hashes of the publisher's files (copies in ../shared/datasets,
     # the sizes the prober saw upstream); MuseData and Piano-midi.de: recorded at first fetch
