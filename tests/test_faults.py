@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pytest
 import torch
 import yaml
 
-from cadenza.checkpoint import load_checkpoint
+from cadenza.checkpoint import load_checkpoint, seal
 from cadenza.io import TEMP_SUBDIR
 
 from .conftest import ROOT, SHARED, snapshot, write_corpus
@@ -281,10 +282,12 @@ def checkpoint(prepared_project) -> Path:
 
 
 def _tampered(checkpoint: Path, tmp_path: Path, edit: Callable[[dict], None]) -> Path:
+    """An edited checkpoint, resealed (its content sha256 recomputed), as a deliberate
+    tamperer would: the checks behind the integrity check must still hold."""
     payload = torch.load(checkpoint, weights_only=True)
     edit(payload)
     path = tmp_path / "tampered.pt"
-    torch.save(payload, path)
+    torch.save(seal(payload), path)
     return path
 
 
@@ -296,7 +299,9 @@ def _tampered(checkpoint: Path, tmp_path: Path, edit: Callable[[dict], None]) ->
     (lambda p: p.pop("info"), "tampered checkpoint: no info"),
     (lambda p: p["params"].update(family="gpt5"), "params.family: unknown model family"),
     (lambda p: p["params"]["train"].update(lr="fast"), "params.train.lr: expected a number"),
-    (lambda p: p.update(format="cadenza-checkpoint/1"), "not a cadenza-checkpoint/2"),
+    (lambda p: p.update(format="cadenza-checkpoint/1"),
+     "a cadenza-checkpoint/1 checkpoint, from an older Cadenza; this one reads "
+     "cadenza-checkpoint/3 only"),
 ])
 def test_tampered_checkpoint_is_refused_with_a_clear_error(checkpoint, tmp_path, edit,
                                                           message):
@@ -315,10 +320,33 @@ def test_truncated_or_bit_flipped_checkpoint_is_refused(checkpoint, tmp_path, wh
     flipped[int(len(data) * where)] ^= 0xFF
     bad = tmp_path / "flipped.pt"
     bad.write_bytes(bytes(flipped))
-    try:  # a flip inside a tensor's bytes is data, not structure: it may still load
-        load_checkpoint(bad)
+    try:  # refused, or the flip hit bytes no reader looks at: the content is unchanged
+        _, _, got = load_checkpoint(bad)
     except ValueError as err:
         assert str(bad) in str(err)
+    else:
+        want = torch.load(checkpoint, weights_only=True)
+        assert got["sha256"] == want["sha256"]
+        assert all(torch.equal(got["state_dict"][k], v) for k, v in want["state_dict"].items())
+
+
+def test_generate_refuses_a_damaged_checkpoint_in_one_line(checkpoint, prepared_project,
+                                                           tmp_path):
+    """The CLI shows the integrity error as one line naming the file, not a traceback."""
+    data = bytearray(checkpoint.read_bytes())
+    with zipfile.ZipFile(checkpoint) as zf:  # flip bytes inside the largest tensor's record
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 8
+    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    proc = subprocess.run(CLI + ["generate", "chord_lstm", "--ckpt", str(bad), "--prepared",
+                                 "data/prepared", "--out", str(tmp_path / "samples")],
+                          cwd=prepared_project, env=env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"error: {bad}: checkpoint integrity check failed" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "samples").exists()
 
 
 def test_loading_never_unpickles_code():

@@ -146,6 +146,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
     assert full["epoch"] == cut["epoch"]
     assert all(torch.equal(full["state_dict"][k], cut["state_dict"][k])
                for k in full["state_dict"])
+    # byte for byte too (issue #18): else DVC sees a changed output after every resume
+    assert (tmp_path / "full" / "ckpt.pt").read_bytes() == \
+        (tmp_path / "cut" / "ckpt.pt").read_bytes()
     columns = ["epoch", "step", "train_loss", "valid_loss", "lr"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full.csv")[columns],
                                   pd.read_csv(tmp_path / "cut.csv")[columns])
@@ -198,7 +201,7 @@ def test_tampered_or_truncated_checkpoint_is_refused(prepared, tmp_path):
         load_checkpoint(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ValueError, match="not a cadenza-checkpoint/2 checkpoint"):
+    with pytest.raises(ValueError, match="not a cadenza-checkpoint/3 checkpoint"):
         load_checkpoint(foreign)
 
     class Evil:  # an object that runs code when unpickled must never load
@@ -206,7 +209,7 @@ def test_tampered_or_truncated_checkpoint_is_refused(prepared, tmp_path):
             return (print, ("pwned",))
 
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "cadenza-checkpoint/2", "x": Evil()}, evil)
+    torch.save({"format": "cadenza-checkpoint/3", "x": Evil()}, evil)
     with pytest.raises(ValueError, match="not a loadable checkpoint"):
         load_checkpoint(evil)
 
@@ -248,7 +251,8 @@ def test_batched_test_scoring_scores_every_target_once_and_aligned():
 
 
 def test_too_little_training_data_is_a_clear_error_not_a_missing_checkpoint(prepared, tmp_path):
-    mp = shipped("chord_lstm", 1, seq_len=10**7)
+    mp = shipped("chord_lstm", 1, seq_len=100_000)  # the bound
+
     with pytest.raises(ValueError, match="chord_lstm: the training split gives .* less than "
                                          "one window"):
         train("chord_lstm", mp, prepared, tmp_path / "ckpt.pt", tmp_path / "log.csv", 0)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cadenza.checkpoint import load_data, save_checkpoint
+from cadenza.checkpoint import load_data, save_checkpoint, save_data, verify_content
 from cadenza.config import ModelParams, TrainParams
 from cadenza.data import cap_units, chosen_sources, load_units, make_info, to_stream
 from cadenza.io import atomic_path
@@ -163,24 +163,40 @@ def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, inf
     return digest.hexdigest()
 
 
+RESUME_FORMAT = "cadenza-resume/2"
+RESUME_HINT = "; delete it to train from the start"
+
+
 def _save_resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
                  generator, progress: dict) -> None:
     """Everything a resumed run needs to continue exactly as an uninterrupted one would:
-    weights, optimizer and scheduler state, both random generators, the log so far, and the
-    params and data fingerprint it belongs to."""
-    payload = {"params": asdict(mp), "data": fingerprint, "model": model.state_dict(),
+    weights, optimizer and scheduler state, every random generator (the CUDA ones too, on a
+    GPU), the log so far, and the params and data fingerprint it belongs to; sealed with a
+    sha256 of its content, like a checkpoint."""
+    payload = {"format": RESUME_FORMAT, "params": asdict(mp), "data": fingerprint,
+               "model": model.state_dict(),
                "optimizers": [opt.state_dict() for opt in optimizers],
                "plateau": plateau.state_dict(), "generator": generator.get_state(),
                "torch_rng": torch.get_rng_state(), **progress}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    if torch.cuda.is_available():
+        payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+    save_data(path, payload)
 
 
 def _resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
             generator) -> dict:
     """The progress saved in `path`, loaded into the live objects; a file left by a run on
-    other params or other data is discarded (one log line) and training starts afresh."""
-    payload = load_data(path, "resume file", None, "; delete it to train from the start")
+    other params or other data is discarded (one log line) and training starts afresh.
+
+    A damaged file (its content sha256 does not match) is refused, not discarded: starting
+    afresh would overwrite the killed run's best checkpoint at its first epoch, and hide a
+    failing disk; refused, both files stay for the user to judge."""
+    payload = load_data(path, "resume file", None, RESUME_HINT)
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise ValueError(f"{path}: not a {RESUME_FORMAT} resume file (a foreign one, or an "
+                         f"older Cadenza's, which carries no sha256 of its content)"
+                         f"{RESUME_HINT}")
+    verify_content(payload, path, "resume file", RESUME_HINT)
     mismatch = ("other params" if payload.get("params") != asdict(mp) else
                 "other prepared data" if payload.get("data") != fingerprint else "")
     if mismatch:
@@ -195,7 +211,23 @@ def _resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, pl
     plateau.load_state_dict(payload["plateau"])
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
+    _restore_cuda_rng(payload.get("cuda_rng"), path)
     return {k: payload[k] for k in ("epoch", "step", "best", "stale", "rows")}
+
+
+def _restore_cuda_rng(states: list[torch.Tensor] | None, path: Path) -> None:
+    """Put back the CUDA generators of the run that saved `path`, when this machine has as
+    many GPUs; otherwise say that the resumed run cannot repeat an uninterrupted one bit for
+    bit (dropout draws on the GPU differ), and go on. A file from a CPU run has none."""
+    if states is None:
+        return
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have != len(states):
+        log.warning("%s: holds the random state of %d GPU(s), this machine has %d: not "
+                    "restored, so this run will not repeat an uninterrupted one bit for bit",
+                    path, len(states), have)
+        return
+    torch.cuda.set_rng_state_all(states)
 
 
 def _supervised_step(family, model, x, y, optimizer, cfg: TrainParams, device: str) -> float:
