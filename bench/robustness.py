@@ -1,4 +1,4 @@
-"""Robustness benchmark (issue #8): fuzzed MIDI through prepare's path, and SIGKILLs mid-run.
+"""Robustness benchmark: fuzzed MIDI, SIGKILLs mid-run, hostile servers, damaged checkpoints.
 
     python bench/robustness.py                        # 20,000 random mutants, 5 kills a stage
     python bench/robustness.py --random 2000 --kills 1    # a quick look
@@ -16,6 +16,13 @@ Prints:
     the moment it writes an output), then re-run; a trial passes when no partial file was
     visible and the re-run's outputs equal an uninterrupted run's (bytes; training: weights
     with tolerance 0);
+  * hostile servers (loopback HTTP): a slow drip, a garbage status line, an HTML page
+    instead of the data, a transfer cut short without Content-Length, a malicious pickle;
+    each must end in an error naming the URL (or a retry that gets the published bytes),
+    with the last good fetch untouched and nothing bad left in the download cache;
+  * checkpoint bit flips: 1-16 random bytes of a real checkpoint changed, 2,000 times; every
+    copy must be refused naming the file or load with unchanged content (never other
+    content, never a crash);
   * ratio: the guarded parse (framing check + symusic + time checks) against a bare symusic
     parse of the same good files, both timed in this run.
 The mutators are in `tests/mutate.py`; the CI tests (`tests/test_fuzz.py`,
@@ -34,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -212,6 +220,140 @@ def _parse(path: Path) -> None:
         parse_midi(path, "all")
 
 
+# --------------------------------------------------------------------------- hostile network
+
+
+class _Payload:
+    """Unpickling this would run `touch <marker>`: the malicious-pickle case's payload."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def network_trials(work: Path) -> list[tuple[str, bool, str]]:
+    """(case, passed, what happened) for each hostile-server case, through the real downloader
+    and fetch stage on a loopback server. A case passes when the fetch fails with an error
+    naming the URL (or, for a transfer cut once, the retry gets the published bytes), no bad
+    byte is left in the download cache as a finished file, and the last good
+    `data/raw/<source>/` (fetched first from a good server) is unchanged."""
+    import pickle
+
+    from cadenza.config import SourceParams
+    from cadenza.sources.download import fetch_file
+    from cadenza.sources.fetch import fetch_source
+    from tests.loopback import Site, serve
+
+    good = pickle.dumps({"train": [[[60, 64], [62]]] * 20, "valid": [[[60]]], "test": [[[67]]]},
+                        protocol=2)
+    marker = work / "pwned"
+    cases: dict[str, Callable[[Site, str], None]] = {
+        "slow drip (1 byte / 50 ms)": lambda site, path: site.drip.__setitem__(path, 0.05),
+        "garbage status line": lambda site, path: site.bad_status.__setitem__(path, 100),
+        "HTML page instead of data": lambda site, path: site.error_page.add(path),
+        "transfer cut once, no Content-Length": lambda site, path: (
+            site.no_length.add(path), site.drop_after.__setitem__(path, len(good) // 2)),
+        "malicious pickle": lambda site, path: site.files.__setitem__(
+            path, pickle.dumps({"train": [_Payload(marker)], "valid": [], "test": []})),
+    }
+    results = []
+    for i, (case, inject) in enumerate(cases.items()):
+        site, folder = Site(), work / f"net{i}"
+        path = "/bl/MuseData.pickle"
+        site.files[path] = good
+        out, cache = folder / "raw" / "bl_musedata", folder / "cache"
+        with serve(site):
+            params = SourceParams(url=site.url(path), retries=2)
+            fetch_source("bl_musedata", out, cache, params)  # the last good fetch
+            before = _tree(out)
+            (cache / "MuseData.pickle").unlink()  # force a new download from the hostile server
+            (cache / "MuseData.pickle.sha256").unlink()
+            inject(site, path)
+            start = time.perf_counter()
+            try:
+                if case.startswith(("slow", "garbage")):  # bench-sized waits: 0.5 s, not 30 s
+                    fetch_file(site.url(path), cache, "MuseData.pickle", retries=2,
+                               backoff_s=0.05, min_rate=1024, rate_window_s=0.5)
+                else:
+                    fetch_source("bl_musedata", out, cache, params)
+                message = "accepted"
+            except Exception as err:  # noqa: BLE001 - what the user would see
+                message = f"{type(err).__name__}: {err}"
+        elapsed = time.perf_counter() - start
+        cached = cache / "MuseData.pickle"
+        lost = _tree(out) != before
+        refused = message != "accepted" and site.url(path) in message
+        refetched = message == "accepted" and len(site.requests) > 2  # cut once, then retried
+        passed = ((refused or refetched) and not lost and not marker.exists()
+                  and not (cached.exists() and cached.read_bytes() != good))
+        if refetched:
+            message = f"retried: {len(site.requests) - 1} requests, the published bytes kept"
+        results.append((case, passed, f"{elapsed:.1f} s, {message.splitlines()[0][:150]}"))
+    return results
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_flips(n: int, seed: int, work: Path) -> Counter:
+    """Flip 1-16 random bytes of a real checkpoint, `n` times (half anywhere in the file, half
+    inside the tensor records), and load each copy as generate and evaluate do. Outcomes:
+    refused (a ValueError naming the file), unchanged (the flip hit bytes no reader uses: the
+    content hash and every tensor equal the original's), accepted with other content (must be
+    0) and crashed (any other error, must be 0)."""
+    import zipfile
+
+    import torch
+
+    from cadenza.checkpoint import load_checkpoint
+    from tests import test_faults as faults
+    from tests.conftest import write_corpus
+
+    project = faults.make_project(work / "ckpt", {"bach_chorales": {"limit": 0}})
+    shutil.move(write_corpus(work / "corpus") / "toy", project / "data/raw/bach_chorales")
+    faults.run_cli(faults.PREPARE, project)
+    faults.run_cli(faults.TRAIN, project)
+    ckpt = project / "data/models/chord_lstm/ckpt.pt"
+    original = ckpt.read_bytes()
+    want = torch.load(ckpt, weights_only=True)
+    with zipfile.ZipFile(ckpt) as zf:
+        records = [(i.header_offset + 30 + len(i.filename) + len(i.extra), i.compress_size)
+                   for i in zf.infolist() if "/data/" in i.filename]
+    rng = random.Random(seed)
+    outcomes: Counter = Counter()
+    bad = work / "flipped.pt"
+    for trial in range(n):
+        data = bytearray(original)
+        if trial % 2:
+            start, size = rng.choice(records)
+            offset = start + rng.randrange(max(1, size - 16))
+        else:
+            offset = rng.randrange(len(data) - 16)
+        for i in range(offset, offset + rng.randint(1, 16)):
+            data[i] ^= rng.randrange(1, 256)
+        bad.write_bytes(bytes(data))
+        try:
+            _, _, got = load_checkpoint(bad)
+        except ValueError as err:
+            outcomes["refused" if str(bad) in str(err) else "refused without the file name"] += 1
+            continue
+        except Exception as err:  # noqa: BLE001 - a crash is what this counts
+            outcomes[f"crashed ({type(err).__name__})"] += 1
+            continue
+        same = got.get("sha256") == want["sha256"] and all(
+            torch.equal(got["state_dict"][k], v) for k, v in want["state_dict"].items())
+        outcomes["unchanged" if same else "accepted with other content"] += 1
+    return outcomes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random", type=int, default=20_000, help="random mutants")
@@ -219,6 +361,9 @@ def main() -> None:
     parser.add_argument("--mixed", type=int, default=2_000,
                         help="mutants mixed into the good files for the lost-pieces check")
     parser.add_argument("--kills", type=int, default=5, help="kill trials per stage")
+    parser.add_argument("--flips", type=int, default=2_000,
+                        help="bit-flipped checkpoint copies to load")
+    parser.add_argument("--no-network", action="store_true", help="skip the hostile servers")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.getLogger("cadenza").setLevel(logging.ERROR)  # the rejects: thousands of lines
@@ -266,6 +411,20 @@ def main() -> None:
             print(f"kill/resume trials passed: {passed} of {tried}")
             for failure in failures:
                 print(f"  FAILED {failure}")
+        if not args.no_network:
+            print("\n== hostile servers (loopback HTTP; each case after a good fetch)")
+            results = network_trials(work)
+            for case, passed, what in results:
+                print(f"{'ok  ' if passed else 'FAIL'} {case:36s} {what}")
+            print(f"network cases passed: {sum(p for _, p, _ in results)} of {len(results)}")
+        if args.flips:
+            start = time.perf_counter()
+            outcomes = checkpoint_flips(args.flips, args.seed, work)
+            print(f"\n== checkpoint bit flips: {args.flips:,} copies "
+                  f"({time.perf_counter() - start:.0f} s)")
+            for outcome, count in outcomes.most_common():
+                print(f"{outcome:28s}: {count:6,}")
+            print("accepted with other content and crashes must be 0")
     sys.stdout.flush()
 
 

@@ -12,6 +12,15 @@ the workspace as a DVC experiment named after the flow run, `repro-<UTC date-tim
 (`dvc exp save`: what `dvc exp run`
 does after its repro), so scheduled runs line up in `dvc exp show`.
 
+Ctrl-C (issue #18): each `dvc` command runs in a process group of its own, with the stage it
+starts (training, its DataLoader workers), and an interrupt of the flow stops that whole group
+(SIGINT, then SIGTERM, then SIGKILL) before the KeyboardInterrupt goes on up, so that no
+stage keeps running, or keeps the GPU, behind a flow that is gone. Without PREFECT_API_URL
+the run's temporary Prefect server is ours (`prefect_api`), in a process group of its own too:
+Prefect's own shares the terminal's group, so Ctrl-C killed it at once and Prefect, recording
+the crash, then retried the dead API for minutes. The `cadenza flow run` command turns the
+interrupt into exit code 130.
+
 On a GPU machine, training stages and sweep points carry the `gpu` tag, and the flow makes
 sure a concurrency limit of one slot on that tag exists (stages train on `cuda:0`), so runs
 that overlap, say a scheduled run and a sweep, never put two trainings on one GPU.
@@ -19,8 +28,16 @@ that overlap, say a scheduled run and a sweep, never put two trainings on one GP
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,17 +81,119 @@ def stage_order(project: str, targets: list[str]) -> list[Stage]:
 
 
 def _dvc_streamed(project: str, *args: str) -> None:
-    """Run a DVC command, streaming its output into the task log."""
+    """Run a DVC command, streaming its output into the task log.
+
+    Its own process group (and no terminal stdin, which a background group may not read):
+    an interrupt here stops DVC and the stage it runs as one (`stop_process_group`).
+    """
     logger = get_run_logger()
     proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1, process_group=0)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip():
-            logger.info(line.rstrip())
-    if proc.wait() != 0:
+    try:
+        for line in proc.stdout:
+            if line.strip():
+                logger.info(line.rstrip())
+        proc.wait()
+    except BaseException:  # Ctrl-C (KeyboardInterrupt), or the flow being torn down
+        proc.stdout.close()  # a DVC blocked writing to a full pipe could not stop
+        stop_process_group(proc)
+        raise
+    if proc.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed with exit code {proc.returncode}")
+
+
+STOP_GRACE_S = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0))
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop `proc`, the leader of its own process group, and every process of that group.
+
+    SIGINT first, what a terminal's Ctrl-C sends (DVC lets its stage command handle it), then
+    SIGTERM, each with a grace period; then SIGKILL for whatever is left, stragglers that
+    outlived DVC included. The leader is reaped only at the end, so that its group id cannot
+    pass to an unrelated process while we signal it. A second Ctrl-C skips to the SIGKILL.
+    """
+    try:
+        for sig, grace_s in STOP_GRACE_S:
+            _signal_group(proc.pid, sig)
+            deadline = time.monotonic() + grace_s
+            while not _exited(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _exited(proc.pid):
+                break
+    finally:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exited(pid: int) -> bool:
+    """Whether child `pid` has ended, without reaping it (its pid stays reserved)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[None]:
+    """Run the body against PREFECT_API_URL's server if set, else against a temporary one.
+
+    The temporary server (API only: no UI, no services) runs in its own process group, so
+    that a terminal's Ctrl-C reaches the flow but not the server that records its crash. It is
+    stopped at interpreter exit, after Prefect has flushed its logs and events to it.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    url = start_temporary_server(Path(PREFECT_HOME.value()) / "server.log")
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
+def start_temporary_server(log: Path) -> str:
+    """Start `prefect server start` on a free loopback port; return its API URL once healthy.
+
+    Why its own process group: see `prefect_api`. A run that is interrupted while the server
+    starts still stops it: the stop is registered before the wait.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PREFECT_UI_ENABLED="false", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                                 "127.0.0.1", "--port", str(port), "--no-services"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                process_group=0)
+    # atexit runs after Prefect's own exit hooks (threading's), which flush logs and events
+    atexit.register(stop_process_group, proc)
+    url = f"http://127.0.0.1:{port}/api"
+    timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(url):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the temporary Prefect server exited with code "
+                               f"{proc.returncode} before it was ready; see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the temporary Prefect server at {url} was not ready after "
+                               f"{timeout_s:.0f} s; see {log}")
+        time.sleep(0.2)
+    return url
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def gpu_tags() -> list[str]:

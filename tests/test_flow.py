@@ -8,6 +8,7 @@ process these tests start is stopped by them too.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from .conftest import ROOT
-from .test_pipeline import _env, make_project
+from .test_pipeline import _env, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +189,60 @@ def test_gpu_concurrency_limit_is_created_once(server, tmp_path):
                    check=True, timeout=120)
     limit = httpx.get(f"{server}/concurrency_limits/tag/gpu-test", timeout=10).json()
     assert limit["concurrency_limit"] == 1  # a user's (or the first) setting is kept
+
+
+# a stage that records its pid, then runs far longer than the test waits
+SLOW_STAGE = ("python -c \"import os, time; open('stage.pid', 'w').write(str(os.getpid())); "
+              "time.sleep(300); open('done.txt', 'w').write('done')\"")
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Live (not zombie) processes of session `sid`, as 'pid command' lines."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat_file.read_text()
+            fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(f"{stat_file.parent.name} {text[:text.rindex(')') + 1]}")
+    return found
+
+
+def test_ctrl_c_stops_the_flow_its_stage_and_the_temporary_server(tmp_path):
+    """SIGINT to `cadenza flow run`'s process group, as a terminal's Ctrl-C sends it, while a
+    stage runs: exit 130 within seconds with a line that says so, and no process of the run
+    left, neither the stage (in its own process group) nor the ephemeral Prefect server."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text(
+        f"stages:\n  wait:\n    cmd: {json.dumps(SLOW_STAGE)}\n    outs:\n      - done.txt\n")
+    run(["dvc", "init", "--no-scm", "-q"], project)
+    env = _env(project)
+    env.pop("PREFECT_API_URL", None)
+    log = tmp_path / "flow.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "flow", "run",
+                                 "--project", str(project)], cwd=project, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        pid_file = project / "stage.pid"
+        _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 120, "the stage", log)
+        stage_pid = int(pid_file.read_text())
+        assert _session_processes(proc.pid)  # the run, its server and the stage are up
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(30)
+        waited = time.monotonic() - sent
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out = log.read_text()
+    assert code == 130, out[-3000:]
+    assert waited < 15, out[-3000:]
+    assert "flow run interrupted (Ctrl-C)" in out
+    time.sleep(0.5)  # an exiting process may still be listed for an instant
+    left = _session_processes(proc.pid)
+    assert not [line for line in left if line.startswith(f"{stage_pid} ")], left
+    assert left == [], out[-3000:]  # nor DVC, nor the server
+    assert not (project / "done.txt").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza.io import TEMP_SUBDIR, atomic_dir, atomic_path
+from cadenza.io import TEMP_SUBDIR, atomic_dir, atomic_path, current_umask
 
 from .conftest import ROOT
 
@@ -106,3 +107,24 @@ def test_atomic_write_is_fast_enough(tmp_path):
         with atomic_path(tmp_path / "data" / "a" / "b" / f"{i}.txt") as f:
             f.write_text("x")
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"),
+                         [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_atomic_outputs_get_the_modes_of_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """Not mkstemp's 0600 / mkdtemp's 0700: a shard, report or checkpoint is as readable as
+    a file the user's shell would have made (issue #18), in a DVC project or not."""
+    (tmp_path / "project" / ".dvc").mkdir(parents=True)
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        for root in (tmp_path, tmp_path / "project"):
+            with atomic_path(root / "report.json") as f:
+                f.write_text("{}")
+            with atomic_dir(root / "shards") as tmp:
+                (tmp / "part.bin").write_bytes(b"x")
+            assert stat.S_IMODE((root / "report.json").stat().st_mode) == file_mode
+            assert stat.S_IMODE((root / "shards").stat().st_mode) == dir_mode
+            assert stat.S_IMODE((root / "shards" / "part.bin").stat().st_mode) == file_mode
+    finally:
+        os.umask(old)

@@ -1,18 +1,30 @@
 """Prepare's per-file map over a process pool and over Dask gives the serial run's shards,
 byte for byte, rejects included (the toy corpus holds a corrupt, an empty and a truncated
-file)."""
+file); a worker process that dies takes only its own item with it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import dask
 import pandas as pd
 import pytest
 
 from cadenza.config import PrepareParams, RunnerParams
-from cadenza.prepare.run import prepare
+from cadenza.prepare.run import (
+    FileJob,
+    Rejected,
+    SourceTally,
+    file_outcome,
+    prepare,
+    reject_row,
+)
+from cadenza.prepare.runner import WorkerDied, map_ordered
+from cadenza.prepare.shards import REJECT_COLUMNS
 
 from .conftest import snapshot, write_corpus
+from .crashing import EXIT_ON, SEGFAULT_ON, die_or_raise, square_or_die
 
 RUNNERS = {
     "process": RunnerParams(kind="process", workers=2),
@@ -38,3 +50,55 @@ def test_runner_shards_are_byte_identical_to_serial(name, serial_shards, tmp_pat
     assert [f for f in got if got[f] != expected[f]] == []
     rejects = pd.read_parquet(tmp_path / name / "rejects.parquet")
     assert set(rejects.piece_id) >= {"toy/corrupt", "toy/empty", "toy/truncated"}
+
+
+def test_process_map_survives_a_dying_worker_and_names_the_item_that_killed_it():
+    """Two items kill their worker (SIGSEGV, os._exit): each becomes WorkerDied with the exit
+    code, every other item comes back, squared, in input order."""
+    items = list(range(40))
+    results = list(map_ordered(square_or_die, items, RunnerParams(kind="process", workers=2)))
+    assert len(results) == len(items)
+    for n, result in zip(items, results, strict=True):
+        if n == SEGFAULT_ON:
+            assert result == WorkerDied("the worker process died while preparing this file "
+                                        "(exit code -11 / signal SIGSEGV)")
+        elif n == EXIT_ON:
+            assert result == WorkerDied("the worker process died while preparing this file "
+                                        "(exit code 3)")
+        else:
+            assert result == n * n
+
+
+def test_an_exception_still_propagates_after_a_worker_died():
+    """Only a dead worker becomes a result: a bug that raises still stops the map."""
+    with pytest.raises(ValueError, match="item 6 is bad"):
+        list(map_ordered(die_or_raise, list(range(12)), RunnerParams(kind="process", workers=2)))
+
+
+def test_a_dead_worker_becomes_a_reject_row_of_prepare():
+    """prepare's consumption of a map result: WorkerDied -> a `worker` reject, counted as
+    rejected (not kept, not filtered) and written as a rejects-table row."""
+    job = FileJob(Path("raw/toy"), "toy", SimpleNamespace(piece_id="bwv1", path="bwv1.mid"),
+                  {}, PrepareParams())
+    died = WorkerDied("the worker process died while preparing this file (exit code -9 / "
+                      "signal SIGKILL, e.g. the out-of-memory killer)")
+    outcome = file_outcome(died)
+    assert outcome == Rejected("worker", died.reason)
+    tally = SourceTally("toy", 1)
+    tally.add(outcome)
+    assert (tally.kept, tally.rejected, tally.filtered.total()) == (0, 1, 0)
+    row = dict(zip(REJECT_COLUMNS, reject_row("toy", job, outcome), strict=True))
+    assert row == {"source": "toy", "piece_id": "toy/bwv1", "file": "bwv1.mid",
+                   "stage": "worker", "reason": died.reason}
+    assert file_outcome(Rejected("parse", "bad header")) == Rejected("parse", "bad header")
+
+
+def test_dask_map_redoes_a_killed_task_alone_and_names_the_culprit():
+    """Dask gives up on every task its dying worker held (allowed-failures 0 here, to be
+    quick): redone alone, the innocent ones come back and only the culprit is WorkerDied."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        results = list(map_ordered(square_or_die, list(range(12)),
+                                   RunnerParams(kind="dask", workers=1, dask_processes=True)))
+    assert results == [WorkerDied("the worker process died while preparing this file (exit "
+                                  "code -11 / signal SIGSEGV)") if n == SEGFAULT_ON else n * n
+                       for n in range(12)]

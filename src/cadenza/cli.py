@@ -6,7 +6,9 @@ params.yaml through `load_params`, which fails before any work on a bad key.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -43,6 +45,17 @@ def _params(path: Path) -> Params:
     except ParamsError as err:
         typer.echo(f"error: bad param: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _clear_errors() -> Iterator[None]:
+    """A refused input (a checkpoint failing its integrity, finiteness or format check) is one
+    line, not a traceback: the ValueError already names the file and what to do."""
+    try:
+        yield
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _model(params: Params, name: str):
@@ -107,7 +120,9 @@ def generate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.
 
     params = _params(params_file)
     _model(params, model)
-    run_generate(ckpt, prepared, out, params.caps.cap_generate(params.generate), params.seed)
+    with _clear_errors():
+        run_generate(ckpt, prepared, out, params.caps.cap_generate(params.generate),
+                     params.seed)
 
 
 @app.command()
@@ -119,8 +134,9 @@ def evaluate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.
 
     params = _params(params_file)
     _model(params, model)
-    evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed,
-                   params.caps.max_test_units)
+    with _clear_errors():
+        evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed,
+                       params.caps.max_test_units)
 
 
 @app.command()
@@ -348,9 +364,15 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
     from cadenza.settings import apply_offline_settings
 
     apply_offline_settings(project)
-    from pipeline.flow import reproduce
+    from pipeline.flow import prefect_api, reproduce
 
-    stages = reproduce(str(project.resolve()), target or [], experiment)
+    try:
+        with prefect_api():
+            stages = reproduce(str(project.resolve()), target or [], experiment)
+    except KeyboardInterrupt:  # the running stage's processes are stopped by then
+        typer.echo("flow run interrupted (Ctrl-C): the running stage was stopped; stages "
+                   "finished before it are kept", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
 
 

@@ -15,6 +15,11 @@ atomic write of a target first removes the temps that a killed write of the same
 behind (a target has one writer at a time: DVC's lock and the stage layout guarantee it).
 The temp folder must be on the target's filesystem for the rename to be atomic; when it is
 not, the sibling is used.
+
+File modes (issue #18): `mkstemp` creates 0600 files and `mkdtemp` 0700 folders, private even
+under umask 022, and the rename kept those modes, so shards, reports and checkpoints were
+unreadable by the group. Temps are therefore given the modes `open()` / `mkdir()` would have
+given them: 0666 and 0777 less the umask.
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     folder, prefix = temp_location(target)
     remove_stale_temps(folder, prefix)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    os.close(fd)
+    try:  # before the writer runs: a mode it sets itself (e.g. executable) is kept
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -65,6 +73,7 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     folder, prefix = temp_location(target)
     remove_stale_temps(folder, prefix)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder))
+    os.chmod(tmp, 0o777 & ~current_umask())
     old = tmp.with_name(tmp.name[:-4] + ".old.tmp")
     try:
         yield tmp
@@ -77,6 +86,23 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel allows.
+
+    Why not just `os.umask`: it can only be read by setting it, and between the set and the
+    restore any other thread (Arrow's, a DataLoader's) that creates a file gets it with the
+    wrong mode. Linux (4.7+) shows the umask in /proc/self/status; the set-and-restore is the
+    fallback elsewhere. Read at each write, not once at import: the umask may change later.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def temp_location(target: Path) -> tuple[Path, str]:

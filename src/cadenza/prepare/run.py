@@ -29,7 +29,7 @@ from cadenza.meter import format_meter
 from cadenza.prepare.key import estimate_key, shift_to_c
 from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
 from cadenza.prepare.readers import read_piece
-from cadenza.prepare.runner import map_ordered
+from cadenza.prepare.runner import WorkerDied, map_ordered
 from cadenza.prepare.shards import REJECT_COLUMNS, SCHEMA_VERSION, SPLITS, write_partitioned
 from cadenza.prepare.split import split_of
 from cadenza.representations.rolls import roll_runs
@@ -67,12 +67,12 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         tally = SourceTally(name, len(jobs))
         bar = tqdm(zip(jobs, results, strict=True), total=len(jobs), desc=f"prepare {name}",
                    unit="file")
-        for job, result in bar:
+        for job, mapped in bar:
+            result = file_outcome(mapped)
             tally.add(result)
             bar.set_postfix_str(tally.postfix(), refresh=False)
             if isinstance(result, Rejected):
-                rejects.append((name, f"{name}/{job.row.piece_id}", job.row.path,
-                                result.stage, result.reason))
+                rejects.append(reject_row(name, job, result))
                 continue
             piece, piece_notes, piece_roll = result
             pieces.append(piece)
@@ -132,6 +132,23 @@ class Rejected:
 
     stage: str
     reason: str
+
+
+PreparedFile = tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+def file_outcome(mapped: PreparedFile | Rejected | WorkerDied) -> PreparedFile | Rejected:
+    """A map result as `prepare_file`'s own: a file whose worker process died (a parser's
+    segfault, an OOM kill) is rejected like any other unusable file, so the stage goes on."""
+    if isinstance(mapped, WorkerDied):
+        return Rejected("worker", mapped.reason)
+    return mapped
+
+
+def reject_row(source_name: str, job: FileJob, rejected: Rejected) -> tuple:
+    """The rejects-table row (`REJECT_COLUMNS`) of one rejected file."""
+    return (source_name, f"{source_name}/{job.row.piece_id}", job.row.path, rejected.stage,
+            rejected.reason)
 
 
 class SourceTally:

@@ -9,15 +9,27 @@ byte-identical whichever runner made them (tests/test_runner.py checks it).
 
 The runner is not a dep of the prepare stage in dvc.yaml: it changes where the work runs,
 never what it produces, so switching it does not re-run anything.
+
+A worker that dies (a parser's segfault, `os._exit`, the OOM killer) breaks a process pool:
+every pending future raises BrokenProcessPool. The map survives it (issue #18): the items
+that were in flight are redone one at a time in a worker of their own, so the item that
+kills its worker is known and comes back as `WorkerDied` (prepare makes it a reject); the rest
+go on, in a fresh pool, results still in input order. On Dask, a task whose workers kept
+dying raises KilledWorker; it is redone here the same way, alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 from cadenza.config import RunnerParams
@@ -25,13 +37,28 @@ from cadenza.config import RunnerParams
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class WorkerDied:
+    """The result of an item whose worker process died while running it."""
+
+    reason: str
+
+
 def map_ordered(fn: Callable[[Any], Any], items: list, runner: RunnerParams) -> Iterator[Any]:
-    """`map(fn, items)` on the chosen runner, lazily, results in input order."""
+    """`map(fn, items)` on the chosen runner, lazily, results in input order.
+
+    On the process and Dask runners an item whose worker dies gives `WorkerDied` as its result
+    (see the module docstring); an exception `fn` raises still propagates.
+    """
     if runner.kind == "serial" or len(items) <= 1:
         yield from map(fn, items)
         return
-    with _executor(runner) as (pool, workers):
-        yield from _map(pool, fn, items, chunk_size(len(items), workers))
+    workers = runner.workers or os.cpu_count() or 1
+    if runner.kind == "process":
+        yield from _process_map(fn, items, workers)
+        return
+    with _dask_client(runner, workers) as client:
+        yield from _dask_map(client, fn, items)
 
 
 MAX_CHUNK = 16
@@ -47,32 +74,143 @@ def chunk_size(n_items: int, workers: int) -> int:
     return max(1, min(MAX_CHUNK, n_items // (workers * 8)))
 
 
-def _map(pool: Executor | Any, fn: Callable, items: list, chunk: int) -> Iterable[Any]:
-    if isinstance(pool, ProcessPoolExecutor):
-        return pool.map(fn, items, chunksize=chunk)
-    futures = pool.map(fn, items, pure=False)  # a distributed.Client: one task per file
-    return (future.result() for future in futures)
+# spawn, not fork: the parent may hold Arrow / OpenMP thread pools that fork breaks
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def _process_map(fn: Callable, items: list, workers: int) -> Iterator[Any]:
+    """A process pool's ordered map that survives the death of a worker.
+
+    When the pool breaks, the items not yet returned are redone: the first `(workers + 1)`
+    chunks of them (those the pool can have had in flight) one at a time in a worker of
+    their own, the rest in a fresh pool. Why not all of them one at a time: after an early
+    crash on a 21k-file corpus that would run the rest on one core. If a crash is not
+    reproducible (an OOM kill caused by the other workers' load), the isolated items just
+    succeed. Each round moves on by at least one item, so the loop ends.
+    """
+    done = 0
+    while done < len(items):
+        rest = items[done:]
+        chunk = chunk_size(len(rest), workers)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=SPAWN) as pool:
+                for result in pool.map(fn, rest, chunksize=chunk):
+                    yield result
+                    done += 1
+            return
+        except BrokenProcessPool:
+            suspects = items[done:done + (workers + 1) * chunk]
+            log.warning("prepare: a worker process died; redoing %d files one at a time to "
+                        "find the one that killed it", len(suspects))
+            for result in _isolated_map(fn, suspects):
+                yield result
+                done += 1
+
+
+def _isolated_map(fn: Callable, items: list) -> Iterator[Any]:
+    """`map(fn, items)` in a single worker process, one item at a time; when the worker dies,
+    the item it had gets `WorkerDied` and a new worker takes the next."""
+    worker: SoloWorker | None = None
+    try:
+        for item in items:
+            worker = worker or SoloWorker(fn)
+            result = worker.run(item)
+            if isinstance(result, WorkerDied):
+                log.warning("prepare: %s", result.reason)
+                worker.close()
+                worker = None
+            yield result
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+class SoloWorker:
+    """One spawned process that runs `fn` on the items sent to it, one at a time.
+
+    Why not a ProcessPoolExecutor of one: when its process dies the executor only says
+    "terminated abruptly"; owning the process gives its exit code for the reject's reason.
+    """
+
+    def __init__(self, fn: Callable) -> None:
+        self._conn, child = SPAWN.Pipe()
+        self._proc = SPAWN.Process(target=_solo_loop, args=(fn, child), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def run(self, item: Any) -> Any:
+        """`fn(item)` in the worker; `WorkerDied` if the worker died doing it."""
+        try:
+            self._conn.send(item)
+            ok, value = self._conn.recv()
+        except (EOFError, OSError):  # the pipe closed: the process is gone
+            self._proc.join()
+            return WorkerDied(died_reason(self._proc.exitcode))
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._conn.close()  # the worker's recv() ends and it exits
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+def _solo_loop(fn: Callable, conn: Connection) -> None:
+    """A `SoloWorker`'s process: run `fn` on each item received, send back (ok, value)."""
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send((True, fn(item)))
+        except Exception as err:  # raised again in the parent, as a pool's worker does
+            try:
+                conn.send((False, err))
+            except Exception:  # an exception that does not pickle
+                conn.send((False, RuntimeError(f"{type(err).__name__}: {err}")))
+
+
+def died_reason(exitcode: int | None) -> str:
+    """Why a worker process ended, for a rejects-table reason, e.g. 'exit code -11 / signal
+    SIGSEGV'. A negative exit code is the signal that killed it; SIGKILL is what the
+    out-of-memory killer sends."""
+    how = f"exit code {exitcode}"
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            how += f" / signal {signal.Signals(-exitcode).name}"
+        if exitcode == -signal.SIGKILL:
+            how += ", e.g. the out-of-memory killer"
+    return f"the worker process died while preparing this file ({how})"
+
+
+def _dask_map(client: Any, fn: Callable, items: list) -> Iterable[Any]:
+    """One Dask task per file. A task that Dask gives up on (KilledWorker) is redone here,
+    alone in a worker process of its own: Dask blames every task a dying worker held, the
+    innocent ones queued behind the culprit too, so only the isolated run tells them apart."""
+    from distributed import KilledWorker
+
+    for item, future in zip(items, client.map(fn, items, pure=False), strict=True):
+        try:
+            yield future.result()
+        except KilledWorker:
+            yield from _isolated_map(fn, [item])
 
 
 @contextlib.contextmanager
-def _executor(runner: RunnerParams) -> Iterator[tuple[Any, int]]:
-    workers = runner.workers or os.cpu_count() or 1
-    if runner.kind == "process":
-        import multiprocessing
-
-        # spawn, not fork: the parent may hold Arrow / OpenMP thread pools that fork breaks
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool, workers
-        return
+def _dask_client(runner: RunnerParams, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if runner.dask_address:
         log.info("prepare: mapping over the Dask cluster at %s", runner.dask_address)
         with Client(runner.dask_address) as client:
-            yield client, max(1, len(client.nthreads()))
+            yield client
         return
     log.info("prepare: mapping over a local Dask cluster (%d workers, processes=%s)",
              workers, runner.dask_processes)
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=runner.dask_processes,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client, workers
+        yield client
