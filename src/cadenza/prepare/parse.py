@@ -30,6 +30,7 @@ music (`cadenza.metrics.bars`); a piece without one is 4/4, the MIDI default.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,27 +127,34 @@ def check_midi_bytes(data: bytes) -> None:
     if len(tracks) < declared:
         raise RejectedPiece(f"truncated file: the header declares {declared} tracks, only "
                             f"{len(tracks)} are present")
-    _check_tempo_events(data, tracks)
+    _check_tempo_events(tracks)
 
 
-def _check_tempo_events(data: bytes, tracks: list[bytes]) -> None:
+def _check_tempo_events(tracks: list[bytes]) -> None:
     """Refuse a tempo meta event (FF 51) whose length is not 3.
 
     Why: symusic reads 3 bytes whatever the length says, so a 0-length tempo takes the next
     event's bytes as the tempo. The fast path is a byte search: only when some `FF 51` is
     not followed by 3 are the tracks walked event by event, to tell a real tempo event from
-    the same two bytes inside other data.
+    the same two bytes inside other data (a delta time's 0xFF continuation byte, say). Only the
+    tracks holding such a pair are walked.
     """
-    pos = data.find(b"\xff\x51")
-    while pos != -1 and pos + 2 < len(data) and data[pos + 2] == 3:
-        pos = data.find(b"\xff\x51", pos + 1)
-    if pos == -1 or pos + 2 >= len(data):
-        return
     for index, track in enumerate(tracks):
+        if not _suspect_tempo(track):
+            continue
         for kind, length in _meta_events(track):
             if kind == 0x51 and length != 3:
                 raise RejectedPiece(f"bad tempo event in track {index}: {length} data bytes "
                                     "where the standard says 3")
+
+
+_SUSPECT_TEMPO = re.compile(rb"\xff\x51(?!\x03)")  # FF 51 not followed by a length of 3
+
+
+def _suspect_tempo(track: bytes) -> bool:
+    """Whether some `FF 51` in `track` is not followed by a length byte of 3 (a regex: the
+    piano-midi.de files hold thousands of tempo events, too many for a Python loop)."""
+    return _SUSPECT_TEMPO.search(track) is not None
 
 
 def _meta_events(track: bytes) -> list[tuple[int, int]]:
