@@ -9,13 +9,25 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup run test lint bench lock clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.on-path
 
 # torch first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA build
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Stage commands in dvc.yaml are a bare `cadenza ...`, so every tool that runs them (.venv/bin/dvc
+# repro / exp run, a queue worker, `.venv/bin/prefect worker start`) needs .venv/bin on PATH, and
+# users (and cron, and workers) rarely activate the venv. dvc.yaml stays install-neutral; instead
+# a .pth file puts the venv's bin folder first on PATH whenever the venv's Python starts (site
+# runs a .pth line that begins with `import`), so every entry point of the venv finds `cadenza`.
+PATH_PTH := import os, sys; b = os.path.join(sys.prefix, "bin"); p = os.environ.get("PATH", ""); \
+  os.environ["PATH"] = p if p.split(os.pathsep)[0] == b else b + os.pathsep + p
+$(VENV)/.on-path: $(VENV)/.installed Makefile
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') && \
+	  echo '$(PATH_PTH)' > "$$site/cadenza-venv-path.pth"
 	touch $@
 
 run: setup  ## fetch -> prepare -> train -> generate -> evaluate -> report, with params.yaml

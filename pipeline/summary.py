@@ -1,49 +1,59 @@
-"""The markdown a flow run leaves behind: its metrics, and what changed since the last commit.
+"""The markdown a flow run leaves behind: which stages ran, and the metrics that changed.
 
-Both come from DVC (`metrics show`, `metrics diff`), so the artifact says exactly what
-`dvc metrics show` / `cadenza compare HEAD` would say in a terminal. A plain function of the
-project folder; the flow attaches its result as a Prefect artifact.
+The diff comes from DVC (`metrics diff` against HEAD) and is judged by `cadenza.compare`
+(direction, verdict, equality at 4 significant digits), so the artifact agrees with
+`cadenza compare HEAD` in a terminal. Only the metrics files of stages that ran are compared:
+a file this run did not write cannot have changed in it. A plain function of the project
+folder; the flow attaches its result as a Prefect artifact.
 """
 
 from __future__ import annotations
 
-import pandas as pd
-from dvc.repo import Repo
+from pathlib import Path
 
-from cadenza.compare import compare_table, metrics_diff
-from cadenza.io import flatten
+from cadenza.compare import changed, fmt, metric_rows, metrics_diff
+
+STATUS_ORDER = ("ran", "restored from the run cache", "up to date")
+CHANGE_COLUMNS = ("file", "metric", "old", "new", "change", "better", "verdict")
 
 
-def metrics_frame(project: str, files: list[str]) -> pd.DataFrame:
-    """The numeric metrics of `files` in the workspace: a row per metric, a column per file."""
+def run_summary(project: str, status: dict[str, str], files: list[str]) -> str:
+    """Markdown: the stages by what DVC did with them, then the metrics of `files` that
+    changed against HEAD (old, new, change, better direction, verdict)."""
+    parts = ["# Cadenza run\n", "## Stages\n"]
+    for what in STATUS_ORDER:
+        names = [name for name, done in status.items() if done == what]
+        if names:
+            parts.append(f"- {what} ({len(names)}): {', '.join(names)}")
+    parts.append("\n## Metrics changed since HEAD\n")
     if not files:
-        return pd.DataFrame()
-    with Repo(project) as repo:
-        shown = repo.metrics.show(targets=files).get("", {}).get("data", {})
-    columns = {path.rsplit("/", 1)[-1].removesuffix(".json"): _numbers(entry.get("data", {}))
-               for path, entry in sorted(shown.items())}
-    return pd.DataFrame(columns).rename_axis("metric")
-
-
-def run_summary(project: str, stages: list[str], files: list[str]) -> str:
-    """Markdown: the stages run, the metrics of `files`, and their diff against HEAD."""
-    parts = [f"# Cadenza run\n\nStages reproduced or up to date: {', '.join(stages)}.\n"]
-    table = metrics_frame(project, files)
-    parts.append("## Metrics\n")
-    parts.append(table.to_markdown(floatfmt=".4g") if not table.empty else "No metrics yet.")
-    parts.append("\n## Change against HEAD\n")
+        parts.append("No stage that writes metrics ran, so no metric changed.")
+        return "\n".join(parts) + "\n"
     try:
-        diff = compare_table(metrics_diff(project, "HEAD", None, files))
+        rows = changed_rows(project, files)
     except Exception as err:  # noqa: BLE001 - no git repo, or no such commit: say so
         parts.append(f"No diff: {type(err).__name__}: {err}")
     else:
-        changed = diff[diff.verdict != "same"]
-        parts.append(changed.to_markdown(index=False, floatfmt=".4g") if not changed.empty
-                     else "No metric changed since HEAD.")
+        parts.append(markdown_table(rows) if rows else "No metric changed since HEAD.")
     return "\n".join(parts) + "\n"
 
 
-def _numbers(data: dict) -> dict[str, float]:
-    """The numeric leaves of a metrics file, one row each (`test.nll`)."""
-    return {key: value for key, value in flatten(data).items()
-            if isinstance(value, int | float) and not isinstance(value, bool)}
+def changed_rows(project: str, files: list[str]) -> list[dict]:
+    """compare's rows of `files` (relative to `project`) against HEAD, those that changed only
+    (a metric new in this run, absent at HEAD, counts as changed)."""
+    # absolute: DVC resolves relative targets against the process's folder, not `project`
+    targets = [str(Path(project).resolve() / path) for path in files]
+    rows = metric_rows(metrics_diff(project, "HEAD", None, targets))
+    return sorted((row for row in rows if changed(row["old"], row["new"])),
+                  key=lambda row: (row["file"], row["metric"]))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as a markdown table, numbers as `cadenza compare` writes them."""
+    lines = ["| " + " | ".join(CHANGE_COLUMNS) + " |",
+             "|" + "---|" * len(CHANGE_COLUMNS)]
+    for row in rows:
+        cells = [fmt(row[col]) if col in ("old", "new", "change") else str(row[col] or "-")
+                 for col in CHANGE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

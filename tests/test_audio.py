@@ -1,8 +1,10 @@
 """Audio renders with the real FluidSynth and soundfont (CI installs both), and the report's
-one-line fallback when there is no synthesizer."""
+one-line fallback when there is no synthesizer. The fallback tests run twice: with this
+machine's PATH (FluidSynth or not) and with a PATH that lacks it, as on a fresh machine."""
 
 from __future__ import annotations
 
+import shutil
 import wave
 from pathlib import Path
 
@@ -19,6 +21,17 @@ from .conftest import write_score
 
 SYNTH = find_synth(ListenParams())
 needs_synth = pytest.mark.skipif(isinstance(SYNTH, str), reason=f"{SYNTH}")
+NO_SYNTH = "no synthesizer: `fluidsynth` is not installed"
+
+
+@pytest.fixture(params=["this PATH", "no fluidsynth on PATH"])
+def synth_on_path(request, monkeypatch, tmp_path) -> bool:
+    """Whether `fluidsynth` is on PATH: this machine's PATH, then one without it (an empty
+    folder), as on a user's machine without the optional Debian packages."""
+    if request.param != "this PATH":
+        (tmp_path / "empty-bin").mkdir()
+        monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    return shutil.which("fluidsynth") is not None
 
 
 def _piece(path: Path, beats: int) -> Path:
@@ -67,14 +80,17 @@ def test_an_unreadable_midi_costs_one_clip_only(tmp_path):
     assert set(statuses["m"]["clips"]) == {"good.ogg"}
 
 
-def test_no_soundfont_renders_nothing_and_says_why(tmp_path):
+def test_no_soundfont_renders_nothing_and_says_why(tmp_path, synth_on_path):
+    """The configured soundfont is named as missing whether or not FluidSynth is installed,
+    and a missing FluidSynth is named too: one reading tells the user everything to fix."""
     _piece(tmp_path / "midi" / "a.mid", 4)
     missing = tmp_path / "no" / "such.sf2"
     statuses = render_folders({"m": tmp_path / "midi"}, tmp_path / "audio",
                               ListenParams(soundfont=str(missing)))
     assert statuses["m"]["clips"] == {}
-    # without FluidSynth, that is the reason given; with it, the missing soundfont
-    assert (SYNTH if isinstance(SYNTH, str) else str(missing)) in statuses["m"]["unavailable"]
+    reason = statuses["m"]["unavailable"]
+    assert f"no soundfont: {missing} does not exist" in reason
+    assert (NO_SYNTH in reason) is not synth_on_path, reason
     assert sorted(p.name for p in (tmp_path / "audio" / "m").iterdir()) == ["render.json"]
 
 
@@ -93,12 +109,13 @@ def _rendered_report(tmp_path: Path, params: ListenParams) -> Path:
     return out
 
 
-def test_report_degrades_to_one_line_and_midi_links_without_a_synth(tmp_path):
+def test_report_degrades_to_one_line_and_midi_links_without_a_synth(tmp_path, synth_on_path):
     missing = tmp_path / "no" / "such.sf2"
     out = _rendered_report(tmp_path, ListenParams(soundfont=str(missing)))
     md = (out / "report.md").read_text()
     notes = [line for line in md.splitlines() if line.startswith("No audio:")]
     assert len(notes) == 1 and str(missing) in notes[0]
+    assert (NO_SYNTH in notes[0]) is not synth_on_path, notes[0]
     assert "MIDI: [sample_000.mid](../gen/m/sample_000.mid)" in md
     assert "MIDI: [excerpt_000.mid](../ex/excerpt_000.mid)" in md
     assert "Audio:" not in md

@@ -1,5 +1,6 @@
 """Prefect against a real server: a flow run's artifact, `cadenza flow serve`'s cron schedule,
-the prefect.yaml deployment, and the GPU concurrency limit.
+the prefect.yaml deployment run by a real worker (one run at a time, missed runs caught up
+by the latest only), the failure webhook, and the GPU concurrency limit.
 
 The server is `prefect server start` on 127.0.0.1, started here and stopped at the end; every
 process these tests start is stopped by them too.
@@ -15,16 +16,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
 
 from .conftest import ROOT
+from .test_flow_nights import HANG, dvc_project, lock_is_free
 from .test_pipeline import _env, make_project, run
 
 pytestmark = pytest.mark.slow
@@ -43,7 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     env = _env(home)
     env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false")
+               PREFECT_UI_ENABLED="false",
+               # a run queued behind the deployment's limit retries after 1 s, not 30
+               PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="1")
     env.pop("PREFECT_API_URL", None)
     url = f"http://127.0.0.1:{port}/api"
     with _started([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
@@ -123,9 +130,11 @@ def test_flow_run_reproduces_the_dag_and_leaves_a_metrics_artifact(server, tmp_p
                       {"artifacts": {"key": {"any_": ["cadenza-metrics"]}}})
     assert len(artifacts) == 1
     markdown = artifacts[0]["data"]
-    assert "## Metrics" in markdown and "| nll " in markdown
-    assert "chord_lstm" in markdown and "unigram" in markdown and "reference" in markdown
-    assert "## Change against HEAD" in markdown  # HEAD has no metrics: every one is new
+    assert "- ran (" in markdown and "train@chord_lstm" in markdown
+    # HEAD has no metrics: every one is new, so changed
+    assert "## Metrics changed since HEAD" in markdown
+    assert "| reports/metrics/chord_lstm.json | nll | - |" in markdown
+    assert "unigram" in markdown and "reference" in markdown
     exps = subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--name-only"],
                           cwd=project, env=env, capture_output=True, text=True, check=True)
     assert exps.stdout.split(), "the run was not recorded as a DVC experiment"
@@ -150,7 +159,10 @@ def test_serve_registers_a_cron_deployment_that_schedules_runs(server, tmp_path)
             start = datetime.fromisoformat(run["expected_start_time"])
             assert start.astimezone(ZoneInfo("Europe/Paris")).hour == 3
         assert runs[0]["parameters"]["project"] == str(project)
-    assert _deployment(server, "nightly-test")["paused"] is False  # pause_on_shutdown=False
+    deployment = _deployment(server, "nightly-test")
+    assert deployment["paused"] is False  # pause_on_shutdown=False
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
 
 
 def test_serve_without_a_server_says_what_to_do(tmp_path):
@@ -163,12 +175,65 @@ def test_serve_without_a_server_says_what_to_do(tmp_path):
     assert "prefect server start" in proc.stderr
 
 
-def test_prefect_yaml_deploys_to_a_work_pool(server, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
+# the worker's toy project: `data` runs the bare `cadenza` command; `score` writes a metric
+# (committed as nll 2, written as 1.5) and a cached output; sub/dvc.yaml, like benchmarks/, has
+# a stage no run makes
+TOY_STAGES = {
+    "data": {"cmd": "cadenza --help > data.txt", "outs": ["data.txt"]},
+    "score": {"cmd": "python -c \"import json; json.dump({'nll': 1.5, 'n_pieces': 3}, "
+                     "open('m.json', 'w')); open('score.txt', 'w').write('1')\"",
+              "deps": ["data.txt"], "outs": ["score.txt"],
+              "metrics": [{"m.json": {"cache": False}}]},
+}
+
+
+def _toy_deployable(project: Path) -> Path:
+    """A git-committed DVC project with prefect.yaml and the flow's code, as a fresh clone."""
+    dvc_project(project, TOY_STAGES, scm=True)
+    (project / "sub").mkdir()
+    (project / "sub" / "dvc.yaml").write_text(
+        "stages:\n  never:\n    cmd: echo > never.txt\n    outs: [never.txt]\n")
+    (project / "m.json").write_text(json.dumps({"nll": 2.0, "n_pieces": 3}))
     shutil.copy(ROOT / "prefect.yaml", project)
     shutil.copytree(ROOT / "pipeline", project / "pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=project, check=True)
+    return project
+
+
+def _trigger(url: str, deployment: str, body: dict) -> str:
+    """Create a run of `deployment`; retried while the server answers 503 (SQLite busy with
+    its own services on this small machine)."""
+    for _ in range(10):
+        response = httpx.post(f"{url}/deployments/{deployment}/create_flow_run", json=body,
+                              timeout=10)
+        if response.status_code != 503:
+            break
+        time.sleep(1)
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def _final_state(url: str, run_id: str, log: Path) -> dict:
+    def ended() -> dict | None:
+        state = httpx.get(f"{url}/flow_runs/{run_id}", timeout=10).json()["state"]
+        return state if state["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED") \
+            else None
+    return _wait_for(ended, 180, f"flow run {run_id}", log)
+
+
+def _scheduled_at(when: datetime) -> dict:
+    return {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": when.isoformat()}}}
+
+
+def test_a_worker_with_a_bare_path_runs_the_deployment_one_run_at_a_time(server, tmp_path):
+    """The real path: `prefect deploy --all` of prefect.yaml, then `prefect worker start` with
+    PATH lacking the virtualenv, then two missed runs due at once: the older skips itself as
+    superseded, the latest reproduces the DAG (its stages call a bare `cadenza`), records an
+    experiment (with a benchmark-like stage never made) and leaves an artifact with only the
+    changed metric. (`--target` runs' experiments: tests/test_flow_nights.py.)"""
+    project = _toy_deployable(tmp_path / "project")
     env = _client_env(project, server)
     env["CADENZA_PROJECT"] = str(project)
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
@@ -180,6 +245,82 @@ def test_prefect_yaml_deploys_to_a_work_pool(server, tmp_path):
     assert deployment["work_pool_name"] == "cadenza"
     assert deployment["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
     assert deployment["parameters"] == {"project": str(project), "experiment": True}
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    worker_env = dict(env, PATH="/usr/bin:/bin", PREFECT_WORKER_QUERY_SECONDS="1")
+    log = tmp_path / "worker.log"
+    with _started(prefect[:-1] + ["worker", "start", "--pool", "cadenza"], project,
+                  worker_env, log):
+        now = datetime.now(UTC)
+        older = _trigger(server, deployment["id"], _scheduled_at(now - timedelta(seconds=2)))
+        latest = _trigger(server, deployment["id"], _scheduled_at(now - timedelta(seconds=1)))
+        skipped, done = _final_state(server, older, log), _final_state(server, latest, log)
+    assert done["type"] == "COMPLETED", log.read_text()[-4000:]
+    assert skipped["type"] == "CANCELLED" and "superseded" in skipped["message"], skipped
+    exps = run(["dvc", "exp", "list", "--name-only"], project).stdout.split()
+    assert len(exps) == 1, exps  # the latest run's, not the skipped one's
+    artifact = _post(server, "/artifacts/filter", {"artifacts": {
+        "key": {"any_": ["cadenza-metrics"]}, "flow_run_id": {"any_": [latest]}}})[0]["data"]
+    assert "- ran (2): data, score" in artifact, artifact
+    assert "Usage: cadenza" in (project / "data.txt").read_text()
+    assert "| m.json | nll | 2 | 1.5 | -0.5 | lower | better |" in artifact, artifact
+    assert "n_pieces" not in artifact
+    assert not (project / "sub" / "never.txt").exists()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Records every POSTed JSON body in `bodies` (set on the class per test)."""
+
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        length = int(self.headers.get("Content-Length", 0))
+        self.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A real HTTP receiver on 127.0.0.1: its URL and the bodies it got."""
+    handler = type("Receiver", (_Receiver,), {"bodies": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", handler.bodies
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_stage_past_its_timeout_fails_the_run_and_posts_to_the_webhook(server, tmp_path):
+    """`flow.timeout_s` stops a hung stage (its process is gone, DVC's lock free), the run
+    fails, and the failure reaches the webhook set once in params.yaml's `flow:`."""
+    project = dvc_project(tmp_path / "project", {"hang": {"cmd": HANG, "outs": ["x.txt"]}})
+    with _webhook() as (url, bodies):
+        (project / "params.yaml").write_text(yaml.safe_dump(
+            {"flow": {"timeout_s": {"default": 3}, "notify_url": url}}))
+        env = _client_env(project, server)
+        env.pop("CADENZA_NOTIFY_URL", None)
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "run", "--project",
+                               str(project)], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=300)
+        elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "ran past its timeout of 3 s" in out, out[-3000:]
+    assert elapsed < 120, out[-3000:]
+    assert len(bodies) == 1, out[-3000:]
+    assert bodies[0]["state"] == "Failed" and "timeout of 3 s" in bodies[0]["text"], bodies
+    assert bodies[0]["project"] == str(project)
+    pid = int((project / "hang.pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()
+    assert lock_is_free(project)
 
 
 def test_gpu_concurrency_limit_is_created_once(server, tmp_path):
@@ -246,3 +387,4 @@ def test_ctrl_c_stops_the_flow_its_stage_and_the_temporary_server(tmp_path):
     assert not [line for line in left if line.startswith(f"{stage_pid} ")], left
     assert left == [], out[-3000:]  # nor DVC, nor the server
     assert not (project / "done.txt").exists()
+    assert lock_is_free(project)  # and DVC's lock is free for the next run

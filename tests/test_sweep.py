@@ -1,22 +1,37 @@
-"""`cadenza sweep`: a 2 x 2 sweep as real DVC experiments in a tiny git project."""
+"""`cadenza sweep`: a 1 x 2 sweep as real DVC experiments in a tiny git project."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from cadenza.sweep import Sweep, experiments, find, grid_points, load_sweeps
+from cadenza.sweep import (
+    Sweep,
+    experiments,
+    find,
+    grid_points,
+    load_sweeps,
+    queue_tasks,
+    start_workers,
+    wait_for_queue,
+)
 
 from .test_pipeline import ROOT, _env, make_project, run
 
 TINY_SWEEP = {"tiny": {
-    "about": "two learning rates x two widths of the chord LSTM",
+    "about": "one learning rate x two widths of the chord LSTM",
     "target": "evaluate@chord_lstm",
-    "grid": {"models.chord_lstm.train.lr": [0.01, 0.003],
+    # two points, the fewest that make a table, a plot line and a choice (grid_points' product
+    # is tested above); each costs a real train + generate + evaluate
+    "grid": {"models.chord_lstm.train.lr": [0.01],
              "models.chord_lstm.net.hidden": [16, 32]},
     "metric": "reports/valid/chord_lstm.json:accuracy",
     "goal": "max",
@@ -67,7 +82,7 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     (project / "sweeps.yaml").write_text(yaml.safe_dump(TINY_SWEEP, sort_keys=False))
     run(["dvc", "config", "core.no_scm", "false"], project)
     run(["git", "init", "-q"], project)
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "evaluate@chord_lstm"], project)  # the sweep's target, not the DAG
     for cmd in (["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
         run(cmd, project)
@@ -79,9 +94,9 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
 
     first = sweep()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "4 to run" in first.stderr
+    assert "2 to run" in first.stderr
     shown = run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout
-    assert shown.count("Success") == 4
+    assert shown.count("Success") == 2
     out = project / "reports" / "sweeps" / "tiny"
     table = (out / "table.md").read_text()
     assert len(re.findall(r"\|\s+0\.01\s+\|", table)) == 2
@@ -92,9 +107,9 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     assert "Best (max valid accuracy)" in summary and "(reported, not chosen on)" in summary
 
     again = sweep()
-    assert again.returncode == 0 and "4 already done, 0 to run" in again.stderr
+    assert again.returncode == 0 and "2 already done, 0 to run" in again.stderr
     assert run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout.count(
-        "Success") == 4
+        "Success") == 2
 
     flow = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "sweep", "wider"],
                           cwd=project, env=_env(project), capture_output=True, text=True,
@@ -104,5 +119,59 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     for hidden in (32, 48):
         point = {"models.chord_lstm.train.lr": 0.01, "models.chord_lstm.net.hidden": hidden}
         assert find(records, point) is not None, point
-    assert len(records) == 5  # the 4 of `tiny`, and only one new
+    assert len(records) == 3  # the 2 of `tiny`, and only one new
     assert (project / "reports" / "sweeps" / "wider" / "summary.md").exists()
+
+
+def _kill_queue_processes(project: Path) -> None:
+    """SIGKILL the queue's worker and experiment processes (with their children), as the OOM
+    killer or a lost machine would; never this test's own process group."""
+    for pidfile in (project / ".dvc" / "tmp" / "exps").rglob("*.pid"):
+        pid = int(pidfile.read_text())
+        try:
+            group = os.getpgid(pid)
+            if group == os.getpgrp():
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_the_sweep_restarts_missing_workers_then_fails_naming_a_dead_workers_point(
+        tmp_path, monkeypatch):
+    """Observed: points queued with 0 queue workers, and a sweep waiting for ever. Queued
+    points with no worker get workers started again; a point whose worker was killed mid-run
+    (left `Running` by DVC for ever) ends the wait within its bound, naming the point."""
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    project = tmp_path / "dead"
+    project.mkdir()
+    (project / "params.yaml").write_text("secs: 0\n")
+    (project / "dvc.yaml").write_text(
+        "stages:\n  slow:\n    cmd: sleep ${secs} && echo done > out.txt\n"
+        "    params: [secs]\n    outs: [out.txt]\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
+                ["dvc", "exp", "run", "--queue", "--name", "revived"]):
+        run(cmd, project)
+    # no worker was started (or it shut down): the wait starts them and the point runs
+    wait_for_queue(project, jobs=1, stall_s=60, poll_s=0.5, restart_s=0)
+    assert list(queue_tasks(project).values()) == [("revived", "Success")]
+
+    run(["dvc", "exp", "run", "--queue", "--name", "doomed", "-S", "secs=300"], project)
+    try:
+        start = time.monotonic()
+        start_workers(project, 1)  # returns at once, though its worker runs a 300 s point
+        assert time.monotonic() - start < 30
+        deadline = time.monotonic() + 90
+        while ("doomed", "Running") not in queue_tasks(project).values():
+            assert time.monotonic() < deadline, queue_tasks(project)
+            time.sleep(0.5)
+    finally:
+        _kill_queue_processes(project)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"1 point\(s\) waited 2 s with no queue worker "
+                       r"alive and no progress: doomed \(running") as err:
+        wait_for_queue(project, jobs=1, stall_s=2, poll_s=0.5)
+    assert "`dvc queue logs doomed`" in str(err.value)
+    assert time.monotonic() - start < 30  # bounded: the stall, and a few status reads

@@ -54,19 +54,21 @@ class Synth:
 
 
 def find_synth(params: ListenParams) -> Synth | str:
-    """The synthesizer to render with, or a one-line reason why there is none."""
+    """The synthesizer to render with, or a one-line reason why there is none that names
+    every missing piece (synthesizer and soundfont), so one reading says all there is to fix."""
     binary = shutil.which("fluidsynth")
-    if binary is None:
-        return f"no synthesizer: `fluidsynth` is not installed ({INSTALL_HINT})"
+    missing = [] if binary else ["no synthesizer: `fluidsynth` is not installed"]
     if params.soundfont:
         soundfont = Path(params.soundfont)
         if not soundfont.is_file():
-            return f"no soundfont: {soundfont} does not exist ({INSTALL_HINT})"
+            missing.append(f"no soundfont: {soundfont} does not exist")
     else:
         found = [Path(p) for p in SOUNDFONTS if Path(p).is_file()]
         if not found:
-            return f"no General MIDI soundfont found ({INSTALL_HINT})"
-        soundfont = found[0]
+            missing.append("no General MIDI soundfont found")
+        soundfont = found[0] if found else Path()
+    if missing or binary is None:
+        return f"{'; '.join(missing)} ({INSTALL_HINT})"
     file_type, suffix = ("wav", ".wav")
     if params.format == "ogg" and "'oga'" in _file_types(binary):
         file_type, suffix = ("oga", ".ogg")

@@ -288,11 +288,21 @@ def compare(a_rev: str = typer.Argument("HEAD", help="the old commit or experime
 
 @app.command()
 def plots(project: Path = typer.Option(Path("."), help="the DVC project folder"),
-          out: Path = typer.Option(Path("dvc_plots"), help="where the page goes")) -> None:
-    """`dvc plots show` (loss curves, metric charts) as a page that works offline."""
+          out: Path = typer.Option(Path("dvc_plots"), help="where the page goes"),
+          rev: list[str] = typer.Option(None, "--rev", "-r",
+                                        help="compare revisions (`dvc plots diff`): once for "
+                                        "REV against the workspace, repeat for REV vs REV")
+          ) -> None:
+    """`dvc plots show` (loss curves, metric charts), or `dvc plots diff` with `--rev`, as a
+    page that works offline."""
+    import subprocess
+
     from cadenza.dvc_plots import show
 
-    page = show(project, out, project / ".cache" / "dvc-plots-offline.html")
+    try:
+        page = show(project, out, rev or None)
+    except subprocess.CalledProcessError as err:  # DVC said why (an unknown revision...)
+        raise typer.Exit(err.returncode or 1) from None
     typer.echo(f"plots: {page}")
 
 
@@ -313,8 +323,12 @@ def sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
     if name not in sweeps:
         typer.echo(f"error: no sweep {name!r} (known: {', '.join(sweeps)})", err=True)
         raise typer.Exit(2)
-    table = run_sweep(project, name, sweeps[name], jobs,
-                      out or project / "reports" / "sweeps" / name)
+    try:
+        table = run_sweep(project, name, sweeps[name], jobs,
+                          out or project / "reports" / "sweeps" / name)
+    except RuntimeError as err:  # a failed dvc command or a stalled queue: the message says which
+        typer.echo(f"error: sweep {name}: {err}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
 
 
@@ -387,7 +401,10 @@ def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"
     """Serve the flow on a cron schedule until stopped (Ctrl-C / SIGTERM).
 
     Needs a Prefect server (`prefect server start`, then PREFECT_API_URL): an ephemeral
-    one cannot schedule. The schedule stays active when serve stops.
+    one cannot schedule. The schedule stays active when serve stops. One run at a time, in
+    the server (the deployment's limit: a run that comes due while one runs waits, ENQUEUE)
+    and in this process; of missed runs due at once, only the latest runs (the flow's
+    `later_due_run`).
     """
     import os
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -404,14 +421,17 @@ def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"
         typer.echo(f"error: --timezone {timezone!r} is not an IANA time zone", err=True)
         raise typer.Exit(2) from None
     apply_offline_settings(project)
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     from pipeline.flow import reproduce
 
+    one_at_a_time = ConcurrencyLimitConfig(limit=1,
+                                           collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     reproduce.serve(name=name, schedules=[Cron(cron, timezone=timezone)],
                     parameters={"project": str(project.resolve()), "targets": target or [],
                                 "experiment": experiment},
-                    pause_on_shutdown=False)
+                    pause_on_shutdown=False, global_limit=one_at_a_time, limit=1)
 
 
 @flow_app.command("sweep")

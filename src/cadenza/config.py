@@ -146,6 +146,46 @@ class RunnerParams:
         _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
 
 
+# a stage's default timeout by kind (the stage name before `@`); `default` for every other kind
+DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
+    "fetch": 4 * 3600.0,  # several downloads, each with a 30-minute deadline, and extraction
+    "prepare": 4 * 3600.0,
+    "train": 48 * 3600.0,  # the `full` profile of one model on one GPU
+    "default": 4 * 3600.0,  # generate, evaluate, reference, excerpts, render, report, ...
+}
+MAX_STAGE_TIMEOUT_S = 30 * 24 * 3600.0  # a month: longer is a typo, not a training
+
+
+@dataclass(frozen=True)
+class FlowParams:
+    """How the Prefect flow (`pipeline/flow.py`) runs the DAG unattended: a timeout per stage
+    kind, after which the stage is stopped and the run fails (`timeout_s`, merged over
+    DEFAULT_STAGE_TIMEOUTS_S); retries of fetch stages, the only ones that meet transient
+    (network) errors; how long a stage waits for DVC's lock held by another DVC process; and
+    the webhook that hears of a failed run ("" = none; CADENZA_NOTIFY_URL wins)."""
+
+    timeout_s: dict[str, float] = field(default_factory=dict)
+    fetch_retries: int = 3
+    lock_wait_s: float = 600.0
+    notify_url: str = ""
+
+    def __post_init__(self) -> None:
+        for kind, seconds in self.timeout_s.items():
+            _check(0 < seconds <= MAX_STAGE_TIMEOUT_S, f"timeout_s.{kind}",
+                   f"must be in (0, {MAX_STAGE_TIMEOUT_S:g}] seconds")
+        _check(0 <= self.fetch_retries <= MAX_RETRIES, "fetch_retries",
+               f"must be in [0, {MAX_RETRIES}]")
+        _check(0 <= self.lock_wait_s <= MAX_STAGE_TIMEOUT_S, "lock_wait_s",
+               f"must be in [0, {MAX_STAGE_TIMEOUT_S:g}] seconds")
+        _check(self.notify_url == "" or self.notify_url.startswith(("http://", "https://")),
+               "notify_url", "must be empty or an http:// or https:// URL")
+
+    def timeout_for(self, kind: str) -> float:
+        """The timeout of a stage of `kind`: set for it, else its default, else `default`."""
+        merged = {**DEFAULT_STAGE_TIMEOUTS_S, **self.timeout_s}
+        return merged.get(kind, merged["default"])
+
+
 @dataclass(frozen=True)
 class TokenParams:
     """How notes become tokens (see `cadenza.representations.tokens`)."""
@@ -381,6 +421,7 @@ class Params:
     generate: GenerateParams = field(default_factory=GenerateParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     listen: ListenParams = field(default_factory=ListenParams)
+    flow: FlowParams = field(default_factory=FlowParams)
 
     def __post_init__(self) -> None:
         _check(0 <= self.seed < SEED_LIMIT, "seed",

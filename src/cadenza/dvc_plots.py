@@ -1,9 +1,11 @@
-"""`cadenza plots`: `dvc plots show` that renders offline.
+"""`dvc plots show` / `dvc plots diff` pages that render offline.
 
 DVC's HTML page loads vega, vega-lite and vega-embed from a CDN, so without internet it is
 blank. vl-convert ships the three libraries as one JavaScript bundle; inlined into an HTML
 template (DVC's `--html-template`, with the `{plot_divs}` placeholder and no `{scripts}`, so
-no CDN tags are added) the page works from disk.
+no CDN tags are added) the page works from disk. The template is committed (`.dvc/config`
+points `plots.html_template` at it, so plain `dvc plots show` and `dvc plots diff` use it in
+any clone) and rebuilt from the pinned vl-convert by `python -m cadenza.dvc_plots`.
 """
 
 from __future__ import annotations
@@ -12,24 +14,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-import vl_convert
-
+TEMPLATE = Path(__file__).parent / "assets" / "dvc_plots_offline.html"
 TEMPLATE_HEAD = "<!doctype html><html><head><meta charset='utf-8'><title>Cadenza plots</title>"
 
 
-def offline_template(path: Path) -> Path:
-    """Write (once) an HTML template with vega, vega-lite and vega-embed inlined."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        bundle = vl_convert.javascript_bundle()
-        path.write_text(f"{TEMPLATE_HEAD}<script>{bundle}</script></head>"
-                        "<body>{plot_divs}</body></html>\n")
-    return path
+def offline_template_html() -> str:
+    """The template: vl-convert's bundle of the three libraries, inlined (about 900 KB). Its
+    default snippet makes `vegaEmbed` a global, which DVC's `vegaEmbed('#id', spec)` calls;
+    vega-embed draws SVG, so the marks are in the DOM."""
+    import vl_convert  # only to rebuild the template: bundling takes seconds
+
+    return (f"{TEMPLATE_HEAD}<script>{vl_convert.javascript_bundle()}</script></head>"
+            "<body>{plot_divs}</body></html>\n")
 
 
-def show(project: Path, out: Path, template: Path) -> Path:
-    """Run `dvc plots show` with the offline template; return the page it wrote."""
-    subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template",
-                    str(offline_template(template).resolve()), "-o", str(out.resolve())],
+def show(project: Path, out: Path, revs: list[str] | None = None,
+         template: Path = TEMPLATE) -> Path:
+    """`dvc plots show`, or with `revs` `dvc plots diff REV...` (one revision: against the
+    workspace), with the offline template, also in a project without the config; returns
+    the page it wrote."""
+    command = ["diff", *revs] if revs else ["show"]
+    subprocess.run([sys.executable, "-m", "dvc", "plots", *command, "--html-template",
+                    str(template.resolve()), "-o", str(out.resolve())],
                    cwd=project, check=True)
     return out / "index.html"
+
+
+if __name__ == "__main__":
+    TEMPLATE.parent.mkdir(parents=True, exist_ok=True)
+    TEMPLATE.write_text(offline_template_html())
+    print(f"wrote {TEMPLATE}")

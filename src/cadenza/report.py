@@ -543,7 +543,7 @@ def audio_note(audio: Path, names: list[str]) -> str:
     missing = [s["unavailable"] for s in statuses if s.get("unavailable")]
     if missing:
         return (f"No audio: {missing[0]}. The MIDI files are linked under each piece instead "
-                f"(`{INSTALL_HINT}`, then `dvc repro -f render report`, renders them).")
+                f"(`{INSTALL_HINT}`, then `.venv/bin/dvc repro -f render report`, renders them).")
     done = next((s for s in statuses if s.get("soundfont")), {})
     n = sum(len(s.get("clips", {})) for s in statuses)
     return (f"{n} clips: every sample and real excerpt cut (or padded) to "
@@ -568,9 +568,9 @@ def embeddings_section(folder: Path) -> Section:
 
 def listening_section(result_path: Path | None) -> Section:
     """The blind listening test's table when one was analysed; the power analysis always."""
-    how = ("Run one with `cadenza listening-test make --n 12`, hand out the folder, then "
-           "`cadenza listening-test analyze answers/*.json` and `dvc repro report` "
-           "(README, section Listening).")
+    how = ("Run one with `.venv/bin/cadenza listening-test make --n 12`, hand out the folder, "
+           "then `.venv/bin/cadenza listening-test analyze answers/*.json` and "
+           "`.venv/bin/dvc repro report` (README, section Listening).")
     result = read_json(result_path) if result_path is not None and result_path.exists() else {}
     if not result.get("n_answers"):  # absent, or the committed placeholder (a DVC dep)
         return Section("Listening test", f"No listening test analysed yet. {how} "

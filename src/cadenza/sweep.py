@@ -6,6 +6,8 @@ Every point of the grid is a real DVC experiment (`dvc exp run --queue -S ...`, 
 not queued again. The result comes out three ways, in `reports/sweeps/<name>/`: the table
 (`table.md`, from `dvc exp show --json`, cut to the swept params and the metrics), a plot of
 the metrics against the first param (`plot.png`), and `summary.md` naming the best point.
+A sweep never waits for ever: queued points with no live queue worker get workers again, and
+points with no live worker and no progress for `STALL_S` fail it, named.
 
 A sweep chooses on the valid split, as the papers do: `metric` is a file the train stage
 writes (`reports/valid/<model>.json`), and `test_metric`, the evaluator's test value of the
@@ -17,8 +19,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,12 @@ from cadenza.config import from_dict, load_yaml  # noqa: E402
 from cadenza.io import atomic_path, flatten  # noqa: E402
 
 log = logging.getLogger(__name__)
+# points waiting (queued, or running on a worker that died) with no live queue worker and no
+# progress for this long fail the sweep: a sweep either runs its points or names the ones it
+# could not; queued points with no worker get their workers started again after RESTART_S
+STALL_S = 300.0
+RESTART_S = 20.0
+WORKER_PIDS = Path(".dvc", "tmp", "exps", "celery")  # dvc-exp-worker-<n>.pid / .json / .out
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ def grid_points(sweep: Sweep) -> list[dict[str, Any]]:
 
 
 def dvc(project: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project,
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=_dvc_env(),
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -102,7 +112,16 @@ def find(records: list[dict], point: dict[str, Any]) -> dict | None:
     return None
 
 
-def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path) -> pd.DataFrame:
+def _dvc_env() -> dict[str, str]:
+    """This environment's bin folder first on PATH: `dvc queue start` spawns its workers as a
+    bare `dvc` (and stages run a bare `cadenza`); with another `dvc`, or none, on PATH the
+    workers never start and the points stay queued."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path,
+              stall_s: float = STALL_S) -> pd.DataFrame:
     """Queue the points not yet done, run the queue, and write the three outputs."""
     points = grid_points(sweep)
     todo = [p for p in points if find(experiments(project), p) is None]
@@ -112,8 +131,8 @@ def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path) 
         overrides = [arg for k, v in point.items() for arg in ("-S", f"{k}={_yaml(v)}")]
         dvc(project, "exp", "run", "--queue", *overrides, sweep.target)
     if todo:
-        dvc(project, "queue", "start", "-j", str(jobs))
-        _wait_for_queue(project)
+        start_workers(project, jobs)
+        wait_for_queue(project, jobs, stall_s)
     table = results_table(sweep, points, experiments(project))
     write_outputs(name, sweep, table, out_dir)
     return table
@@ -179,14 +198,79 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
                        "`plot.png`.\n")
 
 
-def _wait_for_queue(project: Path, poll_s: float = 3.0) -> None:
+def queue_tasks(project: Path) -> dict[str, tuple[str, str]]:
+    """DVC's experiment queue as `dvc queue status` shows it: {task: (experiment, status)}.
+    Read in-process: the command costs seconds (a start-up and a broadcast to the workers)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return {entry["rev"][:7]: (entry.get("name") or "", entry["status"])
+                for entry in repo.experiments.celery_queue.status()}
+
+
+def live_workers(project: Path) -> int:
+    """Queue workers whose process is alive, from the pid files `dvc queue start` writes: it
+    does not depend on a busy worker answering `dvc queue status`'s 1 s broadcast."""
+    alive = 0
+    for pidfile in (project / WORKER_PIDS).glob("dvc-exp-worker-*.pid"):
+        try:
+            exited = json.loads(pidfile.with_suffix(".json").read_text())["returncode"]
+            os.kill(int(pidfile.read_text()), 0)
+        except (ValueError, KeyError, OSError):  # unreadable, or no such process
+            continue
+        alive += exited is None
+    return alive
+
+
+def start_workers(project: Path, jobs: int) -> None:
+    """`dvc queue start -j N`, returning when it does: its workers are daemons that inherit
+    its stdout, so a captured (piped) output would block until the last worker exits, and for
+    ever with a hung one."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+                              cwd=project, env=_dvc_env(), stdout=out, stderr=out, text=True)
+        if proc.returncode != 0:
+            out.seek(0)
+            raise RuntimeError(f"dvc queue start failed:\n{out.read()}")
+
+
+def wait_for_queue(project: Path, jobs: int, stall_s: float = STALL_S,
+                   poll_s: float = 3.0, restart_s: float = RESTART_S) -> None:
+    """Until no point is queued or running. Points can wait for ever with no worker: the
+    workers never started or exited early, or one died (killed, out of memory) and left its
+    point `Running`. So queued points with no live worker get workers started again, and once
+    nothing progressed for `stall_s` while no worker is alive, the sweep fails, naming the
+    waiting points."""
+    last_change, last_restart, seen = time.monotonic(), time.monotonic(), None
     while True:
-        status = dvc(project, "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            if "Failed" in status:
-                log.warning("some sweep points failed:\n%s", status)
+        tasks = queue_tasks(project)
+        waiting = {task: (name, status) for task, (name, status) in tasks.items()
+                   if status in ("Queued", "Running")}
+        if not waiting:
+            if failed := [name for name, status in tasks.values() if status == "Failed"]:
+                log.warning("sweep points failed: %s (why: `dvc queue logs <name>`)",
+                            ", ".join(failed))
             return
+        now = time.monotonic()
+        if tasks != seen or live_workers(project):
+            last_change, seen = now, tasks
+        elif now - last_change > stall_s:
+            raise RuntimeError(_stalled(waiting, stall_s))
+        elif "Queued" in {s for _, s in waiting.values()} and now - last_restart > restart_s:
+            log.warning("sweep: points queued and no queue worker alive; starting %d", jobs)
+            start_workers(project, jobs)
+            last_restart = now
         time.sleep(poll_s)
+
+
+def _stalled(waiting: dict[str, tuple[str, str]], stall_s: float) -> str:
+    points = ", ".join(f"{name} ({status.lower()}, task {task})"
+                       for task, (name, status) in waiting.items())
+    first = next(iter(waiting.values()))[0]
+    return (f"sweep: {len(waiting)} point(s) waited {stall_s:.0f} s with no queue worker alive "
+            f"and no progress: {points}. Why: `dvc queue logs {first}` and "
+            f"{WORKER_PIDS}/dvc-exp-worker-*.out; `dvc queue kill <name>` marks a point whose "
+            "worker died as failed, `dvc queue start` runs queued ones, then run the sweep again")
 
 
 def _yaml(value: Any) -> str:

@@ -4,14 +4,19 @@ Per piece: parse (symusic), keep the source's tracks, estimate the key, transpos
 A minor, assign the split by piece id, then encode notes and roll runs. Anything that goes
 wrong with one file becomes a row in the rejects table; the stage goes on. The whole output
 folder is built beside the target and swapped in at the end, so a kill leaves no half-written
-shard. Columns are gathered as numpy arrays and become Arrow tables once, at the end: at
-MAESTRO scale (7 M notes) per-piece DataFrames would cost more time and memory than parsing.
+shard, and a run that fails (no usable piece) leaves the previous output as it was: dvc.yaml
+marks `data/prepared` `persist: true` so that DVC does not delete it before the run either.
+Workers get absolute paths, so a Dask worker started in any folder of a shared filesystem
+can open the files; reasons are written back with the corpus folder as the user named it.
+Columns are gathered as numpy arrays and become Arrow tables once, at the end: at MAESTRO
+scale (7 M notes) per-piece DataFrames would cost more time and memory than parsing.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -46,12 +51,15 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
             runner: RunnerParams = SERIAL) -> dict:
     """Prepare `sources` (folders under `raw_root`) into `out`; return the counts.
 
-    The per-file work maps over `runner`; its results arrive in manifest order.
+    The per-file work maps over `runner`; its results arrive in manifest order. When no piece
+    is usable, every reject is logged, then a RuntimeError names the commonest reasons; `out`
+    is left untouched.
     """
     pieces: list[dict] = []
     notes: list[dict[str, np.ndarray]] = []
     rolls: list[dict[str, np.ndarray]] = []
     rejects: list[tuple] = []
+    n_files = 0
     for name in sources:
         folder = raw_root / name
         source = read_json(folder / "source.json")
@@ -61,9 +69,11 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
         for row in manifest[manifest.status != "ok"].itertuples():
             rejects.append((name, row.piece_id, row.source_path, "fetch", row.reason))
         ok = manifest[manifest.status == "ok"]
-        jobs = [FileJob(folder, name, SimpleNamespace(**row._asdict()), source, params)
-                for row in ok.itertuples(index=False)]
-        results = map_ordered(prepare_file, jobs, runner)
+        # absolute: a Dask worker's working directory can be anywhere on the shared filesystem
+        jobs = [FileJob(folder.absolute(), name, SimpleNamespace(**row._asdict()), source,
+                        params) for row in ok.itertuples(index=False)]
+        n_files += len(jobs)
+        results = map_ordered(prepare_file, jobs, runner, must_see=[folder.absolute()])
         tally = SourceTally(name, len(jobs))
         bar = tqdm(zip(jobs, results, strict=True), total=len(jobs), desc=f"prepare {name}",
                    unit="file")
@@ -72,22 +82,22 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
             tally.add(result)
             bar.set_postfix_str(tally.postfix(), refresh=False)
             if isinstance(result, Rejected):
-                rejects.append(reject_row(name, job, result))
+                rejects.append(reject_row(name, job, named_as_given(result, job.folder, folder)))
                 continue
             piece, piece_notes, piece_roll = result
             pieces.append(piece)
             notes.append(piece_notes)
             rolls.append(piece_roll)
         log.info("%s", tally.summary())
+    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    for r in rejects_df.itertuples():  # first: a failure below is then the last line
+        log.warning("rejected %s (%s): %s", r.piece_id, r.stage, r.reason)
     if not pieces:
-        raise RuntimeError(f"prepare: no usable piece in {sources}; see the rejects above")
+        raise RuntimeError(no_usable_piece(sources, n_files, rejects_df))
     # group pieces by split, so that each split is one contiguous slice of the tables
     order = sorted(range(len(pieces)), key=lambda i: SPLITS.index(pieces[i]["split"]))
     pieces_df = pd.DataFrame([pieces[i] for i in order])
     notes, rolls = [notes[i] for i in order], [rolls[i] for i in order]
-    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
-    for r in rejects_df.itertuples():
-        log.warning("rejected %s (%s): %s", r.piece_id, r.stage, r.reason)
     notes_table, notes_rows = _columns_table(pieces_df, notes, NOTE_COLUMNS, with_metadata=True)
     rolls_table, rolls_rows = _columns_table(pieces_df, rolls, ROLL_COLUMNS)
     del notes, rolls  # the tables hold the same buffers
@@ -135,6 +145,38 @@ class Rejected:
 
 
 PreparedFile = tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+def named_as_given(rejected: Rejected, absolute: Path, given: Path) -> Rejected:
+    """`rejected` with the corpus folder written as the user gave it (`data/raw/x`).
+
+    Why: workers get absolute paths, so an OSError's reason names the clone's location;
+    written back as given, the rejects table (and so the stage's output hash in DVC) is the
+    same wherever the clone lives and whichever runner read the files.
+    """
+    if str(absolute) == str(given):
+        return rejected
+    return Rejected(rejected.stage, rejected.reason.replace(str(absolute), str(given)))
+
+
+TOP_REASONS = 3
+
+
+def reason_kind(stage: str, reason: str) -> str:
+    """A reject's reason with its numbers and quoted names blanked, so that rejects of one
+    cause (every missing file, every bad header) count as one in a failure's summary."""
+    return f"{stage}: " + re.sub(r"b?'[^']*'", "'...'", re.sub(r"\d+", "#", reason))
+
+
+def no_usable_piece(sources: list[str], n_files: int, rejects: pd.DataFrame) -> str:
+    """The failure message when every file was rejected or filtered out: counts and the
+    commonest reasons, so a log cut to its last lines still says what went wrong."""
+    kinds = Counter(reason_kind(r.stage, r.reason) for r in rejects.itertuples())
+    top = "; ".join(f"{n} x {kind}" for kind, n in kinds.most_common(TOP_REASONS))
+    read = rejects[~rejects.stage.isin(["fetch", "filter"])]
+    return (f"prepare: no usable piece in {sources}: {len(read)} of {n_files} files rejected, "
+            f"{int((rejects.stage == 'filter').sum())} filtered out; commonest reasons: "
+            f"{top or 'none'}; each reject is logged above")
 
 
 def file_outcome(mapped: PreparedFile | Rejected | WorkerDied) -> PreparedFile | Rejected:

@@ -16,6 +16,10 @@ that were in flight are redone one at a time in a worker of their own, so the it
 kills its worker is known and comes back as `WorkerDied` (prepare makes it a reject); the rest
 go on, in a fresh pool, results still in input order. On Dask, a task whose workers kept
 dying raises KilledWorker; it is redone here the same way, alone.
+
+On a Dask cluster of your own (`dask_address`), the workers may run in any folder of any
+machine: the caller sends absolute paths, and `must_see` names the folders every worker must
+see (a shared filesystem); a worker that cannot stops the map before it starts.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from cadenza.config import RunnerParams
@@ -44,11 +49,13 @@ class WorkerDied:
     reason: str
 
 
-def map_ordered(fn: Callable[[Any], Any], items: list, runner: RunnerParams) -> Iterator[Any]:
+def map_ordered(fn: Callable[[Any], Any], items: list, runner: RunnerParams,
+                must_see: Sequence[Path] = ()) -> Iterator[Any]:
     """`map(fn, items)` on the chosen runner, lazily, results in input order.
 
     On the process and Dask runners an item whose worker dies gives `WorkerDied` as its result
-    (see the module docstring); an exception `fn` raises still propagates.
+    (see the module docstring); an exception `fn` raises still propagates. On a Dask cluster
+    at `dask_address`, a worker that cannot see every folder of `must_see` is a RuntimeError.
     """
     if runner.kind == "serial" or len(items) <= 1:
         yield from map(fn, items)
@@ -58,7 +65,31 @@ def map_ordered(fn: Callable[[Any], Any], items: list, runner: RunnerParams) -> 
         yield from _process_map(fn, items, workers)
         return
     with _dask_client(runner, workers) as client:
+        if runner.dask_address:
+            check_workers_see(client, must_see)
         yield from _dask_map(client, fn, items)
+
+
+def check_workers_see(client: Any, folders: Sequence[Path]) -> None:
+    """Refuse to map when a worker of the cluster cannot see one of `folders`.
+
+    Why: such a worker turns each file it gets into a FileNotFoundError reject, and with one
+    such worker of ten the stage would succeed on 90% of the corpus, silently.
+    """
+    if not folders:
+        return
+    missing = client.run(missing_folders, [str(f) for f in folders])
+    blind = {worker: gone for worker, gone in missing.items() if gone}
+    if blind:
+        named = "; ".join(f"{worker} lacks {', '.join(gone)}" for worker, gone in blind.items())
+        raise RuntimeError(f"prepare: {len(blind)} of {len(missing)} Dask workers cannot see "
+                           f"the raw files ({named}); start them where these paths exist, "
+                           "e.g. on a shared filesystem")
+
+
+def missing_folders(folders: list[str]) -> list[str]:
+    """Those of `folders` that are not folders here (run on each Dask worker)."""
+    return [f for f in folders if not os.path.isdir(f)]
 
 
 MAX_CHUNK = 16
