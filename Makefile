@@ -34,7 +34,7 @@ run: setup  ## fetch -> prepare -> train -> generate -> evaluate -> report, with
 	$(BIN)/dvc repro
 
 test: setup  ## the whole test suite (unit + tiny end-to-end dvc repro + Prefect flow)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: setup
 	$(BIN)/ruff check src pipeline tests bench

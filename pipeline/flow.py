@@ -166,14 +166,17 @@ def _dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> l
         watchdog.start()
     lines = []
     try:
-        for line in proc.stdout:
-            if line.strip():
-                logger.info(line.rstrip())
-                lines.append(line.rstrip())
-        watchdog.cancel()
-        if timeout_s:
-            watchdog.join()  # a firing watchdog signals the group: reap only after it
-        proc.wait()
+        with _ctrl_c_stops(proc) as interrupted:
+            for line in proc.stdout:
+                if line.strip():
+                    logger.info(line.rstrip())
+                    lines.append(line.rstrip())
+            watchdog.cancel()
+            if timeout_s:
+                watchdog.join()  # a firing watchdog signals the group: reap only after it
+            proc.wait()
+        if interrupted.is_set():
+            raise KeyboardInterrupt
     except BaseException:  # Ctrl-C (KeyboardInterrupt), or the flow being torn down
         watchdog.cancel()
         proc.stdout.close()  # a DVC blocked writing to a full pipe could not stop
@@ -189,6 +192,32 @@ def _dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> l
             raise LockHeld(held[-1])
         raise RuntimeError(f"{command} failed with exit code {proc.returncode}")
     return lines
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(proc: subprocess.Popen) -> Iterator[threading.Event]:
+    """While DVC runs, Ctrl-C is passed on to its process group instead of raising
+    KeyboardInterrupt wherever the flow happens to be.
+
+    Why: a KeyboardInterrupt raised inside Prefect's logging or API client (which hold locks
+    and worker threads) could hang the flow's exit; here the stage gets the SIGINT, its output
+    ends, and the caller raises KeyboardInterrupt at one known point. A second Ctrl-C kills the
+    group. Off the main thread (where no handler can be installed) Python's default applies.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _signal_group(proc.pid, signal.SIGKILL if interrupted.is_set() else signal.SIGINT)
+        interrupted.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _logger() -> Any:
@@ -210,9 +239,13 @@ def _time_out(pgid: int, timed_out: threading.Event) -> None:
 
 
 STOP_GRACE_S = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0))
+# the temporary server holds nothing to save once the run has flushed its logs, and uvicorn's
+# graceful shutdown waits for idle keep-alive connections: a short SIGTERM, then SIGKILL
+SERVER_GRACE_S = ((signal.SIGTERM, 3.0),)
 
 
-def stop_process_group(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen,
+                       grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S) -> None:
     """Stop `proc`, the leader of its own process group, and every process of that group.
 
     SIGINT first, what a terminal's Ctrl-C sends (DVC lets its stage command handle it), then
@@ -221,16 +254,17 @@ def stop_process_group(proc: subprocess.Popen) -> None:
     pass to an unrelated process while we signal it. A second Ctrl-C skips to the SIGKILL.
     """
     try:
-        _stop_group(proc.pid)
+        _stop_group(proc.pid, grace)
     finally:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
-def _stop_group(pgid: int) -> None:
-    """SIGINT, SIGTERM, then SIGKILL to group `pgid` until its leader exits, without reaping
-    it (see stop_process_group)."""
-    for sig, grace_s in STOP_GRACE_S:
+def _stop_group(pgid: int, grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S
+                ) -> None:
+    """The signals of `grace` (SIGINT, SIGTERM), each with its wait, to group `pgid` until its
+    leader exits, without reaping it (see stop_process_group)."""
+    for sig, grace_s in grace:
         _signal_group(pgid, sig)
         deadline = time.monotonic() + grace_s
         while not _exited(pgid) and time.monotonic() < deadline:
@@ -287,7 +321,7 @@ def start_temporary_server(log: Path) -> str:
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 process_group=0)
     # atexit runs after Prefect's own exit hooks (threading's), which flush logs and events
-    atexit.register(stop_process_group, proc)
+    atexit.register(stop_process_group, proc, SERVER_GRACE_S)
     url = f"http://127.0.0.1:{port}/api"
     timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
     deadline = time.monotonic() + timeout_s
