@@ -27,7 +27,7 @@ from cadenza.config import SourceParams
 from cadenza.sources.bl_pickle import load_fetched
 from cadenza.sources.crawl import crawl_piano_midi_de
 from cadenza.sources.download import fetch_file, local_path
-from cadenza.sources.extract import MAX_CAP, Select, extract_cap, list_members, safe_extract
+from cadenza.sources.extract import Select, extract_cap, list_members, safe_extract
 from cadenza.sources.folders import (
     PIANO_MIDI_DE_COPY,
     SPLIT_NAMES,
@@ -42,8 +42,9 @@ from cadenza.sources.registry import Source
 log = logging.getLogger(__name__)
 
 
-# picks the archive entries worth extracting under `limit`: (archive, files folder, params)
-Chooser = Callable[[Path, Path, SourceParams], Select]
+# picks the archive entries worth extracting under `limit`: (archive, files folder, params,
+# the extraction cap in bytes)
+Chooser = Callable[[Path, Path, SourceParams, int], Select]
 
 
 def download(source: Source, params: SourceParams, cache: Path) -> Path:
@@ -69,21 +70,14 @@ def _unpack(source: Source, params: SourceParams, cache: Path, out: Path,
     """Download and extract; under `limit`, only the entries `choose` picks are written."""
     archive = download(source, params, cache)
     files = out / "files"
-    select = choose(archive, files, params) if choose is not None and params.limit else None
-    safe_extract(archive, files, _max_bytes(params, archive, source), select,
+    # `max_extract_mb` when set, else from what the registry knows the file unpacks to, else
+    # from the archive's size
+    max_bytes = extract_cap(archive, params.max_extract_mb, source.files[0].unpacked)
+    select = (choose(archive, files, params, max_bytes)
+              if choose is not None and params.limit else None)
+    safe_extract(archive, files, max_bytes, select,
                  param=f"sources.{source.name}.max_extract_mb")
     return files
-
-
-def _max_bytes(params: SourceParams, archive: Path | None = None,
-               source: Source | None = None) -> int:
-    """The extraction cap: `max_extract_mb` when set, else sized from what the registry
-    knows the source's file unpacks to, else from the archive's size (`extract_cap`); with
-    neither (a CSV read out of the archive alone), the absolute ceiling."""
-    if archive is None:
-        return params.max_extract_mb * 1_000_000 or MAX_CAP
-    unpacked = source.files[0].unpacked if source is not None and source.files else 0
-    return extract_cap(archive, params.max_extract_mb, unpacked)
 
 
 def _first_entries(archive: Path, keep: Callable[[str], bool], limit: int) -> Select:
@@ -131,12 +125,13 @@ def maestro(source: Source, params: SourceParams, cache: Path, out: Path) -> lis
     return _limit(rows, params)
 
 
-def _maestro_entries(archive: Path, files: Path, params: SourceParams) -> Select:
+def _maestro_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int
+                     ) -> Select:
     """The CSV and the first `limit` performances it lists (CSV order), nothing else: the
     CSV is read from the archive first (extracted alone, with the same checks)."""
     (csv,) = [n for n in list_members(archive)
               if re.fullmatch(r"[^/]+/maestro-v[^/]*\.csv", str(PurePosixPath(n)))]
-    safe_extract(archive, files, _max_bytes(params), lambda name: name == csv)
+    safe_extract(archive, files, max_bytes, lambda name: name == csv)
     top = PurePosixPath(csv).parts[0]
     table = pd.read_csv(files / csv, nrows=params.limit)
     wanted = {str(PurePosixPath(csv))} | {f"{top}/{m}" for m in table.midi_filename}
@@ -155,7 +150,7 @@ def lpd(source: Source, params: SourceParams, cache: Path, out: Path) -> list[di
     return _limit(rows, params)
 
 
-def _lpd_entries(archive: Path, files: Path, params: SourceParams) -> Select:
+def _lpd_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int) -> Select:
     """The first `limit` rolls under `subset`, listed in a first pass over the tarball."""
     return _first_entries(archive, lambda name: name.endswith(".npz") and _under(
         str(PurePosixPath(name)), params.subset), params.limit)
@@ -197,7 +192,8 @@ def essen_kern(source: Source, params: SourceParams, cache: Path, out: Path) -> 
     return rows
 
 
-def _essen_entries(archive: Path, files: Path, params: SourceParams) -> Select:
+def _essen_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int
+                   ) -> Select:
     """The first `limit` kern files under `subset` (a collection path, as in the manifest)."""
     return _first_entries(archive, lambda name: name.endswith(".krn") and _under(
         str(_essen_rel(PurePosixPath(name))), params.subset), params.limit)
