@@ -30,8 +30,10 @@ from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.representations.rolls import sounding_counts
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIRS = [ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
-                ROOT / "data" / "raw" / "bach_chorales" / "midi"]
+DEFAULT_DIRS = [
+    ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
+    ROOT / "data" / "raw" / "bach_chorales" / "midi",
+]
 SPB = 24
 
 
@@ -43,8 +45,9 @@ def load_pieces(folder: Path, n_bars: int) -> list[PieceNotes]:
         except RejectedPiece:
             continue
         n = parsed.notes
-        piece = on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                        parsed.time_signatures, SPB)
+        piece = on_grid(
+            (n["onset_beats"], n["duration_beats"], n["pitch"]), parsed.time_signatures, SPB
+        )
         pieces.append(piece)
         bars += len(piece.bar_starts)
         if bars >= n_bars:
@@ -54,21 +57,35 @@ def load_pieces(folder: Path, n_bars: int) -> list[PieceNotes]:
 
 def ours_muspy_set(p: PieceNotes) -> list[float]:
     counts = sounding_counts(p.start, p.end, p.pitch)
-    return [muspy_set.pitch_range(p.pitch), muspy_set.n_pitches_used(p.pitch),
-            muspy_set.n_pitch_classes_used(p.pitch), muspy_set.polyphony(counts),
-            muspy_set.polyphony_rate(counts), muspy_set.pitch_in_scale_rate(p.pitch),
-            muspy_set.scale_consistency(p.pitch), muspy_set.pitch_entropy(p.pitch),
-            muspy_set.pitch_class_entropy(p.pitch), muspy_set.empty_rate(counts, SPB),
-            muspy_set.groove_consistency(p.start, p.bar_starts, len(counts))]
+    return [
+        muspy_set.pitch_range(p.pitch),
+        muspy_set.n_pitches_used(p.pitch),
+        muspy_set.n_pitch_classes_used(p.pitch),
+        muspy_set.polyphony(counts),
+        muspy_set.polyphony_rate(counts),
+        muspy_set.pitch_in_scale_rate(p.pitch),
+        muspy_set.scale_consistency(p.pitch),
+        muspy_set.pitch_entropy(p.pitch),
+        muspy_set.pitch_class_entropy(p.pitch),
+        muspy_set.empty_rate(counts, SPB),
+        muspy_set.groove_consistency(p.start, p.bar_starts, len(counts)),
+    ]
 
 
 def theirs(music: muspy.Music, steps_per_bar: int) -> list[float]:
-    return [muspy.pitch_range(music), muspy.n_pitches_used(music),
-            muspy.n_pitch_classes_used(music), muspy.polyphony(music),
-            muspy.polyphony_rate(music), muspy.pitch_in_scale_rate(music, 0, "major"),
-            muspy.scale_consistency(music), muspy.pitch_entropy(music),
-            muspy.pitch_class_entropy(music), muspy.empty_beat_rate(music),
-            muspy.groove_consistency(music, steps_per_bar)]
+    return [
+        muspy.pitch_range(music),
+        muspy.n_pitches_used(music),
+        muspy.n_pitch_classes_used(music),
+        muspy.polyphony(music),
+        muspy.polyphony_rate(music),
+        muspy.pitch_in_scale_rate(music, 0, "major"),
+        muspy.scale_consistency(music),
+        muspy.pitch_entropy(music),
+        muspy.pitch_class_entropy(music),
+        muspy.empty_beat_rate(music),
+        muspy.groove_consistency(music, steps_per_bar),
+    ]
 
 
 def first_bar(p: PieceNotes) -> int:
@@ -77,8 +94,10 @@ def first_bar(p: PieceNotes) -> int:
 
 
 def to_muspy(p: PieceNotes) -> muspy.Music:
-    notes = [muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
-             for s, e, q in zip(p.start, p.end, p.pitch, strict=True)]
+    notes = [
+        muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
+        for s, e, q in zip(p.start, p.end, p.pitch, strict=True)
+    ]
     return muspy.Music(resolution=SPB, tracks=[muspy.Track(notes=notes)])
 
 
@@ -101,19 +120,22 @@ def main() -> None:
     n_notes = sum(len(p.pitch) for p in pieces)
     params = EvaluateParams()
     musics = [to_muspy(p) for p in pieces]
-    print(f"{folder}: {len(pieces)} pieces, {n_bars:,} bars, {n_notes:,} notes at {SPB} "
-          f"steps per beat")
+    print(
+        f"{folder}: {len(pieces)} pieces, {n_bars:,} bars, {n_notes:,} notes at {SPB} "
+        f"steps per beat"
+    )
     t_all = timed(lambda: ([piece_metrics(p, params) for p in pieces], feature_matrix(pieces)))
     t_set = timed(lambda: [ours_muspy_set(p) for p in pieces])
-    t_muspy = timed(lambda: [theirs(m, first_bar(p)) for m, p in
-                             zip(musics, pieces, strict=True)])
+    t_muspy = timed(lambda: [theirs(m, first_bar(p)) for m, p in zip(musics, pieces, strict=True)])
     print(f"cadenza all metrics      : {t_all:7.2f} s  ({n_bars / t_all:,.0f} bars/s)")
     print(f"cadenza muspy-set metrics: {t_set:7.2f} s")
     print(f"muspy 0.5 same metrics   : {t_muspy:7.2f} s")
     print(f"ratio muspy / cadenza    : {t_muspy / t_set:7.1f}x")
-    agree = np.isclose([ours_muspy_set(p)[:9] for p in pieces],
-                       [theirs(m, first_bar(p))[:9] for m, p in
-                        zip(musics, pieces, strict=True)], equal_nan=True).all()
+    agree = np.isclose(
+        [ours_muspy_set(p)[:9] for p in pieces],
+        [theirs(m, first_bar(p))[:9] for m, p in zip(musics, pieces, strict=True)],
+        equal_nan=True,
+    ).all()
     print(f"the 9 shared definitions agree with muspy on every piece: {bool(agree)}")
 
 

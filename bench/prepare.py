@@ -48,8 +48,10 @@ from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import SOURCES, Source
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIRS = [ROOT / "data" / "raw" / "bach_chorales" / "midi",
-                ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0"]
+DEFAULT_DIRS = [
+    ROOT / "data" / "raw" / "bach_chorales" / "midi",
+    ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
+]
 DEFAULT_LPD = ROOT.parent / "shared" / "datasets" / "lpd_cleansed_sample"
 LPD_CLEANSED_FILES = 21_425
 
@@ -64,9 +66,12 @@ def bench_floor(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - start, notes
 
 
-def bench_prepare(files: list[Path], runner: RunnerParams = RunnerParams(kind="serial"),
-                  keep: Path | None = None, source: Source | None = None
-                  ) -> tuple[float, dict]:
+def bench_prepare(
+    files: list[Path],
+    runner: RunnerParams = RunnerParams(kind="serial"),
+    keep: Path | None = None,
+    source: Source | None = None,
+) -> tuple[float, dict]:
     """Time the whole stage; with `keep`, the shards are left there for comparison.
 
     `source` (default: a plain MIDI one) says how the files are read: LPD's for `.npz`."""
@@ -74,14 +79,25 @@ def bench_prepare(files: list[Path], runner: RunnerParams = RunnerParams(kind="s
         raw = Path(tmp) / "raw" / "bench"
         raw.mkdir(parents=True)
         fmt = "npz" if source is not None and source.layout == "lpd" else "midi"
-        rows = [{"piece_id": f"{i:06d}-{p.stem}" if fmt == "npz" else p.stem,  # files repeat
-                 "format": fmt, "path": str(p.resolve()), "status": "ok"}
-                for i, p in enumerate(files)]
-        write_manifest(raw, rows, source or Source(name="bench", layout="maestro",
-                                                   description="", license="", citation=""))
+        rows = [
+            {
+                "piece_id": f"{i:06d}-{p.stem}" if fmt == "npz" else p.stem,  # files repeat
+                "format": fmt,
+                "path": str(p.resolve()),
+                "status": "ok",
+            }
+            for i, p in enumerate(files)
+        ]
+        write_manifest(
+            raw,
+            rows,
+            source
+            or Source(name="bench", layout="maestro", description="", license="", citation=""),
+        )
         start = time.perf_counter()
-        counts = prepare(raw.parent, ["bench"], keep or Path(tmp) / "prepared",
-                         PrepareParams(), runner)
+        counts = prepare(
+            raw.parent, ["bench"], keep or Path(tmp) / "prepared", PrepareParams(), runner
+        )
         return time.perf_counter() - start, counts
 
 
@@ -90,22 +106,33 @@ def bench_runners(files: list[Path], serial_s: float, base: Path) -> None:
     `base`); shards compared."""
     with tempfile.TemporaryDirectory() as tmp:
         names = sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())
-        for label, runner in [("process pool", RunnerParams(kind="process")),
-                              ("dask threads", RunnerParams(kind="dask", dask_processes=False))]:
+        for label, runner in [
+            ("process pool", RunnerParams(kind="process")),
+            ("dask threads", RunnerParams(kind="dask", dask_processes=False)),
+        ]:
             out = Path(tmp) / label.replace(" ", "_")
             seconds, _ = bench_prepare(files, runner, keep=out)
             same = all(filecmp.cmp(base / n, out / n, shallow=False) for n in names)
-            print(f"runner  {label:14s}: {seconds:7.2f} s  {serial_s / seconds:5.2f}x the serial"
-                  f" run, shards {'byte-identical' if same else 'DIFFER'}")
+            print(
+                f"runner  {label:14s}: {seconds:7.2f} s  {serial_s / seconds:5.2f}x the serial"
+                f" run, shards {'byte-identical' if same else 'DIFFER'}"
+            )
 
 
 def pretty_midi_notes(path: Path) -> pd.DataFrame:
     """The reference path: what a typical pretty_midi script does to one file."""
     pm = pretty_midi.PrettyMIDI(str(path))
-    rows = [(n.pitch, n.velocity, pm.time_to_tick(n.start) / pm.resolution,
-             pm.time_to_tick(n.end) / pm.resolution)
-            for inst in pm.instruments if inst.program < 8 and not inst.is_drum
-            for n in inst.notes]
+    rows = [
+        (
+            n.pitch,
+            n.velocity,
+            pm.time_to_tick(n.start) / pm.resolution,
+            pm.time_to_tick(n.end) / pm.resolution,
+        )
+        for inst in pm.instruments
+        if inst.program < 8 and not inst.is_drum
+        for n in inst.notes
+    ]
     return pd.DataFrame(rows, columns=["pitch", "velocity", "start_beat", "end_beat"])
 
 
@@ -156,30 +183,51 @@ def bench_lpd(folder: Path, repeat: int) -> None:
     pool_s, _ = bench_prepare(files, RunnerParams(kind="process"), source=source)
     print(f"\n== LPD {folder} ({n} files, {kept} with piano; {os.cpu_count()} cores)")
     print(f"baseline pypianoroll.load + dense : {base_s:7.2f} s  {rate(base_s):7.1f} files/s")
-    print(f"new read_lpd (sparse, vectorised) : {new_s:7.2f} s  {rate(new_s):7.1f} files/s"
-          f"  {base_s / new_s:5.1f}x the baseline; identical on {same}/{n} files")
+    print(
+        f"new read_lpd (sparse, vectorised) : {new_s:7.2f} s  {rate(new_s):7.1f} files/s"
+        f"  {base_s / new_s:5.1f}x the baseline; identical on {same}/{n} files"
+    )
     runs = [("serial", n, serial_s), ("process pool", n, pool_s)]
     if repeat > 1:
         many = files * repeat
-        runs += [(f"serial x{repeat}", len(many), bench_prepare(many, source=source)[0]),
-                 (f"pool x{repeat}", len(many),
-                  bench_prepare(many, RunnerParams(kind="process"), source=source)[0])]
+        runs += [
+            (f"serial x{repeat}", len(many), bench_prepare(many, source=source)[0]),
+            (
+                f"pool x{repeat}",
+                len(many),
+                bench_prepare(many, RunnerParams(kind="process"), source=source)[0],
+            ),
+        ]
     for label, count, seconds in runs:
-        print(f"prepare whole stage, {label:12s} : {seconds:7.2f} s  {rate(seconds, count):7.1f}"
-              f" files/s  -> all {LPD_CLEANSED_FILES:,} LPD-cleansed files in about"
-              f" {LPD_CLEANSED_FILES / rate(seconds, count) / 60:.1f} min")
+        print(
+            f"prepare whole stage, {label:12s} : {seconds:7.2f} s  {rate(seconds, count):7.1f}"
+            f" files/s  -> all {LPD_CLEANSED_FILES:,} LPD-cleansed files in about"
+            f" {LPD_CLEANSED_FILES / rate(seconds, count) / 60:.1f} min"
+        )
     print(f"  ({counts['filtered_out']} filtered out (no piano), {counts['rejected']} rejected)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midi-dir", type=Path, action="append")
-    parser.add_argument("--reference-files", type=int, default=60,
-                        help="how many files the slow pretty_midi path is timed on")
-    parser.add_argument("--lpd", type=Path, default=DEFAULT_LPD if DEFAULT_LPD.exists() else None,
-                        help="a folder of LPD .npz files (default: the shared sample)")
-    parser.add_argument("--lpd-repeat", type=int, default=8,
-                        help="also time the stage on the LPD files this many times over")
+    parser.add_argument(
+        "--reference-files",
+        type=int,
+        default=60,
+        help="how many files the slow pretty_midi path is timed on",
+    )
+    parser.add_argument(
+        "--lpd",
+        type=Path,
+        default=DEFAULT_LPD if DEFAULT_LPD.exists() else None,
+        help="a folder of LPD .npz files (default: the shared sample)",
+    )
+    parser.add_argument(
+        "--lpd-repeat",
+        type=int,
+        default=8,
+        help="also time the stage on the LPD files this many times over",
+    )
     parser.add_argument("--skip-midi", action="store_true", help="only the LPD section")
     args = parser.parse_args()
     if args.lpd is not None:
@@ -195,18 +243,26 @@ def main() -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kept = sum(counts[s]["notes"] for s in ("train", "valid", "test"))
         print(f"\n== {folder} ({len(files)} files, {n_notes:,} notes)")
-        print(f"floor   symusic parse : {floor_s:7.2f} s  {len(files) / floor_s:9.0f} files/s"
-              f"  {n_notes / floor_s:12,.0f} notes/s")
-        print(f"prepare full stage    : {prep_s:7.2f} s  {len(files) / prep_s:9.0f} files/s"
-              f"  {kept / prep_s:12,.0f} notes/s  peak RSS {peak_mb:,.0f} MB")
+        print(
+            f"floor   symusic parse : {floor_s:7.2f} s  {len(files) / floor_s:9.0f} files/s"
+            f"  {n_notes / floor_s:12,.0f} notes/s"
+        )
+        print(
+            f"prepare full stage    : {prep_s:7.2f} s  {len(files) / prep_s:9.0f} files/s"
+            f"  {kept / prep_s:12,.0f} notes/s  peak RSS {peak_mb:,.0f} MB"
+        )
         bench_runners(files, prep_s, serial_dir)
         shutil.rmtree(serial_dir.parent)
         ref = files[:: max(1, len(files) // args.reference_files)][: args.reference_files]
         ref_s = bench_pretty_midi(ref)
-        print(f"pretty_midi reference : {ref_s:7.2f} s  {len(ref) / ref_s:9.1f} files/s"
-              f"  (every {len(files) // len(ref)}th file, {len(ref)} in all)")
-        print(f"ratio   prepare/floor : {prep_s / floor_s:7.1f}x the bare parse time"
-              f" (rejected {counts['rejected']})")
+        print(
+            f"pretty_midi reference : {ref_s:7.2f} s  {len(ref) / ref_s:9.1f} files/s"
+            f"  (every {len(files) // len(ref)}th file, {len(ref)} in all)"
+        )
+        print(
+            f"ratio   prepare/floor : {prep_s / floor_s:7.1f}x the bare parse time"
+            f" (rejected {counts['rejected']})"
+        )
         speedup = (ref_s / len(ref)) / (prep_s / len(files))
         print(f"ratio   pretty_midi/prepare : {speedup:7.1f}x faster per file than pretty_midi")
     sys.stdout.flush()

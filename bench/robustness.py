@@ -60,12 +60,14 @@ from tests.fuzz_worker import run_isolated  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 GOOD_DIR = DATASETS / "piano-midi.de" / "midis"
-BENCH_SOURCE = Source(name="bench", layout="maestro", description="", license="", citation="",
-                      track_filter="all")
+BENCH_SOURCE = Source(
+    name="bench", layout="maestro", description="", license="", citation="", track_filter="all"
+)
 
 
-def fuzz(seeds: list[bytes], n_random: int, seed: int, work: Path
-         ) -> tuple[list, list[tuple[str, Path]]]:
+def fuzz(
+    seeds: list[bytes], n_random: int, seed: int, work: Path
+) -> tuple[list, list[tuple[str, Path]]]:
     cases = mutate.mutants(seeds, random.Random(seed), n_random)
     files = []
     for i, (name, data) in enumerate(cases):
@@ -79,8 +81,10 @@ def prepare_pieces(files: list[Path], work: Path) -> set[str]:
     """The real stage over `files` (one source); the piece ids it keeps."""
     raw = work / "raw" / "bench"
     raw.mkdir(parents=True)
-    rows = [{"piece_id": f"{i:06d}", "format": "midi", "path": str(p.resolve()),
-             "status": "ok"} for i, p in enumerate(files)]
+    rows = [
+        {"piece_id": f"{i:06d}", "format": "midi", "path": str(p.resolve()), "status": "ok"}
+        for i, p in enumerate(files)
+    ]
     write_manifest(raw, rows, BENCH_SOURCE)
     prepare(raw.parent, ["bench"], work / "prepared", PrepareParams())
     return set(pd.read_parquet(work / "prepared" / "pieces.parquet").piece_id)
@@ -119,10 +123,23 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
         data = archives.maestro_zip(per_split=2)
         site.files["/m.zip"], site.rate["/m.zip"] = data, len(data) // 2
         with serve(site):
-            project = faults.make_project(work / "fetch", {"maestro_v2": {
-                "url": site.url("/m.zip"), "sha256": hashlib.sha256(data).hexdigest()}})
-            args = ["fetch", "maestro_v2", "--out", "data/raw/maestro_v2",
-                    "--cache", ".cache/downloads"]
+            project = faults.make_project(
+                work / "fetch",
+                {
+                    "maestro_v2": {
+                        "url": site.url("/m.zip"),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                },
+            )
+            args = [
+                "fetch",
+                "maestro_v2",
+                "--out",
+                "data/raw/maestro_v2",
+                "--cache",
+                ".cache/downloads",
+            ]
             out = project / "data/raw/maestro_v2"
             full_s = faults.run_cli(args, project)
             reference = faults.snapshot(out)
@@ -134,11 +151,22 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
 
             rng = random.Random(1)
             for k in range(kills):
-                trial("fetch", lambda k=k: _one_kill(
-                    faults, args, project, full_s, rng, k,
-                    lambda: None if not out.exists() else _same(faults.snapshot(out),
-                                                                reference),
-                    lambda: _same(faults.snapshot(out), reference), fresh_fetch))
+                trial(
+                    "fetch",
+                    lambda k=k: _one_kill(
+                        faults,
+                        args,
+                        project,
+                        full_s,
+                        rng,
+                        k,
+                        lambda: (
+                            None if not out.exists() else _same(faults.snapshot(out), reference)
+                        ),
+                        lambda: _same(faults.snapshot(out), reference),
+                        fresh_fetch,
+                    ),
+                )
     project = faults.make_project(work / "toy", {"bach_chorales": {"limit": 0}})
     shutil.move(write_corpus(work / "corpus") / "toy", project / "data/raw/bach_chorales")
     out = project / "data/prepared"
@@ -146,11 +174,20 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
     reference = faults.snapshot(out)
     rng = random.Random(2)
     for k in range(kills):
-        trial("prepare", lambda k=k: _one_kill(
-            faults, faults.PREPARE, project, full_s, rng, k,
-            lambda: None if not out.exists() else _same(faults.snapshot(out), reference),
-            lambda: _same(faults.snapshot(out), reference),
-            lambda: shutil.rmtree(out, ignore_errors=True)))
+        trial(
+            "prepare",
+            lambda k=k: _one_kill(
+                faults,
+                faults.PREPARE,
+                project,
+                full_s,
+                rng,
+                k,
+                lambda: None if not out.exists() else _same(faults.snapshot(out), reference),
+                lambda: _same(faults.snapshot(out), reference),
+                lambda: shutil.rmtree(out, ignore_errors=True),
+            ),
+        )
     import torch
 
     ckpt = project / "data/models/chord_lstm/ckpt.pt"
@@ -170,8 +207,20 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
 
     rng = random.Random(3)
     for k in range(kills):
-        trial("train", lambda k=k: _one_kill(faults, faults.TRAIN, project, full_s, rng, k,
-                                             lambda: None, same_weights, from_scratch))
+        trial(
+            "train",
+            lambda k=k: _one_kill(
+                faults,
+                faults.TRAIN,
+                project,
+                full_s,
+                rng,
+                k,
+                lambda: None,
+                same_weights,
+                from_scratch,
+            ),
+        )
     return passed, tried, failures
 
 
@@ -203,9 +252,11 @@ def parse_ratio(good: list[Path], repeat: int = 3) -> tuple[float, float, float]
     best of `repeat`, over the same files."""
     blobs = [p.read_bytes() for p in good]
     times = []
-    for fn in (lambda: [symusic.Score.from_midi(b) for b in blobs],
-               lambda: [check_midi_bytes(b) for b in blobs],
-               lambda: [_parse(p) for p in good]):
+    for fn in (
+        lambda: [symusic.Score.from_midi(b) for b in blobs],
+        lambda: [check_midi_bytes(b) for b in blobs],
+        lambda: [_parse(p) for p in good],
+    ):
         best = float("inf")
         for _ in range(repeat):
             start = time.perf_counter()
@@ -248,17 +299,21 @@ def network_trials(work: Path) -> list[tuple[str, bool, str]]:
     from cadenza.sources.fetch import fetch_source
     from tests.loopback import Site, serve
 
-    good = pickle.dumps({"train": [[[60, 64], [62]]] * 20, "valid": [[[60]]], "test": [[[67]]]},
-                        protocol=2)
+    good = pickle.dumps(
+        {"train": [[[60, 64], [62]]] * 20, "valid": [[[60]]], "test": [[[67]]]}, protocol=2
+    )
     marker = work / "pwned"
     cases: dict[str, Callable[[Site, str], None]] = {
         "slow drip (1 byte / 50 ms)": lambda site, path: site.drip.__setitem__(path, 0.05),
         "garbage status line": lambda site, path: site.bad_status.__setitem__(path, 100),
         "HTML page instead of data": lambda site, path: site.error_page.add(path),
         "transfer cut once, no Content-Length": lambda site, path: (
-            site.no_length.add(path), site.drop_after.__setitem__(path, len(good) // 2)),
+            site.no_length.add(path),
+            site.drop_after.__setitem__(path, len(good) // 2),
+        ),
         "malicious pickle": lambda site, path: site.files.__setitem__(
-            path, pickle.dumps({"train": [_Payload(marker)], "valid": [], "test": []})),
+            path, pickle.dumps({"train": [_Payload(marker)], "valid": [], "test": []})
+        ),
     }
     results = []
     for i, (case, inject) in enumerate(cases.items()):
@@ -276,8 +331,15 @@ def network_trials(work: Path) -> list[tuple[str, bool, str]]:
             start = time.perf_counter()
             try:
                 if case.startswith(("slow", "garbage")):  # bench-sized waits: 0.5 s, not 30 s
-                    fetch_file(site.url(path), cache, "MuseData.pickle", retries=2,
-                               backoff_s=0.05, min_rate=1024, rate_window_s=0.5)
+                    fetch_file(
+                        site.url(path),
+                        cache,
+                        "MuseData.pickle",
+                        retries=2,
+                        backoff_s=0.05,
+                        min_rate=1024,
+                        rate_window_s=0.5,
+                    )
                 else:
                     fetch_source("bl_musedata", out, cache, params)
                 message = "accepted"
@@ -288,8 +350,12 @@ def network_trials(work: Path) -> list[tuple[str, bool, str]]:
         lost = _tree(out) != before
         refused = message != "accepted" and site.url(path) in message
         refetched = message == "accepted" and len(site.requests) > 2  # cut once, then retried
-        passed = ((refused or refetched) and not lost and not marker.exists()
-                  and not (cached.exists() and cached.read_bytes() != good))
+        passed = (
+            (refused or refetched)
+            and not lost
+            and not marker.exists()
+            and not (cached.exists() and cached.read_bytes() != good)
+        )
         if refetched:
             message = f"retried: {len(site.requests) - 1} requests, the published bytes kept"
         results.append((case, passed, f"{elapsed:.1f} s, {message.splitlines()[0][:150]}"))
@@ -325,8 +391,11 @@ def checkpoint_flips(n: int, seed: int, work: Path) -> Counter:
     original = ckpt.read_bytes()
     want = torch.load(ckpt, weights_only=True)
     with zipfile.ZipFile(ckpt) as zf:
-        records = [(i.header_offset + 30 + len(i.filename) + len(i.extra), i.compress_size)
-                   for i in zf.infolist() if "/data/" in i.filename]
+        records = [
+            (i.header_offset + 30 + len(i.filename) + len(i.extra), i.compress_size)
+            for i in zf.infolist()
+            if "/data/" in i.filename
+        ]
     rng = random.Random(seed)
     outcomes: Counter = Counter()
     bad = work / "flipped.pt"
@@ -349,7 +418,8 @@ def checkpoint_flips(n: int, seed: int, work: Path) -> Counter:
             outcomes[f"crashed ({type(err).__name__})"] += 1
             continue
         same = got.get("sha256") == want["sha256"] and all(
-            torch.equal(got["state_dict"][k], v) for k, v in want["state_dict"].items())
+            torch.equal(got["state_dict"][k], v) for k, v in want["state_dict"].items()
+        )
         outcomes["unchanged" if same else "accepted with other content"] += 1
     return outcomes
 
@@ -358,11 +428,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--random", type=int, default=20_000, help="random mutants")
     parser.add_argument("--seeds", type=int, default=16, help="real files to mutate")
-    parser.add_argument("--mixed", type=int, default=2_000,
-                        help="mutants mixed into the good files for the lost-pieces check")
+    parser.add_argument(
+        "--mixed",
+        type=int,
+        default=2_000,
+        help="mutants mixed into the good files for the lost-pieces check",
+    )
     parser.add_argument("--kills", type=int, default=5, help="kill trials per stage")
-    parser.add_argument("--flips", type=int, default=2_000,
-                        help="bit-flipped checkpoint copies to load")
+    parser.add_argument(
+        "--flips", type=int, default=2_000, help="bit-flipped checkpoint copies to load"
+    )
     parser.add_argument("--no-network", action="store_true", help="skip the hostile servers")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -379,31 +454,43 @@ def main() -> None:
         fuzz_s = time.perf_counter() - start
         status = Counter(o.status for o in outcomes)
         reasons = Counter(_kind(o.detail) for o in outcomes if o.status == "rejected")
-        print(f"== fuzz: {len(seeds)} real seed files, {len(mutate.STRUCTURED)} structured "
-              f"mutators, {args.random:,} random mutants ({fuzz_s:.1f} s, "
-              f"{len(outcomes) / fuzz_s:,.0f} inputs/s)")
+        print(
+            f"== fuzz: {len(seeds)} real seed files, {len(mutate.STRUCTURED)} structured "
+            f"mutators, {args.random:,} random mutants ({fuzz_s:.1f} s, "
+            f"{len(outcomes) / fuzz_s:,.0f} inputs/s)"
+        )
         print(f"inputs tried          : {len(outcomes):8,}")
         print(f"parsed (a row)        : {status['ok']:8,}")
-        print(f"rejected with a reason: {status['rejected']:8,}"
-              f"  (all with a reason: {all(o.detail for o in outcomes)})")
+        print(
+            f"rejected with a reason: {status['rejected']:8,}"
+            f"  (all with a reason: {all(o.detail for o in outcomes)})"
+        )
         print(f"crashes               : {status['crash']:8,}   (must be 0)")
         for o in outcomes:
             if o.status == "crash":
                 print(f"  CRASH {o.name}: {o.detail}")
-        print("top reject reasons    : " + "; ".join(f"{r} ({n:,})"
-                                                     for r, n in reasons.most_common(6)))
+        print(
+            "top reject reasons    : "
+            + "; ".join(f"{r} ({n:,})" for r, n in reasons.most_common(6))
+        )
         mixed = [p for _, p in files if p.stat().st_size < 1 << 20][: args.mixed]
         start = time.perf_counter()
         kept, lost = lost_pieces(good, mixed, work / "stage")
-        print(f"\n== prepare stage: {len(good)} good files (piano-midi.de) + {len(mixed):,} "
-              f"mutants ({time.perf_counter() - start:.1f} s)")
+        print(
+            f"\n== prepare stage: {len(good)} good files (piano-midi.de) + {len(mixed):,} "
+            f"mutants ({time.perf_counter() - start:.1f} s)"
+        )
         print(f"good pieces, baseline : {kept:8,} of {len(good)} files")
         print(f"pieces lost to mutants: {lost:8,}   (must be 0)")
         bare_s, check_s, guarded_s = parse_ratio(good)
-        print(f"ratio (framing check + bare parse) / bare parse: {(bare_s + check_s) / bare_s:5.3f}"
-              f"x  (symusic {bare_s:.3f} s, framing check {check_s:.3f} s, {len(good)} files)")
-        print(f"ratio parse_midi / bare parse: {guarded_s / bare_s:5.2f}x  (parse_midi "
-              f"{guarded_s:.3f} s: the check, the parse, beats and seconds, the time checks)")
+        print(
+            f"ratio (framing check + bare parse) / bare parse: {(bare_s + check_s) / bare_s:5.3f}"
+            f"x  (symusic {bare_s:.3f} s, framing check {check_s:.3f} s, {len(good)} files)"
+        )
+        print(
+            f"ratio parse_midi / bare parse: {guarded_s / bare_s:5.2f}x  (parse_midi "
+            f"{guarded_s:.3f} s: the check, the parse, beats and seconds, the time checks)"
+        )
         if args.kills:
             start = time.perf_counter()
             passed, tried, failures = kill_trials(args.kills, work / "kills")
@@ -420,8 +507,10 @@ def main() -> None:
         if args.flips:
             start = time.perf_counter()
             outcomes = checkpoint_flips(args.flips, args.seed, work)
-            print(f"\n== checkpoint bit flips: {args.flips:,} copies "
-                  f"({time.perf_counter() - start:.0f} s)")
+            print(
+                f"\n== checkpoint bit flips: {args.flips:,} copies "
+                f"({time.perf_counter() - start:.0f} s)"
+            )
             for outcome, count in outcomes.most_common():
                 print(f"{outcome:28s}: {count:6,}")
             print("accepted with other content and crashes must be 0")

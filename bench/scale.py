@@ -102,16 +102,18 @@ def _watch_peak(proc: subprocess.Popen) -> float:
     return peak[0]
 
 
-def run_dag(project: Path, label: str, targets: list[str] | None = None
-            ) -> list[tuple[str, float, float]]:
+def run_dag(
+    project: Path, label: str, targets: list[str] | None = None
+) -> list[tuple[str, float, float]]:
     """Each stage of the DAG (or of `targets` and their upstream) alone, upstream first."""
     rows = []
     log = project / "scale.log"
     with contextlib.chdir(project):  # stage names relative to the project, as DVC prints them
         stages = stage_order(".", targets or [])
     for stage in stages:
-        seconds, peak = run_measured([sys.executable, "-m", "dvc", "repro", "--single-item",
-                                      stage.name], project, log)
+        seconds, peak = run_measured(
+            [sys.executable, "-m", "dvc", "repro", "--single-item", stage.name], project, log
+        )
         rows.append((stage.name, seconds, peak))
         print(f"  {label:9s} {stage.name:28s} {seconds:8.1f} s {peak:8.0f} MB", flush=True)
     return rows
@@ -131,19 +133,23 @@ def main() -> None:
         if not folder.is_dir():
             raise SystemExit(f"{folder}: missing; see ../shared/datasets/README.md")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cadenza-scale-"))
-    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
-          f"work in {work}", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+        f"work in {work}",
+        flush=True,
+    )
 
     print("baseline: the chorale demo's fetch + prepare", flush=True)
-    demo = make_project(work / "demo", {"bach_chorales": {"workers": 2}}, args.profile,
-                        args.models)
+    demo = make_project(work / "demo", {"bach_chorales": {"workers": 2}}, args.profile, args.models)
     base = run_dag(demo, "baseline", ["prepare"])
 
     zip_path, tar_path = build_archives(work / "archives", args.maestro, args.lpd)
     limit = {"limit": args.limit} if args.limit else {}
-    sources = {"maestro_v2": {"url": str(zip_path), **limit},
-               "lpd_cleansed": {"url": str(tar_path), **limit},
-               "piano_midi_de": {"url": str(args.piano_midi_de.resolve()), **limit}}
+    sources = {
+        "maestro_v2": {"url": str(zip_path), **limit},
+        "lpd_cleansed": {"url": str(tar_path), **limit},
+        "piano_midi_de": {"url": str(args.piano_midi_de.resolve()), **limit},
+    }
     print(f"the mix, profile {args.profile}", flush=True)
     start = time.perf_counter()
     rows = run_dag(make_project(work / "mix", sources, args.profile, args.models), "mix")
@@ -154,10 +160,14 @@ def main() -> None:
         print(f"| {name} | {seconds:.1f} | {peak:.0f} |")
     prepare_mix = next(s for n, s, _ in rows if n == "prepare")
     prepare_demo = next(s for n, s, _ in base if n == "prepare")
-    print(f"\nwhole DAG on the mix: {total:.0f} s ({total / 60:.1f} min), "
-          f"{len(rows)} stages; peak {max(p for *_, p in rows):.0f} MB")
-    print(f"prepare: mix {prepare_mix:.1f} s vs the chorale demo {prepare_demo:.1f} s "
-          f"(ratio {prepare_mix / prepare_demo:.2f})")
+    print(
+        f"\nwhole DAG on the mix: {total:.0f} s ({total / 60:.1f} min), "
+        f"{len(rows)} stages; peak {max(p for *_, p in rows):.0f} MB"
+    )
+    print(
+        f"prepare: mix {prepare_mix:.1f} s vs the chorale demo {prepare_demo:.1f} s "
+        f"(ratio {prepare_mix / prepare_demo:.2f})"
+    )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

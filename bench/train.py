@@ -25,15 +25,19 @@ from cadenza.train import OPTIMIZERS, pick_device, windows
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def throughput(name: str, mp, stream: torch.Tensor, info: dict, batch_size: int, steps: int,
-               device: str) -> float:
+def throughput(
+    name: str, mp, stream: torch.Tensor, info: dict, batch_size: int, steps: int, device: str
+) -> float:
     """Units (tokens, frames or notes) per second over `steps` training steps."""
     family = FAMILIES[mp.family]
     torch.manual_seed(0)
     model = family.build(mp.net, info).to(device)
     custom = getattr(family, "train_step", None)
-    optimizers = (family.make_optimizers(model, mp.train) if custom
-                  else [OPTIMIZERS[mp.train.optimizer](model.parameters(), lr=mp.train.lr)])
+    optimizers = (
+        family.make_optimizers(model, mp.train)
+        if custom
+        else [OPTIMIZERS[mp.train.optimizer](model.parameters(), lr=mp.train.lr)]
+    )
     batches = list(windows(stream, mp.train.seq_len, batch_size, torch.Generator()))
     batches = (batches * (steps // max(len(batches), 1) + 1))[: steps + 2]
     units = 0
@@ -46,8 +50,7 @@ def throughput(name: str, mp, stream: torch.Tensor, info: dict, batch_size: int,
         if custom:
             custom(model, x, y, optimizers)
         else:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                enabled=device == "cuda"):
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
                 loss = family.loss(model, x, y)
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
@@ -70,10 +73,8 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     device = pick_device()
     name_of_device = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    print(f"device: {name_of_device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'model':16s} {'unit':7s} {'batch':>5s} {'units/s':>10s} {'batch 1':>9s} "
-          f"{'ratio':>6s}")
+    print(f"device: {name_of_device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'model':16s} {'unit':7s} {'batch':>5s} {'units/s':>10s} {'batch 1':>9s} {'ratio':>6s}")
     for name in args.models or list(params.models):
         mp = params.models[name]
         if mp.train.epochs == 0:
@@ -86,8 +87,11 @@ def main() -> None:
         # batch norm needs two samples per batch: the GANs' baseline is batch size 2
         one = 2 if mp.family.endswith("gan") else 1
         slow = throughput(name, mp, stream, info, one, args.steps, device)
-        print(f"{name:16s} {FAMILIES[mp.family].KIND:7s} {mp.train.batch_size:5d} "
-              f"{fast:10,.0f} {slow:9,.0f} {fast / slow:5.1f}x", flush=True)
+        print(
+            f"{name:16s} {FAMILIES[mp.family].KIND:7s} {mp.train.batch_size:5d} "
+            f"{fast:10,.0f} {slow:9,.0f} {fast / slow:5.1f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -30,20 +30,32 @@ def notify_url(project: str) -> str:
     return os.environ.get(NOTIFY_ENV) or flow_settings(project).notify_url
 
 
-def failure_message(flow_name: str, run_name: str, state_name: str, message: str,
-                    project: str) -> dict[str, Any]:
+def failure_message(
+    flow_name: str, run_name: str, state_name: str, message: str, project: str
+) -> dict[str, Any]:
     """The JSON body: one readable `text` line plus the fields, for chat and for scripts."""
-    text = (f"Cadenza: flow run {run_name} of {flow_name} ended {state_name} in {project}: "
-            f"{message or 'no message'}")
-    return {"text": text, "flow": flow_name, "flow_run": run_name, "state": state_name,
-            "message": message, "project": project}
+    text = (
+        f"Cadenza: flow run {run_name} of {flow_name} ended {state_name} in {project}: "
+        f"{message or 'no message'}"
+    )
+    return {
+        "text": text,
+        "flow": flow_name,
+        "flow_run": run_name,
+        "state": state_name,
+        "message": message,
+        "project": project,
+    }
 
 
 def post_json(url: str, body: dict[str, Any]) -> None:
     """POST `body` as JSON to `url`; an HTTP error status raises."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "cadenza-flow"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "cadenza-flow"},
+    )
     with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:  # noqa: S310
         response.read()
 
@@ -56,8 +68,15 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
         url = notify_url(project)
         if not url:
             return
-        post_json(url, failure_message(flow.name, flow_run.name, state.name,
-                                       state.message or "", str(Path(project).resolve())))
+        post_json(
+            url,
+            failure_message(
+                flow.name,
+                flow_run.name,
+                state.name,
+                state.message or "",
+                str(Path(project).resolve()),
+            ),
+        )
     except Exception as err:  # noqa: BLE001 - see the docstring
-        log.warning("could not send the failure notification: %s: %s",
-                    type(err).__name__, err)
+        log.warning("could not send the failure notification: %s: %s", type(err).__name__, err)

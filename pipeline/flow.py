@@ -88,14 +88,18 @@ def stage_order(project: str, targets: list[str]) -> list[Stage]:
             wanted.update(repo.stage.collect(target, with_deps=True))
         # edges point from a stage to the stages it depends on
         graph = repo.index.graph.subgraph(wanted)
-        ordered = reversed(list(nx.lexicographical_topological_sort(
-            graph, key=lambda s: s.addressing)))
+        ordered = reversed(
+            list(nx.lexicographical_topological_sort(graph, key=lambda s: s.addressing))
+        )
         root = Path(repo.root_dir)
-        return [Stage(stage.addressing, " ".join(stage.cmd) if isinstance(stage.cmd, list)
-                      else str(stage.cmd),
-                      tuple(str(Path(out.fs_path).relative_to(root))
-                            for out in stage.outs if out.metric))
-                for stage in ordered]
+        return [
+            Stage(
+                stage.addressing,
+                " ".join(stage.cmd) if isinstance(stage.cmd, list) else str(stage.cmd),
+                tuple(str(Path(out.fs_path).relative_to(root)) for out in stage.outs if out.metric),
+            )
+            for stage in ordered
+        ]
 
 
 # another DVC process holds the repository lock, a path of the stage (`.dvc/tmp/rwlock`: DVC
@@ -127,8 +131,9 @@ def dvc_env() -> dict[str, str]:
     return dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ.get("PATH", "")]))
 
 
-def waiting_for_lock(what: str, attempt: Callable[[], Any], wait_s: float,
-                     log: Callable[[str], None]) -> Any:
+def waiting_for_lock(
+    what: str, attempt: Callable[[], Any], wait_s: float, log: Callable[[str], None]
+) -> Any:
     """`attempt()`, retried every LOCK_POLL_S while it raises LockHeld, for at most `wait_s`;
     then a RuntimeError that says who to look for."""
     deadline = time.monotonic() + wait_s
@@ -141,9 +146,12 @@ def waiting_for_lock(what: str, attempt: Callable[[], Any], wait_s: float,
                 raise RuntimeError(
                     f"{what}: DVC's lock was still held by another DVC process after "
                     f"{wait_s:g} s (flow.lock_wait_s); is a `dvc repro` or `dvc exp run` "
-                    f"running in this project? ({err})") from None
-            log(f"{what}: DVC's lock is held by another DVC process; retrying "
-                f"(waiting at most {left:.0f} s more)")
+                    f"running in this project? ({err})"
+                ) from None
+            log(
+                f"{what}: DVC's lock is held by another DVC process; retrying "
+                f"(waiting at most {left:.0f} s more)"
+            )
             time.sleep(min(LOCK_POLL_S, left))
 
 
@@ -155,9 +163,17 @@ def _dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> l
     does `timeout_s`. Raises LockHeld when DVC could not take its lock.
     """
     logger = _logger()
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=project,
-                            env=dvc_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1, process_group=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=project,
+        env=dvc_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        process_group=0,
+    )
     assert proc.stdout is not None
     timed_out = threading.Event()
     watchdog = threading.Timer(timeout_s or 0, _time_out, (proc.pid, timed_out))
@@ -184,8 +200,10 @@ def _dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> l
         raise
     command = f"dvc {' '.join(args)}"
     if timed_out.is_set() and proc.returncode != 0:
-        raise StageTimeout(f"{command} ran past its timeout of {timeout_s:g} s and was "
-                           f"stopped (flow.timeout_s in params.yaml)")
+        raise StageTimeout(
+            f"{command} ran past its timeout of {timeout_s:g} s and was "
+            f"stopped (flow.timeout_s in params.yaml)"
+        )
     if proc.returncode != 0:
         held = [line for line in lines[-10:] if any(err in line for err in LOCK_ERRORS)]
         if held:
@@ -244,8 +262,9 @@ STOP_GRACE_S = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0))
 SERVER_GRACE_S = ((signal.SIGTERM, 3.0),)
 
 
-def stop_process_group(proc: subprocess.Popen,
-                       grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S) -> None:
+def stop_process_group(
+    proc: subprocess.Popen, grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S
+) -> None:
     """Stop `proc`, the leader of its own process group, and every process of that group.
 
     SIGINT first, what a terminal's Ctrl-C sends (DVC lets its stage command handle it), then
@@ -260,8 +279,7 @@ def stop_process_group(proc: subprocess.Popen,
         proc.wait()
 
 
-def _stop_group(pgid: int, grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S
-                ) -> None:
+def _stop_group(pgid: int, grace: tuple[tuple[signal.Signals, float], ...] = STOP_GRACE_S) -> None:
     """The signals of `grace` (SIGINT, SIGTERM), each with its wait, to group `pgid` until its
     leader exits, without reaping it (see stop_process_group)."""
     for sig, grace_s in grace:
@@ -316,10 +334,25 @@ def start_temporary_server(log: Path) -> str:
     env = dict(os.environ, PREFECT_UI_ENABLED="false", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                                 "127.0.0.1", "--port", str(port), "--no-services"], env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                process_group=0)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-services",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
     # atexit runs after Prefect's own exit hooks (threading's), which flush logs and events
     atexit.register(stop_process_group, proc, SERVER_GRACE_S)
     url = f"http://127.0.0.1:{port}/api"
@@ -327,11 +360,15 @@ def start_temporary_server(log: Path) -> str:
     deadline = time.monotonic() + timeout_s
     while not _healthy(url):
         if proc.poll() is not None:
-            raise RuntimeError(f"the temporary Prefect server exited with code "
-                               f"{proc.returncode} before it was ready; see {log}")
+            raise RuntimeError(
+                f"the temporary Prefect server exited with code "
+                f"{proc.returncode} before it was ready; see {log}"
+            )
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the temporary Prefect server at {url} was not ready after "
-                               f"{timeout_s:.0f} s; see {log}")
+            raise RuntimeError(
+                f"the temporary Prefect server at {url} was not ready after "
+                f"{timeout_s:.0f} s; see {log}"
+            )
         time.sleep(0.2)
     return url
 
@@ -367,14 +404,17 @@ def ensure_concurrency_limit(tag: str, slots: int) -> None:
 
 
 @task(task_run_name="dvc repro {stage}")
-def repro_stage(project: str, stage: str, timeout_s: float | None = None,
-                lock_wait_s: float = 0.0) -> str:
+def repro_stage(
+    project: str, stage: str, timeout_s: float | None = None, lock_wait_s: float = 0.0
+) -> str:
     """Run one stage through DVC; return RAN, RESTORED or UP_TO_DATE, read from DVC's output.
     Waits for DVC's lock (see `waiting_for_lock`); stopped after `timeout_s`."""
     lines = waiting_for_lock(
         f"stage {stage}",
         lambda: _dvc_streamed(project, "repro", "--single-item", stage, timeout_s=timeout_s),
-        lock_wait_s, _logger().warning)
+        lock_wait_s,
+        _logger().warning,
+    )
     return stage_status(lines)
 
 
@@ -389,17 +429,19 @@ def stage_status(lines: list[str]) -> str:
 
 
 @task(task_run_name="dvc exp save {name}")
-def save_experiment(project: str, name: str, stages: list[str], lock_wait_s: float = 0.0
-                    ) -> str:
+def save_experiment(project: str, name: str, stages: list[str], lock_wait_s: float = 0.0) -> str:
     """Record the workspace as a DVC experiment, so runs compare with `dvc exp show`.
 
     Only the run's `stages` are committed: without targets DVC commits every stage of every
     dvc.yaml in the repo and fails on any output that this run did not make (the stages
     left out by `--target`, a benchmark never run).
     """
-    waiting_for_lock(f"experiment {name}",
-                     lambda: _dvc_streamed(project, "exp", "save", "--name", name, *stages),
-                     lock_wait_s, _logger().warning)
+    waiting_for_lock(
+        f"experiment {name}",
+        lambda: _dvc_streamed(project, "exp", "save", "--name", name, *stages),
+        lock_wait_s,
+        _logger().warning,
+    )
     return name
 
 
@@ -430,28 +472,38 @@ def stage_runner(stage: Stage, settings: FlowParams, gpu: list[str]) -> Any:
     """`repro_stage` with this stage's options: fetch stages retry with backoff, training
     stages carry the `gpu` tags."""
     if stage_kind(stage.name) == "fetch" and settings.fetch_retries:
-        delays = [5, 30, 120, 300, 600][:settings.fetch_retries]
+        delays = [5, 30, 120, 300, 600][: settings.fetch_retries]
         delays += delays[-1:] * (settings.fetch_retries - len(delays))
-        return repro_stage.with_options(retries=settings.fetch_retries,
-                                        retry_delay_seconds=delays,
-                                        retry_condition_fn=_no_retry_after_timeout)
+        return repro_stage.with_options(
+            retries=settings.fetch_retries,
+            retry_delay_seconds=delays,
+            retry_condition_fn=_no_retry_after_timeout,
+        )
     if stage.cmd.startswith(GPU_COMMANDS):
         return repro_stage.with_options(tags=gpu)
     return repro_stage
 
 
-@flow(name="cadenza-repro", flow_run_name=_run_name, log_prints=True,
-      on_failure=[notify_failure], on_crashed=[notify_failure])
-def reproduce(project: str = ".", targets: list[str] | None = None,
-              experiment: bool = False) -> Any:
+@flow(
+    name="cadenza-repro",
+    flow_run_name=_run_name,
+    log_prints=True,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
+def reproduce(
+    project: str = ".", targets: list[str] | None = None, experiment: bool = False
+) -> Any:
     """Reproduce `targets` (default: the whole DAG) of the DVC project at `project`."""
     from pipeline.summary import run_summary
 
     settings = flow_settings(project)
     later = later_due_run()
     if later:
-        return Cancelled(message=f"superseded by {later}: a later run of this deployment is "
-                                 "already due, so only that one reproduces the DAG")
+        return Cancelled(
+            message=f"superseded by {later}: a later run of this deployment is "
+            "already due, so only that one reproduces the DAG"
+        )
     logger = get_run_logger()
 
     def order() -> list[Stage]:
@@ -468,17 +520,18 @@ def reproduce(project: str = ".", targets: list[str] | None = None,
     status = {}
     for stage in stages:
         status[stage.name] = stage_runner(stage, settings, tags)(
-            project, stage.name, settings.timeout_for(stage_kind(stage.name)),
-            settings.lock_wait_s)
-    metrics = [path for stage in stages if status[stage.name] != UP_TO_DATE
-               for path in stage.metrics]
-    create_markdown_artifact(key="cadenza-metrics",
-                             markdown=run_summary(project, status, metrics),
-                             description="the stages this run ran, and the metrics that "
-                                         "changed since HEAD")
+            project, stage.name, settings.timeout_for(stage_kind(stage.name)), settings.lock_wait_s
+        )
+    metrics = [
+        path for stage in stages if status[stage.name] != UP_TO_DATE for path in stage.metrics
+    ]
+    create_markdown_artifact(
+        key="cadenza-metrics",
+        markdown=run_summary(project, status, metrics),
+        description="the stages this run ran, and the metrics that changed since HEAD",
+    )
     if experiment:
-        save_experiment(project, _experiment_name(), [s.name for s in stages],
-                        settings.lock_wait_s)
+        save_experiment(project, _experiment_name(), [s.name for s in stages], settings.lock_wait_s)
     return list(status)
 
 
@@ -510,11 +563,20 @@ def later_due_run() -> str | None:
             return None
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment])),
-            flow_run_filter=FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(
-                after_=mine.expected_start_time, before_=datetime.now(UTC))))
-    later = [run for run in runs if run.id != mine.id and run.expected_start_time
-             and run.expected_start_time > mine.expected_start_time
-             and run.state_type not in (StateType.CANCELLED, StateType.CANCELLING)]
+            flow_run_filter=FlowRunFilter(
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    after_=mine.expected_start_time, before_=datetime.now(UTC)
+                )
+            ),
+        )
+    later = [
+        run
+        for run in runs
+        if run.id != mine.id
+        and run.expected_start_time
+        and run.expected_start_time > mine.expected_start_time
+        and run.state_type not in (StateType.CANCELLED, StateType.CANCELLING)
+    ]
     return later[-1].name if later else None
 
 
@@ -533,7 +595,7 @@ def sweep_point(project: str, target: str, point: dict[str, Any]) -> dict[str, A
 
 
 @flow(name="cadenza-sweep", log_prints=True)
-def sweep(project: str = ".", name: str = "seed002_optimizer") -> str:
+def sweep(project: str = ".", name: str = "paper002_optimizer") -> str:
     """Run sweep `name` of `sweeps.yaml`; points already done are not run again."""
     from cadenza.sweep import (
         experiments,

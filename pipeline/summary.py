@@ -44,16 +44,19 @@ def changed_rows(project: str, files: list[str]) -> list[dict]:
     # absolute: DVC resolves relative targets against the process's folder, not `project`
     targets = [str(Path(project).resolve() / path) for path in files]
     rows = metric_rows(metrics_diff(project, "HEAD", None, targets))
-    return sorted((row for row in rows if changed(row["old"], row["new"])),
-                  key=lambda row: (row["file"], row["metric"]))
+    return sorted(
+        (row for row in rows if changed(row["old"], row["new"])),
+        key=lambda row: (row["file"], row["metric"]),
+    )
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table, numbers as `cadenza compare` writes them."""
-    lines = ["| " + " | ".join(CHANGE_COLUMNS) + " |",
-             "|" + "---|" * len(CHANGE_COLUMNS)]
+    lines = ["| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
     for row in rows:
-        cells = [fmt(row[col]) if col in ("old", "new", "change") else str(row[col] or "-")
-                 for col in CHANGE_COLUMNS]
+        cells = [
+            fmt(row[col]) if col in ("old", "new", "change") else str(row[col] or "-")
+            for col in CHANGE_COLUMNS
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

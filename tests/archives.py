@@ -24,8 +24,7 @@ def maestro_zip(per_split: int = 2) -> bytes:
     root = DATASETS / "maestro-v2.0.0"
     table = pd.read_csv(root / "maestro-v2.0.0.csv")
     table = table.sort_values("duration").groupby("split").head(per_split)
-    corrupt = table.iloc[[0]].assign(midi_filename="2004/corrupt.midi",
-                                     canonical_title="Broken")
+    corrupt = table.iloc[[0]].assign(midi_filename="2004/corrupt.midi", canonical_title="Broken")
     table = pd.concat([table, corrupt])
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -66,8 +65,7 @@ def piano_midi_de_site(site: Site, composers: int = 2, per_composer: int = 2) ->
     index_links = []
     for composer in sorted(p.name for p in root.iterdir())[:composers]:
         files = sorted((root / composer).glob("*.mid"))[:per_composer]
-        page = "".join(f'<a href="midis/{composer.lower()}/{f.name}">{f.stem}</a>'
-                       for f in files)
+        page = "".join(f'<a href="midis/{composer.lower()}/{f.name}">{f.stem}</a>' for f in files)
         site.files[f"/pmd/{composer.lower()}.htm"] = f"<html>{page}</html>".encode()
         for f in files:
             site.files[f"/pmd/midis/{composer.lower()}/{f.name}"] = f.read_bytes()
@@ -109,8 +107,11 @@ def bl_pickle_from_midi(folder: Path, step_beats: float, per_split: int = 3) -> 
                     if 21 <= note.pitch <= 108:
                         steps[t].add(note.pitch)
         pieces.append([sorted(s) for s in steps[:200]])
-    data = {"train": pieces[:per_split], "valid": pieces[per_split:2 * per_split],
-            "test": pieces[2 * per_split:]}
+    data = {
+        "train": pieces[:per_split],
+        "valid": pieces[per_split : 2 * per_split],
+        "test": pieces[2 * per_split :],
+    }
     return pickle.dumps(data, protocol=2)
 
 
@@ -123,9 +124,11 @@ def serve_all(site: Site) -> dict[str, dict]:
     site.files["/bl/JSB%20Chorales.pickle"] = (bl / "JSB Chorales.pickle").read_bytes()
     site.files["/bl/Nottingham.pickle"] = (bl / "Nottingham.pickle").read_bytes()
     site.files["/bl/MuseData.pickle"] = bl_pickle_from_midi(
-        DATASETS / "piano-midi.de" / "midis" / "Bach", 0.5)
+        DATASETS / "piano-midi.de" / "midis" / "Bach", 0.5
+    )
     site.files["/bl/Piano-midi.de.pickle"] = bl_pickle_from_midi(
-        DATASETS / "piano-midi.de" / "midis" / "Chopin", 0.5)
+        DATASETS / "piano-midi.de" / "midis" / "Chopin", 0.5
+    )
     pmd = piano_midi_de_site(site)
     return {
         "maestro_v2": {"url": site.url("/maestro/maestro-v2.0.0-midi.zip")},

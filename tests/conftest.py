@@ -12,19 +12,25 @@ from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import Source
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY_SOURCE = Source(name="toy", layout="music21_chorales", description="toy", license="",
-                    citation="")
+TOY_SOURCE = Source(
+    name="toy", layout="music21_chorales", description="toy", license="", citation=""
+)
 SHARED = ROOT.parent / "shared"
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` by relative path: outputs compared byte for byte."""
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
-def write_score(path: Path, voices: list[list[tuple[float, float, int]]],
-                key_sig: tuple[int, int] | None = None, tpq: int = 480) -> Path:
+def write_score(
+    path: Path,
+    voices: list[list[tuple[float, float, int]]],
+    key_sig: tuple[int, int] | None = None,
+    tpq: int = 480,
+) -> Path:
     """A real MIDI file: one track per voice; notes are (onset_beats, dur_beats, pitch)."""
     score = symusic.Score(tpq)
     score.tempos.append(symusic.Tempo(0, 120.0))
@@ -68,10 +74,24 @@ def write_corpus(root: Path) -> Path:
     (folder / "midi" / "truncated.mid").write_bytes(good[: len(good) // 2])
     for name in ("corrupt", "empty", "truncated"):
         rows.append((name, folder / "midi" / f"{name}.mid"))
-    rows = [{"piece_id": pid, "title": pid, "source_path": str(path), "format": "midi",
-             "path": f"midi/{path.name}", "status": "ok"} for pid, path in rows]
-    rows.append({"piece_id": "bwv277", "status": "rejected",
-                 "reason": "ExpanderException: badly formed repeats"})
+    rows = [
+        {
+            "piece_id": pid,
+            "title": pid,
+            "source_path": str(path),
+            "format": "midi",
+            "path": f"midi/{path.name}",
+            "status": "ok",
+        }
+        for pid, path in rows
+    ]
+    rows.append(
+        {
+            "piece_id": "bwv277",
+            "status": "rejected",
+            "reason": "ExpanderException: badly formed repeats",
+        }
+    )
     write_manifest(folder, rows, TOY_SOURCE)
     return root / "raw"
 
@@ -92,6 +112,7 @@ def chorale_pieces(tmp_path_factory: pytest.TempPathFactory) -> list:
     for row in rows:
         parsed = parse_midi(out / row["path"], "all")
         n = parsed.notes
-        pieces.append(on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                              parsed.time_signatures, 24))
+        pieces.append(
+            on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]), parsed.time_signatures, 24)
+        )
     return pieces

@@ -58,8 +58,10 @@ def process_one(path: str) -> tuple[str, str]:
         raise AssertionError("negative duration in an accepted piece")
     if np.any(cols["onset_beats"] < 0) or np.any(cols["onset_s"] < 0):
         raise AssertionError("negative onset in an accepted piece")
-    if not (np.all((cols["pitch"] >= 0) & (cols["pitch"] <= 127))
-            and np.all((cols["velocity"] >= 0) & (cols["velocity"] <= 127))):
+    if not (
+        np.all((cols["pitch"] >= 0) & (cols["pitch"] <= 127))
+        and np.all((cols["velocity"] >= 0) & (cols["velocity"] <= 127))
+    ):
         raise AssertionError("pitch or velocity out of 0..127 in an accepted piece")
     return "ok", f"{table.num_rows} notes, {piece['n_steps']} steps"
 
@@ -78,17 +80,24 @@ def _child(mem_limit: int) -> None:
         sys.stdout.flush()
 
 
-def run_isolated(files: list[tuple[str, Path]], timeout_s: float = 20.0,
-                 mem_limit: int = MEM_LIMIT) -> list[Outcome]:
+def run_isolated(
+    files: list[tuple[str, Path]], timeout_s: float = 20.0, mem_limit: int = MEM_LIMIT
+) -> list[Outcome]:
     """Outcome of every (name, path), each file under a deadline and a memory limit."""
     results: list[Outcome] = []
     pending = list(files)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
     while pending:
-        child = subprocess.Popen([sys.executable, __file__, str(mem_limit)], env=env,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        child = subprocess.Popen(
+            [sys.executable, __file__, str(mem_limit)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         sel = selectors.DefaultSelector()
         assert child.stdout is not None and child.stdin is not None
         sel.register(child.stdout, selectors.EVENT_READ)
@@ -114,8 +123,9 @@ def run_isolated(files: list[tuple[str, Path]], timeout_s: float = 20.0,
                     child.wait()
                     results.append(Outcome(name, "crash", f"hang: over {timeout_s:.0f} s"))
                 else:
-                    results.append(Outcome(name, "crash",
-                                           f"child died, exit status {child.returncode}"))
+                    results.append(
+                        Outcome(name, "crash", f"child died, exit status {child.returncode}")
+                    )
                 break  # start a fresh child for the rest
         except BrokenPipeError:
             pending.pop(0)

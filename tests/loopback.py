@@ -92,7 +92,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             chunk = 16 << 10
             for i in range(0, len(payload), chunk):
                 try:
-                    self.wfile.write(payload[i:i + chunk])
+                    self.wfile.write(payload[i : i + chunk])
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client was killed
                 time.sleep(chunk / rate)
@@ -107,7 +107,7 @@ def _drip(handler: BaseHTTPRequestHandler, payload: bytes, every_s: float) -> No
     """One byte at a time, until the body is sent or the client hangs up."""
     for i in range(len(payload)):
         try:
-            handler.wfile.write(payload[i:i + 1])
+            handler.wfile.write(payload[i : i + 1])
             handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             return

@@ -30,22 +30,28 @@ def split_chunks(data: bytes) -> tuple[bytes, list[Chunk]]:
     if data[:4] != b"MThd":
         raise ValueError("not a MIDI file")
     (hlen,) = struct.unpack(">I", data[4:8])
-    header = data[8:8 + hlen]
+    header = data[8 : 8 + hlen]
     chunks, pos = [], 8 + hlen
     while pos + 8 <= len(data):
-        kind, (length,) = data[pos:pos + 4], struct.unpack(">I", data[pos + 4:pos + 8])
-        chunks.append((kind, data[pos + 8:pos + 8 + length]))
+        kind, (length,) = data[pos : pos + 4], struct.unpack(">I", data[pos + 4 : pos + 8])
+        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
         pos += 8 + length
     return header, chunks
 
 
-def join_chunks(header: bytes, chunks: list[Chunk],
-                lengths: dict[int, int] | None = None, header_length: int | None = None
-                ) -> bytes:
+def join_chunks(
+    header: bytes,
+    chunks: list[Chunk],
+    lengths: dict[int, int] | None = None,
+    header_length: int | None = None,
+) -> bytes:
     """Inverse of `split_chunks`; `lengths` overrides the declared length of chunk i."""
     lengths = lengths or {}
-    out = [b"MThd", struct.pack(">I", len(header) if header_length is None else header_length),
-           header]
+    out = [
+        b"MThd",
+        struct.pack(">I", len(header) if header_length is None else header_length),
+        header,
+    ]
     for i, (kind, body) in enumerate(chunks):
         out += [kind, struct.pack(">I", lengths.get(i, len(body))), body]
     return b"".join(out)
@@ -65,12 +71,20 @@ def _tracks(chunks: list[Chunk]) -> list[int]:
     return [i for i, (kind, _) in enumerate(chunks) if kind == b"MTrk"]
 
 
-def _set_header(data: bytes, fmt: int | None = None, ntrks: int | None = None,
-                division: int | None = None) -> bytes:
+def _set_header(
+    data: bytes, fmt: int | None = None, ntrks: int | None = None, division: int | None = None
+) -> bytes:
     header, chunks = split_chunks(data)
     f, n, d = struct.unpack(">HHH", header[:6])
-    header = struct.pack(">HHH", f if fmt is None else fmt, n if ntrks is None else ntrks,
-                         d if division is None else division) + header[6:]
+    header = (
+        struct.pack(
+            ">HHH",
+            f if fmt is None else fmt,
+            n if ntrks is None else ntrks,
+            d if division is None else division,
+        )
+        + header[6:]
+    )
     return join_chunks(header, chunks)
 
 
@@ -101,7 +115,7 @@ def bit_flips(data: bytes, rng: random.Random, n: int = 8) -> bytes:
 
 
 def truncate(data: bytes, rng: random.Random) -> bytes:
-    return data[:rng.randrange(len(data))]
+    return data[: rng.randrange(len(data))]
 
 
 def chunk_length_huge(data: bytes) -> bytes:
@@ -138,6 +152,7 @@ def header_too_many_tracks(data: bytes) -> bytes:
 
 def no_end_of_track(data: bytes) -> bytes:
     """Every track ends after its last note, without the end-of-track meta (or its delta)."""
+
     def strip(body: bytes) -> bytes:
         if not body.endswith(END_OF_TRACK):
             return body
@@ -145,6 +160,7 @@ def no_end_of_track(data: bytes) -> bytes:
         while body and body[-1] >= 0x80:  # the delta's continuation bytes
             body = body[:-1]
         return body
+
     return _map_tracks(data, strip)
 
 
@@ -155,8 +171,9 @@ def no_end_of_track_then_junk(data: bytes) -> bytes:
 
 def huge_delta(data: bytes) -> bytes:
     """A note at the largest delta a 4-byte VLQ can hold (2^28 - 1 ticks)."""
-    return _prepend_to_track(data, vlq(0x0FFFFFFF) + b"\x90\x3c\x40" + vlq(0x0FFFFFFF)
-                             + b"\x80\x3c\x00")
+    return _prepend_to_track(
+        data, vlq(0x0FFFFFFF) + b"\x90\x3c\x40" + vlq(0x0FFFFFFF) + b"\x80\x3c\x00"
+    )
 
 
 def huge_deltas_repeated(data: bytes) -> bytes:
@@ -177,19 +194,27 @@ def running_status_at_start(data: bytes) -> bytes:
 
 def running_status_after_meta(data: bytes) -> bytes:
     """Running status across a meta event and a sysex (both cancel it in the standard)."""
-    events = (b"\x00\x90\x3c\x40" + b"\x00\xff\x01\x01x" + b"\x00\x3e\x40"
-              + b"\x00\xf0\x02\x7e\xf7" + b"\x00\x40\x40" + b"\x10\x80\x3c\x00")
+    events = (
+        b"\x00\x90\x3c\x40"
+        + b"\x00\xff\x01\x01x"
+        + b"\x00\x3e\x40"
+        + b"\x00\xf0\x02\x7e\xf7"
+        + b"\x00\x40\x40"
+        + b"\x10\x80\x3c\x00"
+    )
     return _prepend_to_track(data, events)
 
 
 def running_status_everywhere(data: bytes) -> bytes:
     """Status bytes replaced by data bytes after the first event of each track."""
+
     def abuse(body: bytes) -> bytes:
         buf = bytearray(body)
         for i in range(4, len(buf)):
             if buf[i] & 0xF0 in (0x80, 0x90) and buf[i - 1] < 0x80:
                 buf[i] &= 0x7F
         return bytes(buf)
+
     return _map_tracks(data, abuse)
 
 
@@ -204,20 +229,21 @@ def smpte_division(data: bytes) -> bytes:
 
 def tempo_zero(data: bytes) -> bytes:
     """Every tempo meta set to 0 microseconds per quarter, plus one at time 0."""
+
     def zero(body: bytes) -> bytes:
         buf, i = bytearray(body), body.find(b"\xff\x51\x03")
         while i >= 0:
-            buf[i + 3:i + 6] = b"\x00\x00\x00"
+            buf[i + 3 : i + 6] = b"\x00\x00\x00"
             i = body.find(b"\xff\x51\x03", i + 3)
         return bytes(buf)
+
     out = _map_tracks(data, zero)
     return _prepend_to_track(out, b"\x00\xff\x51\x03\x00\x00\x00", track=0)
 
 
 def tempo_bad_length(data: bytes) -> bytes:
     """A tempo meta that declares 0 bytes of data (and one that declares a huge length)."""
-    return _prepend_to_track(data, b"\x00\xff\x51\x00" + b"\x00\xff\x51\x8f\xff\xff\x7f",
-                             track=0)
+    return _prepend_to_track(data, b"\x00\xff\x51\x00" + b"\x00\xff\x51\x8f\xff\xff\x7f", track=0)
 
 
 def meta_length_huge(data: bytes) -> bytes:
@@ -236,19 +262,27 @@ def orphan_note_off(data: bytes) -> bytes:
 
 def overlapping_same_pitch(data: bytes) -> bytes:
     """Note-on 60 three times before any note-off, then offs in a different order."""
-    events = (b"\x00\x90\x3c\x40" b"\x10\x90\x3c\x50" b"\x10\x90\x3c\x60"
-              b"\x10\x80\x3c\x00" b"\x00\x90\x3c\x00" b"\x30\x80\x3c\x00")
+    events = (
+        b"\x00\x90\x3c\x40"
+        b"\x10\x90\x3c\x50"
+        b"\x10\x90\x3c\x60"
+        b"\x10\x80\x3c\x00"
+        b"\x00\x90\x3c\x00"
+        b"\x30\x80\x3c\x00"
+    )
     return _prepend_to_track(data, events)
 
 
 def velocity_zero(data: bytes) -> bytes:
     """Every note-on velocity set to 0 (which makes them note-offs): no notes remain."""
+
     def silence(body: bytes) -> bytes:
         buf = bytearray(body)
         for i in range(len(buf) - 2):
             if buf[i] & 0xF0 == 0x90 and buf[i + 1] < 0x80 and buf[i + 2] < 0x80:
                 buf[i + 2] = 0
         return bytes(buf)
+
     return _map_tracks(data, silence)
 
 
@@ -292,24 +326,49 @@ def text_named_mid() -> bytes:
 
 
 STRUCTURED: dict[str, Callable[[bytes], bytes]] = {
-    f.__name__: f for f in (
-        chunk_length_huge, chunk_length_max, chunk_length_short, chunk_length_zero,
-        header_length_huge, header_too_many_tracks, no_end_of_track, no_end_of_track_then_junk,
-        huge_delta, huge_deltas_repeated, overlong_vlq, running_status_at_start,
-        running_status_after_meta, running_status_everywhere, ticks_per_quarter_zero,
-        smpte_division, tempo_zero, tempo_bad_length, meta_length_huge, sysex_length_huge,
-        orphan_note_off, overlapping_same_pitch, velocity_zero, format_2, format_unknown,
-        extra_unknown_chunks, notes_out_of_range)
+    f.__name__: f
+    for f in (
+        chunk_length_huge,
+        chunk_length_max,
+        chunk_length_short,
+        chunk_length_zero,
+        header_length_huge,
+        header_too_many_tracks,
+        no_end_of_track,
+        no_end_of_track_then_junk,
+        huge_delta,
+        huge_deltas_repeated,
+        overlong_vlq,
+        running_status_at_start,
+        running_status_after_meta,
+        running_status_everywhere,
+        ticks_per_quarter_zero,
+        smpte_division,
+        tempo_zero,
+        tempo_bad_length,
+        meta_length_huge,
+        sysex_length_huge,
+        orphan_note_off,
+        overlapping_same_pitch,
+        velocity_zero,
+        format_2,
+        format_unknown,
+        extra_unknown_chunks,
+        notes_out_of_range,
+    )
 }
 
 
-def mutants(seeds: list[bytes], rng: random.Random, n_random: int
-            ) -> list[tuple[str, bytes]]:
+def mutants(seeds: list[bytes], rng: random.Random, n_random: int) -> list[tuple[str, bytes]]:
     """Every structured mutator on every seed, plus `n_random` bit-flip / truncation /
     stacked mutants and the whole-file cases; (name, bytes) pairs."""
-    out = [("many_notes_120k", many_notes_file()), ("text_named_mid", text_named_mid()),
-           ("all_velocity_zero", many_notes_file(200, velocity=0)),
-           ("empty", b""), ("magic_only", b"MThd")]
+    out = [
+        ("many_notes_120k", many_notes_file()),
+        ("text_named_mid", text_named_mid()),
+        ("all_velocity_zero", many_notes_file(200, velocity=0)),
+        ("empty", b""),
+        ("magic_only", b"MThd"),
+    ]
     names = list(STRUCTURED)
     for s, seed in enumerate(seeds):
         for name, fn in STRUCTURED.items():
@@ -332,8 +391,13 @@ def mutants(seeds: list[bytes], rng: random.Random, n_random: int
 def seed_files(datasets: Path, limit: int | None = 8) -> list[Path]:
     """Small real MIDI files from ../shared/datasets (the smallest of piano-midi.de and
     MAESTRO), so that each mutant parses fast; `limit=None`: all of them."""
-    files = sorted((p for folder in ("piano-midi.de", "maestro-v2.0.0")
-                    for p in (datasets / folder).rglob("*")
-                    if p.suffix.lower() in (".mid", ".midi")),
-                   key=lambda p: (p.stat().st_size, str(p)))
+    files = sorted(
+        (
+            p
+            for folder in ("piano-midi.de", "maestro-v2.0.0")
+            for p in (datasets / folder).rglob("*")
+            if p.suffix.lower() in (".mid", ".midi")
+        ),
+        key=lambda p: (p.stat().st_size, str(p)),
+    )
     return files[:limit]

@@ -85,8 +85,9 @@ def test_no_soundfont_renders_nothing_and_says_why(tmp_path, synth_on_path):
     and a missing FluidSynth is named too: one reading tells the user everything to fix."""
     _piece(tmp_path / "midi" / "a.mid", 4)
     missing = tmp_path / "no" / "such.sf2"
-    statuses = render_folders({"m": tmp_path / "midi"}, tmp_path / "audio",
-                              ListenParams(soundfont=str(missing)))
+    statuses = render_folders(
+        {"m": tmp_path / "midi"}, tmp_path / "audio", ListenParams(soundfont=str(missing))
+    )
     assert statuses["m"]["clips"] == {}
     reason = statuses["m"]["unavailable"]
     assert f"no soundfont: {missing} does not exist" in reason
@@ -103,9 +104,17 @@ def _rendered_report(tmp_path: Path, params: ListenParams) -> Path:
     render_folders({"m": generated / "m", "reference": excerpts}, tmp_path / "audio", params)
     (tmp_path / "train").mkdir()
     out = tmp_path / "reports"
-    build_report(metrics, tmp_path / "train", generated, out / "report.md",
-                 out / "index.html", out / "metrics.csv", out / "plots",
-                 audio=tmp_path / "audio", excerpts=excerpts)
+    build_report(
+        metrics,
+        tmp_path / "train",
+        generated,
+        out / "report.md",
+        out / "index.html",
+        out / "metrics.csv",
+        out / "plots",
+        audio=tmp_path / "audio",
+        excerpts=excerpts,
+    )
     return out
 
 
@@ -133,8 +142,10 @@ def test_report_has_a_player_per_rendered_clip(tmp_path):
     assert 'src="../audio/reference/excerpt_000.ogg"' in page
     md = (out / "report.md").read_text()
     assert "Audio: [sample_000.ogg](../audio/m/sample_000.ogg)" in md
-    assert "No audio:" not in md and "2 clips: every sample and real excerpt cut (or " \
-        "padded) to 3 s" in md
+    assert (
+        "No audio:" not in md
+        and "2 clips: every sample and real excerpt cut (or padded) to 3 s" in md
+    )
 
 
 def test_audio_seconds_refuses_other_files(tmp_path):

@@ -21,10 +21,13 @@ needs_bl = pytest.mark.skipif(not BL.exists(), reason=f"{BL} is absent (see ../s
 
 
 @needs_bl
-@pytest.mark.parametrize(("file", "pieces", "frames"), [
-    ("JSB Chorales.pickle", (229, 76, 77), (13_807, 4_602, 4_725)),
-    ("Nottingham.pickle", (694, 173, 170), (176_561, 45_513, 44_463)),
-])
+@pytest.mark.parametrize(
+    ("file", "pieces", "frames"),
+    [
+        ("JSB Chorales.pickle", (229, 76, 77), (13_807, 4_602, 4_725)),
+        ("Nottingham.pickle", (694, 173, 170), (176_561, 45_513, 44_463)),
+    ],
+)
 def test_loader_returns_the_published_split_sizes(file, pieces, frames):
     data = load_bl(BL / file)
     assert tuple(len(data[s]) for s in ("train", "valid", "test")) == pieces
@@ -37,8 +40,11 @@ def test_loader_refuses_pitches_off_the_keyboard_and_any_code(tmp_path):
     (here os.system) used to run it: both are refused now, naming the file."""
     path = tmp_path / "JSB Chorales.pickle"
     path.write_bytes(pickle.dumps({"train": [[[60], [20, 64]]], "valid": [], "test": []}, 2))
-    with pytest.raises(BLPickleError, match=r"split 'train', piece 0, step 1: 20 \(int\) is "
-                       r"not a pitch \(an int in 21\.\.108\)"):
+    with pytest.raises(
+        BLPickleError,
+        match=r"split 'train', piece 0, step 1: 20 \(int\) is "
+        r"not a pitch \(an int in 21\.\.108\)",
+    ):
         load_bl(path)
     marker = tmp_path / "pwned"
     path.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
@@ -53,8 +59,9 @@ def _model(family: str, pitches: int = 4) -> ModelParams:
         net["pitch_hidden"] = 8
     if family == "roll_made":
         net["made_hidden"] = 12
-    return from_dict(ModelParams, {"family": family, "net": net,
-                                   "train": {"epochs": 3, "lr": 0.01}}, "m")
+    return from_dict(
+        ModelParams, {"family": family, "net": net, "train": {"epochs": 3, "lr": 0.01}}, "m"
+    )
 
 
 @pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made"])
@@ -112,10 +119,24 @@ def test_short_training_lowers_the_valid_nll(tmp_path, family):
 
     data = load_bl(BL / "JSB Chorales.pickle")
     data = {"train": data["train"][:40], "valid": data["valid"][:10], "test": data["test"][:5]}
-    mp = from_dict(ModelParams, {"family": family, "net": {"pitches": KEYS, "hidden": 64},
-                                 "train": {"epochs": 3, "batch_size": 8, "lr": 0.003}}, "m")
-    result = run("jsb", data, family, mp, 0, tmp_path / "r.json",
-                 transpose_max=3 if family == "roll_made" else 0)
+    mp = from_dict(
+        ModelParams,
+        {
+            "family": family,
+            "net": {"pitches": KEYS, "hidden": 64},
+            "train": {"epochs": 3, "batch_size": 8, "lr": 0.003},
+        },
+        "m",
+    )
+    result = run(
+        "jsb",
+        data,
+        family,
+        mp,
+        0,
+        tmp_path / "r.json",
+        transpose_max=3 if family == "roll_made" else 0,
+    )
     history = [h["valid_nll"] for h in result["history"]]
     assert history[-1] < history[0] and math.isfinite(result["test_nll"])
     table = results_table([result])

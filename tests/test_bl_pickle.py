@@ -68,8 +68,9 @@ def _payloads(marker) -> dict[str, bytes]:
         # OBJ: the callable from GLOBAL, called with the marked arguments
         "OBJ": b"(cos\nsystem\nS'" + touch + b"'\no.",
         # STACK_GLOBAL: module and name from the stack (protocol 4)
-        "STACK_GLOBAL/REDUCE": (b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c" + bytes([len(touch)])
-                                + touch + b"\x85R."),
+        "STACK_GLOBAL/REDUCE": (
+            b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c" + bytes([len(touch)]) + touch + b"\x85R."
+        ),
     }
 
 
@@ -92,8 +93,11 @@ def test_the_payloads_are_live(tmp_path):
 def test_a_malicious_pickle_runs_nothing(tmp_path, marker, name):
     path = tmp_path / "evil.pickle"
     path.write_bytes(_payloads(marker)[name])
-    with pytest.raises(BLPickleError, match=r"evil\.pickle: refused: the pickle names the "
-                       r"global (os|posix|builtins|__builtin__)\.(system|exec)"):
+    with pytest.raises(
+        BLPickleError,
+        match=r"evil\.pickle: refused: the pickle names the "
+        r"global (os|posix|builtins|__builtin__)\.(system|exec)",
+    ):
         bl_pickle.load(path)
     assert not marker.exists()
 
@@ -122,22 +126,37 @@ def test_a_malicious_pickle_is_refused_by_prepares_reader(tmp_path, marker):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"train": [], "valid": []},
-     r"expected exactly the splits .*got the keys \['train', 'valid'\] \(list\)"),
-    ([[[60]]], r"expected a dict of splits .*got list"),
-    ({**GOOD, "valid": [[[48]], [[60], [61, 300]]]},
-     r"split 'valid', piece 1, step 1: 300 \(int\) is not a pitch \(an int in 0\.\.127\)"),
-    ({**GOOD, "test": ["C major chord"]},
-     r"split 'test', piece 0 is 'C major chord' \(str\), not a list of time steps"),
-    ({**GOOD, "train": [[[60], 61]]}, r"split 'train', piece 0, step 1 is 61 \(int\), not a list"),
-    ({**GOOD, "train": [[[60.0]]]}, r"60\.0 \(float\) is not a pitch"),
-    ({**GOOD, "train": [[[True]]]}, r"True \(bool\) is not a pitch"),
-    ({**GOOD, "test": [[[10**5000]]]}, r"step 0: \(an int of 16,610 bits\) is not a pitch"),
-    ({**GOOD, "train": [{10**5000}]}, r"split 'train', piece 0 is \(a set too large to show\)"),
-    ({**GOOD, 10**5000: []}, r"got the keys \(a list too large to show\)"),
-    ({**GOOD, "train": {"a": 1}}, r"split 'train' is \{'a': 1\} \(dict\), not a list of pieces"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"train": [], "valid": []},
+            r"expected exactly the splits .*got the keys \['train', 'valid'\] \(list\)",
+        ),
+        ([[[60]]], r"expected a dict of splits .*got list"),
+        (
+            {**GOOD, "valid": [[[48]], [[60], [61, 300]]]},
+            r"split 'valid', piece 1, step 1: 300 \(int\) is not a pitch \(an int in 0\.\.127\)",
+        ),
+        (
+            {**GOOD, "test": ["C major chord"]},
+            r"split 'test', piece 0 is 'C major chord' \(str\), not a list of time steps",
+        ),
+        (
+            {**GOOD, "train": [[[60], 61]]},
+            r"split 'train', piece 0, step 1 is 61 \(int\), not a list",
+        ),
+        ({**GOOD, "train": [[[60.0]]]}, r"60\.0 \(float\) is not a pitch"),
+        ({**GOOD, "train": [[[True]]]}, r"True \(bool\) is not a pitch"),
+        ({**GOOD, "test": [[[10**5000]]]}, r"step 0: \(an int of 16,610 bits\) is not a pitch"),
+        ({**GOOD, "train": [{10**5000}]}, r"split 'train', piece 0 is \(a set too large to show\)"),
+        ({**GOOD, 10**5000: []}, r"got the keys \(a list too large to show\)"),
+        (
+            {**GOOD, "train": {"a": 1}},
+            r"split 'train' is \{'a': 1\} \(dict\), not a list of pieces",
+        ),
+    ],
+)
 def test_a_wrong_structure_names_the_place(tmp_path, data, message):
     path = tmp_path / "bad.pickle"
     path.write_bytes(pickle.dumps(data, 4))  # 4: sets without a global
@@ -146,12 +165,15 @@ def test_a_wrong_structure_names_the_place(tmp_path, data, message):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"<html><body>502 Bad Gateway</body></html>", r"not a readable pickle: UnpicklingError"),
-    (pickle.dumps(GOOD, 2)[:40], r"not a readable pickle"),
-    (pickle.dumps(GOOD, 2) + b"junk", r"bytes follow the pickle's STOP opcode"),
-    (b"", r"not a readable pickle: EOFError"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", r"not a readable pickle: UnpicklingError"),
+        (pickle.dumps(GOOD, 2)[:40], r"not a readable pickle"),
+        (pickle.dumps(GOOD, 2) + b"junk", r"bytes follow the pickle's STOP opcode"),
+        (b"", r"not a readable pickle: EOFError"),
+    ],
+)
 def test_html_truncated_and_padded_files_are_refused(tmp_path, raw, message):
     path = tmp_path / "JSB Chorales.pickle"
     path.write_bytes(raw)
@@ -187,10 +209,13 @@ def test_a_good_pickle_loads_as_plain_data(tmp_path):
 
 
 @needs_bl
-@pytest.mark.parametrize(("file", "pieces"), [
-    ("JSB Chorales.pickle", (229, 76, 77)),
-    ("Nottingham.pickle", (694, 173, 170)),
-])
+@pytest.mark.parametrize(
+    ("file", "pieces"),
+    [
+        ("JSB Chorales.pickle", (229, 76, 77)),
+        ("Nottingham.pickle", (694, 173, 170)),
+    ],
+)
 def test_the_published_pickles_load_as_pickle_load_did(file, pieces):
     data = bl_pickle.load(BL / file)
     with open(BL / file, "rb") as fh:  # the trusted local copy, for the comparison only
@@ -199,8 +224,12 @@ def test_the_published_pickles_load_as_pickle_load_did(file, pieces):
 
 
 def _fetch(name: str, url: str, tmp_path, sha256: str = ""):
-    return fetch_source(name, tmp_path / "raw" / name, tmp_path / "cache",
-                        SourceParams(url=url, sha256=sha256, retries=0))
+    return fetch_source(
+        name,
+        tmp_path / "raw" / name,
+        tmp_path / "cache",
+        SourceParams(url=url, sha256=sha256, retries=0),
+    )
 
 
 def test_fetch_refuses_a_malicious_mirror_and_forgets_it(tmp_path, marker):
@@ -212,9 +241,12 @@ def test_fetch_refuses_a_malicious_mirror_and_forgets_it(tmp_path, marker):
     with serve(site):
         url = site.url("/bl/MuseData.pickle")
         for attempt in (1, 2):
-            with pytest.raises(BLPickleError, match=rf"bl_musedata: {url} is not a "
-                               r"Boulanger-Lewandowski pickle .*deleted it from the download "
-                               r"cache: .*names the global (os|posix)\.system"):
+            with pytest.raises(
+                BLPickleError,
+                match=rf"bl_musedata: {url} is not a "
+                r"Boulanger-Lewandowski pickle .*deleted it from the download "
+                r"cache: .*names the global (os|posix)\.system",
+            ):
                 _fetch("bl_musedata", url, tmp_path)
             assert len(site.requests) == attempt  # downloaded again: the bad copy was dropped
     assert not marker.exists()
@@ -224,8 +256,7 @@ def test_fetch_refuses_a_malicious_mirror_and_forgets_it(tmp_path, marker):
     assert not cached.with_name("MuseData.pickle.sha256").exists()
 
 
-def test_fetch_bl_jsb_from_an_env_mirror_with_its_hash_runs_nothing(tmp_path, marker,
-                                                                    monkeypatch):
+def test_fetch_bl_jsb_from_an_env_mirror_with_its_hash_runs_nothing(tmp_path, marker, monkeypatch):
     """JSB's registry pins the publisher's hash; a mirror's own `sha256:` gets past that
     check, and the unpickler still refuses."""
     raw = _payloads(marker)["STACK_GLOBAL/REDUCE"]
@@ -244,8 +275,11 @@ def test_fetch_never_deletes_a_users_own_local_copy(tmp_path, marker):
     local = tmp_path / "mine" / "MuseData.pickle"
     local.parent.mkdir()
     local.write_bytes(_payloads(marker)["os.system, protocol 2"])
-    with pytest.raises(BLPickleError, match=r"bl_musedata: .*MuseData\.pickle is not .*left "
-                       r"the file in place: .*names the global (os|posix)\.system"):
+    with pytest.raises(
+        BLPickleError,
+        match=r"bl_musedata: .*MuseData\.pickle is not .*left "
+        r"the file in place: .*names the global (os|posix)\.system",
+    ):
         _fetch("bl_musedata", str(local), tmp_path)
     assert local.exists() and not marker.exists()
 

@@ -34,12 +34,17 @@ from cadenza.train import _resume, _save_resume
 
 CHORDS = ["60-64-67", "62-65-69", "59-62-67", "57-60-64", "60-65-69", "rest"]
 INFO = {"vocab": ["<pad>", "<unk>", "<eos>", *CHORDS], "counts": [0, 0, 0, 9, 8, 7, 6, 5, 4]}
-RAW = {"family": "token_lm", "tokens": {"scheme": "chord"},
-       "net": {"cell": "lstm", "layers": 1, "embedding": 8, "hidden": 16},
-       "train": {"epochs": 2, "batch_size": 4, "seq_len": 8}}
-INTEGRITY = re.compile(r"checkpoint integrity check failed: sha256 of its content is "
-                       r"[0-9a-f]{64}, recorded [0-9a-f]{64} \(the file was modified or "
-                       r"damaged\)")
+RAW = {
+    "family": "token_lm",
+    "tokens": {"scheme": "chord"},
+    "net": {"cell": "lstm", "layers": 1, "embedding": 8, "hidden": 16},
+    "train": {"epochs": 2, "batch_size": 4, "seq_len": 8},
+}
+INTEGRITY = re.compile(
+    r"checkpoint integrity check failed: sha256 of its content is "
+    r"[0-9a-f]{64}, recorded [0-9a-f]{64} \(the file was modified or "
+    r"damaged\)"
+)
 
 
 def model_params() -> ModelParams:
@@ -52,8 +57,17 @@ def build(seed: int = 0) -> torch.nn.Module:
 
 
 def save(path: Path, model: torch.nn.Module) -> Path:
-    save_checkpoint(path, name="tiny", params=model_params(), info=INFO, model=model, epoch=3,
-                    step=12, valid_loss=1.25, seed=0)
+    save_checkpoint(
+        path,
+        name="tiny",
+        params=model_params(),
+        info=INFO,
+        model=model,
+        epoch=3,
+        step=12,
+        valid_loss=1.25,
+        seed=0,
+    )
     return path
 
 
@@ -124,15 +138,18 @@ def test_nan_or_infinite_weights_are_refused_by_load_generate_and_evaluate(tmp_p
     payload = torch.load(ckpt, weights_only=True)
     assert content_sha256(payload) == payload["sha256"]  # the seal is valid: only NaN is wrong
 
-    message = rf"{re.escape(str(ckpt))}: unusable checkpoint: tensor {re.escape(names[2])} " \
-              r"holds 3 NaN / inf values \(of \d+\); the training diverged: retrain it"
+    message = (
+        rf"{re.escape(str(ckpt))}: unusable checkpoint: tensor {re.escape(names[2])} "
+        r"holds 3 NaN / inf values \(of \d+\); the training diverged: retrain it"
+    )
     with pytest.raises(ValueError, match=message):
         load_checkpoint(ckpt)
     with pytest.raises(ValueError, match=message):
         generate(ckpt, tmp_path / "prepared", tmp_path / "gen", None, seed=0)
     with pytest.raises(ValueError, match=message):
-        evaluate_model(ckpt, tmp_path / "prepared", tmp_path / "gen", tmp_path / "m.json",
-                       EvaluateParams(), 0)
+        evaluate_model(
+            ckpt, tmp_path / "prepared", tmp_path / "gen", tmp_path / "m.json", EvaluateParams(), 0
+        )
     assert not (tmp_path / "gen").exists() and not (tmp_path / "m.json").exists()
 
 
@@ -155,15 +172,20 @@ def test_older_or_unsealed_checkpoints_are_refused_with_what_to_do(tmp_path):
     payload = torch.load(save(tmp_path / "ckpt.pt", build()), weights_only=True)
     old = tmp_path / "old.pt"
     torch.save({**payload, "format": "cadenza-checkpoint/2"}, old)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"{old}: a cadenza-checkpoint/2 checkpoint, from an older Cadenza; this one reads "
             f"{FORMAT} only (it carries a sha256 of its content): retrain it (`dvc repro` "
-            "retrains)")):
+            "retrains)"
+        ),
+    ):
         load_checkpoint(old)
     unsealed = tmp_path / "unsealed.pt"
     torch.save({k: v for k, v in payload.items() if k != "sha256"}, unsealed)
-    with pytest.raises(ValueError, match=f"{re.escape(str(unsealed))}: no sha256 of its "
-                                         "content recorded"):
+    with pytest.raises(
+        ValueError, match=f"{re.escape(str(unsealed))}: no sha256 of its content recorded"
+    ):
         load_checkpoint(unsealed)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
@@ -181,22 +203,26 @@ def training_state(seed: int):
 
 def write_resume(path: Path) -> torch.nn.Module:
     model, optimizers, plateau, generator = training_state(0)
-    loss = FAMILIES["token_lm"].loss(model, torch.randint(0, 9, (2, 8)),
-                                     torch.randint(1, 9, (2, 8)))
+    loss = FAMILIES["token_lm"].loss(
+        model, torch.randint(0, 9, (2, 8)), torch.randint(1, 9, (2, 8))
+    )
     loss.backward()
     optimizers[0].step()  # an optimizer with state: step, moments
     plateau.step(1.5)
-    progress = {"epoch": 1, "step": 1, "best": 1.5, "stale": 0,
-                "rows": [{"epoch": 1, "valid_loss": 1.5, "train_loss": math.nan}]}
-    _save_resume(path, model_params(), "f" * 64, model, optimizers, plateau, generator,
-                 progress)
+    progress = {
+        "epoch": 1,
+        "step": 1,
+        "best": 1.5,
+        "stale": 0,
+        "rows": [{"epoch": 1, "valid_loss": 1.5, "train_loss": math.nan}],
+    }
+    _save_resume(path, model_params(), "f" * 64, model, optimizers, plateau, generator, progress)
     return model
 
 
 def resume(path: Path) -> tuple[torch.nn.Module, dict]:
     model, optimizers, plateau, generator = training_state(1)
-    return model, _resume(path, model_params(), "f" * 64, model, optimizers, plateau,
-                          generator)
+    return model, _resume(path, model_params(), "f" * 64, model, optimizers, plateau, generator)
 
 
 def test_a_damaged_resume_file_is_refused_and_kept(tmp_path):
@@ -204,18 +230,23 @@ def test_a_damaged_resume_file_is_refused_and_kept(tmp_path):
     saved = write_resume(path)
     model, progress = resume(path)  # a sound one resumes: weights and progress come back
     assert progress["epoch"] == 1 and all(
-        torch.equal(a, b) for a, b in zip(saved.state_dict().values(),
-                                          model.state_dict().values(), strict=True))
+        torch.equal(a, b)
+        for a, b in zip(saved.state_dict().values(), model.state_dict().values(), strict=True)
+    )
     with zipfile.ZipFile(path) as archive:
-        record = max((i for i in archive.infolist() if "/data/" in i.filename),
-                     key=lambda i: i.file_size).filename
+        record = max(
+            (i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size
+        ).filename
     start, size = data_offset(path, record)
     data = bytearray(path.read_bytes())
     data[start + size // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: resume file integrity "
-                       r"check failed: .* \(the file was modified or damaged\); delete it to "
-                       r"train from the start"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(path))}: resume file integrity "
+        r"check failed: .* \(the file was modified or damaged\); delete it to "
+        r"train from the start",
+    ):
         resume(path)
     assert path.read_bytes() == bytes(data)  # kept, for the user to judge
 
@@ -235,5 +266,7 @@ def test_cuda_random_state_is_restored_only_on_as_many_gpus(tmp_path, caplog):
         _, progress = resume(path)
     assert progress["epoch"] == 1
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    assert f"holds the random state of {len(states)} GPU(s), this machine has {have}: " \
-           "not restored" in caplog.text
+    assert (
+        f"holds the random state of {len(states)} GPU(s), this machine has {have}: "
+        "not restored" in caplog.text
+    )

@@ -25,19 +25,42 @@ from cadenza.compare import (
     reference_for,
 )
 
-PARAMS = {"seed": 0, "sources": {"bach_chorales": {"limit": 0}},
-          "prepare": {"steps_per_beat": 4, "transpose": True},
-          "profile": "quick", "profiles": {"quick": {"max_batches": 40},
-                                           "full": {"max_batches": 0}}}
-MODEL = {"nll": 2.0, "accuracy": 0.5, "tonal_distance": 1.5, "n_pieces": 4,
-         "trained_on": "bach_chorales", "yang_lerch": {"mean": {"oa": 0.4, "kl": 2.0}}}
-OTHER = {"nll": 3.123456789, "accuracy": 0.25, "tonal_distance": 1.2, "n_pieces": 4,
-         "trained_on": "bach_chorales"}
-REFERENCE = {"test": {"tonal_distance": 1.0, "n_pieces": 36},
-             "by_source": {"bach_chorales": {"test": {"tonal_distance": 1.0, "n_pieces": 36}}}}
-BENCH = {"dataset": "jsb", "model": "roll_lstm", "device": "CPU", "seed": 0, "epochs": 10,
-         "params": {"family": "roll_lstm", "train": {"lr": 0.001}}, "test_nll": 8.1955,
-         "history": [{"epoch": 1, "valid_nll": 9.0}]}
+PARAMS = {
+    "seed": 0,
+    "sources": {"bach_chorales": {"limit": 0}},
+    "prepare": {"steps_per_beat": 4, "transpose": True},
+    "profile": "quick",
+    "profiles": {"quick": {"max_batches": 40}, "full": {"max_batches": 0}},
+}
+MODEL = {
+    "nll": 2.0,
+    "accuracy": 0.5,
+    "tonal_distance": 1.5,
+    "n_pieces": 4,
+    "trained_on": "bach_chorales",
+    "yang_lerch": {"mean": {"oa": 0.4, "kl": 2.0}},
+}
+OTHER = {
+    "nll": 3.123456789,
+    "accuracy": 0.25,
+    "tonal_distance": 1.2,
+    "n_pieces": 4,
+    "trained_on": "bach_chorales",
+}
+REFERENCE = {
+    "test": {"tonal_distance": 1.0, "n_pieces": 36},
+    "by_source": {"bach_chorales": {"test": {"tonal_distance": 1.0, "n_pieces": 36}}},
+}
+BENCH = {
+    "dataset": "jsb",
+    "model": "roll_lstm",
+    "device": "CPU",
+    "seed": 0,
+    "epochs": 10,
+    "params": {"family": "roll_lstm", "train": {"lr": 0.001}},
+    "test_nll": 8.1955,
+    "history": [{"epoch": 1, "valid_nll": 9.0}],
+}
 
 
 # ------------------------------------------------------------------ rules
@@ -79,17 +102,26 @@ def test_config_rows_are_not_metrics():
     assert is_config("dataset", "jsb", "jsb") and is_config("trained_on", None, "a")
     assert is_config("params.train.lr", 0.001, 0.002) and is_config("seed", 0, 0)
     assert not is_config("test_nll", 8.2, None) and not is_config("valid_loss", math.nan, 1.0)
-    diff = {"b.json": {"dataset": {"old": "jsb", "new": "jsb"},
-                       "model": {"old": "roll_lstm", "new": "roll_nade"},
-                       "test_nll": {"old": 8.0, "new": 7.0, "diff": -1.0}}}
+    diff = {
+        "b.json": {
+            "dataset": {"old": "jsb", "new": "jsb"},
+            "model": {"old": "roll_lstm", "new": "roll_nade"},
+            "test_nll": {"old": 8.0, "new": 7.0, "diff": -1.0},
+        }
+    }
     assert list(compare_table(diff).metric) == ["test_nll"]
     assert config_changes(diff) == {"b.json": [("model", "roll_lstm", "roll_nade")]}
 
 
 def test_a_model_of_some_corpora_is_judged_against_their_test_rows():
-    reference = {"test.polyphony": 3.0, "test.n_pieces": 30,
-                 "by_source.essen.test.polyphony": 1.0, "by_source.essen.test.n_pieces": 10,
-                 "by_source.maestro.test.polyphony": 4.0, "by_source.maestro.test.n_pieces": 20}
+    reference = {
+        "test.polyphony": 3.0,
+        "test.n_pieces": 30,
+        "by_source.essen.test.polyphony": 1.0,
+        "by_source.essen.test.n_pieces": 10,
+        "by_source.maestro.test.polyphony": 4.0,
+        "by_source.maestro.test.n_pieces": 20,
+    }
     assert reference_for(reference, "essen")["polyphony"] == 1.0
     assert reference_for(reference, "essen, maestro")["polyphony"] == 3.0  # all corpora: pooled
     assert reference_for(reference, None)["polyphony"] == 3.0
@@ -107,8 +139,10 @@ def _write(root: Path, files: dict[str, dict]) -> None:
 
 
 def _commit(root: Path, message: str) -> None:
-    for cmd in (["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
+    ):
         subprocess.run(cmd, cwd=root, check=True, capture_output=True)
 
 
@@ -122,26 +156,50 @@ def history(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("history")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     Repo.init(str(root)).close()
-    (root / "dvc.yaml").write_text(yaml.safe_dump({
-        "params": ["params.yaml"],
-        "metrics": ["reports/metrics", "benchmarks/bl/results/jsb_roll_lstm.json"]}))
-    files = {"params.yaml": PARAMS, "reports/metrics/chord_lstm.json": MODEL,
-             "reports/metrics/melody_rnn.json": OTHER, "reports/metrics/reference.json": REFERENCE,
-             "benchmarks/bl/results/jsb_roll_lstm.json": BENCH}
+    (root / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "params": ["params.yaml"],
+                "metrics": ["reports/metrics", "benchmarks/bl/results/jsb_roll_lstm.json"],
+            }
+        )
+    )
+    files = {
+        "params.yaml": PARAMS,
+        "reports/metrics/chord_lstm.json": MODEL,
+        "reports/metrics/melody_rnn.json": OTHER,
+        "reports/metrics/reference.json": REFERENCE,
+        "benchmarks/bl/results/jsb_roll_lstm.json": BENCH,
+    }
     _write(root, files)
     _commit(root, "v1")
-    _write(root, {"reports/metrics/chord_lstm.json": MODEL | {"nll": 1.5, "accuracy": 0.4,
-                                                               "tonal_distance": 1.1},
-                  "reports/metrics/melody_rnn.json": OTHER | {"nll": 3.1234567891}})
+    _write(
+        root,
+        {
+            "reports/metrics/chord_lstm.json": MODEL
+            | {"nll": 1.5, "accuracy": 0.4, "tonal_distance": 1.1},
+            "reports/metrics/melody_rnn.json": OTHER | {"nll": 3.1234567891},
+        },
+    )
     _commit(root, "v2")
-    params = PARAMS | {"sources": PARAMS["sources"] | {"maestro": {"limit": 50}},
-                       "prepare": PARAMS["prepare"] | {"steps_per_beat": 2}, "profile": "full"}
-    reference = REFERENCE | {"by_source": REFERENCE["by_source"] | {
-        "maestro": {"test": {"tonal_distance": 2.0, "n_pieces": 5}}}}
-    _write(root, {"params.yaml": params, "reports/metrics/reference.json": reference,
-                  "reports/metrics/melody_rnn.json": OTHER | {"trained_on":
-                                                              "bach_chorales, maestro"},
-                  "benchmarks/bl/results/jsb_roll_lstm.json": BENCH | {"dataset": "nottingham"}})
+    params = PARAMS | {
+        "sources": PARAMS["sources"] | {"maestro": {"limit": 50}},
+        "prepare": PARAMS["prepare"] | {"steps_per_beat": 2},
+        "profile": "full",
+    }
+    reference = REFERENCE | {
+        "by_source": REFERENCE["by_source"]
+        | {"maestro": {"test": {"tonal_distance": 2.0, "n_pieces": 5}}}
+    }
+    _write(
+        root,
+        {
+            "params.yaml": params,
+            "reports/metrics/reference.json": reference,
+            "reports/metrics/melody_rnn.json": OTHER | {"trained_on": "bach_chorales, maestro"},
+            "benchmarks/bl/results/jsb_roll_lstm.json": BENCH | {"dataset": "nottingham"},
+        },
+    )
     _commit(root, "v3")
     return root
 
@@ -183,10 +241,13 @@ def test_header_warns_of_other_corpora_prepare_and_profile(history):
     assert "WARNING: the revisions differ in corpora: maestro added (limit=50)" in out
     assert "WARNING: the revisions differ in prepare params: prepare.steps_per_beat 4 -> 2" in out
     assert "WARNING: the revisions differ in training profile: profile quick -> full" in out
-    assert ("WARNING: the prepared data's corpora differ: bach_chorales -> bach_chorales, "
-            "maestro") in out
-    assert ("WARNING: models trained on other corpora: melody_rnn: bach_chorales -> "
-            "bach_chorales, maestro") in out
+    assert (
+        "WARNING: the prepared data's corpora differ: bach_chorales -> bach_chorales, maestro"
+    ) in out
+    assert (
+        "WARNING: models trained on other corpora: melody_rnn: bach_chorales -> "
+        "bach_chorales, maestro"
+    ) in out
     # the benchmark's dataset is a setting of its section, not a metric row with a nan change
     assert "jsb_roll_lstm (benchmarks/bl/results/jsb_roll_lstm.json): 0 of 2 changed" in out
     assert "  dataset  jsb -> nottingham  (setting)" in out
@@ -194,12 +255,16 @@ def test_header_warns_of_other_corpora_prepare_and_profile(history):
 
 
 def test_many_rows_of_a_new_corpus_are_one_line():
-    rows = [{"metric": f"by_source.maestro.test.{m}", "old": None, "new": 1.0}
-            for m in ("polyphony", "pitch_range", "n_pieces")]
+    rows = [
+        {"metric": f"by_source.maestro.test.{m}", "old": None, "new": 1.0}
+        for m in ("polyphony", "pitch_range", "n_pieces")
+    ]
     rows.append({"metric": "by_source.essen.test.polyphony", "old": None, "new": 2.0})
     collapsed = collapse(rows)
-    assert [r["metric"] for r in collapsed] == ["by_source.maestro.test.*",
-                                                "by_source.essen.test.polyphony"]
+    assert [r["metric"] for r in collapsed] == [
+        "by_source.maestro.test.*",
+        "by_source.essen.test.polyphony",
+    ]
     assert collapsed[0]["count"] == 3
 
 
@@ -208,7 +273,8 @@ def test_missing_metrics_files_are_counted_per_folder():
     errors["b/x.json"] = {"missing": ["HEAD", "workspace"]}
     assert error_lines(errors) == [
         "no metrics (missing in HEAD, workspace): b/x.json",
-        "no metrics (missing in workspace): reports/valid/*.json (5 files)"]
+        "no metrics (missing in workspace): reports/valid/*.json (5 files)",
+    ]
 
 
 def test_an_unknown_revision_is_one_line_and_exit_2(history):

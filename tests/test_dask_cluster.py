@@ -72,21 +72,45 @@ def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     scheduler_file = base / "scheduler.json"
     logs = (base / "scheduler.log").open("w"), (base / "worker.log").open("w")
     scheduler = subprocess.Popen(
-        [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(scheduler_file)],
-        cwd=base / "scheduler", stdout=logs[0], stderr=subprocess.STDOUT)
+        [
+            str(DASK),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        cwd=base / "scheduler",
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
     worker = None
     try:
         _wait_for_file(scheduler_file, scheduler, START_TIMEOUT_S)
         worker = subprocess.Popen(
-            [str(DASK), "worker", "--scheduler-file", str(scheduler_file), "--no-nanny",
-             "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-            cwd=base / "worker", stdout=logs[1], stderr=subprocess.STDOUT)
+            [
+                str(DASK),
+                "worker",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--no-nanny",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=base / "worker",
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        )
         address = json.loads(scheduler_file.read_text())["address"]
         with Client(address, timeout=START_TIMEOUT_S) as client:
             client.wait_for_workers(1, timeout=START_TIMEOUT_S)
-            assert set(client.run(os.getcwd).values()) == {
-                str(base / "worker")}
+            assert set(client.run(os.getcwd).values()) == {str(base / "worker")}
         yield address
     finally:
         _stop([proc for proc in (worker, scheduler) if proc is not None])
@@ -94,8 +118,7 @@ def dask_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             log.close()
 
 
-def test_prepare_on_a_worker_started_elsewhere_matches_serial(dask_address, tmp_path,
-                                                              monkeypatch):
+def test_prepare_on_a_worker_started_elsewhere_matches_serial(dask_address, tmp_path, monkeypatch):
     """The corpus is named by a relative path, as dvc.yaml names it; the worker's working
     directory is elsewhere. A file missing from the corpus is a reject whose reason names it
     as the user did (relative), so the shards do not depend on where the clone lives."""
@@ -103,14 +126,18 @@ def test_prepare_on_a_worker_started_elsewhere_matches_serial(dask_address, tmp_
     (raw / "toy" / "midi" / "p29.mid").unlink()
     monkeypatch.chdir(tmp_path)
     prepare(Path("raw"), ["toy"], Path("serial"), PrepareParams(), RunnerParams(kind="serial"))
-    prepare(Path("raw"), ["toy"], Path("dask"), PrepareParams(),
-            RunnerParams(kind="dask", dask_address=dask_address))
+    prepare(
+        Path("raw"),
+        ["toy"],
+        Path("dask"),
+        PrepareParams(),
+        RunnerParams(kind="dask", dask_address=dask_address),
+    )
     expected, got = snapshot(tmp_path / "serial"), snapshot(tmp_path / "dask")
     assert got.keys() == expected.keys()
     assert [f for f in got if got[f] != expected[f]] == []
     rejects = pd.read_parquet(tmp_path / "dask" / "rejects.parquet").set_index("piece_id")
-    assert set(rejects.index) == {"toy/corrupt", "toy/empty", "toy/truncated", "toy/p29",
-                                  "bwv277"}
+    assert set(rejects.index) == {"toy/corrupt", "toy/empty", "toy/truncated", "toy/p29", "bwv277"}
     missing = rejects.loc["toy/p29", "reason"]
     assert "FileNotFoundError" in missing and "'raw/toy/midi/p29.mid'" in missing
     assert str(tmp_path) not in "".join(rejects.reason)
@@ -121,8 +148,14 @@ def test_a_worker_that_cannot_see_the_corpus_stops_the_map(dask_address, tmp_pat
     with one such worker of ten would prepare 90% of the corpus without a word: refused."""
     absent = tmp_path / "not-mounted"
     with pytest.raises(RuntimeError, match=r"1 of 1 Dask workers cannot see .*not-mounted"):
-        list(map_ordered(abs, [1, -2], RunnerParams(kind="dask", dask_address=dask_address),
-                         must_see=[absent]))
+        list(
+            map_ordered(
+                abs,
+                [1, -2],
+                RunnerParams(kind="dask", dask_address=dask_address),
+                must_see=[absent],
+            )
+        )
 
 
 def _prepare_project(dest: Path) -> Path:

@@ -77,7 +77,7 @@ def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
             zf.writestr(name, data)
         if symlink:
             info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, "/etc/passwd")
     return buf.getvalue()
 
@@ -101,18 +101,30 @@ def _link(tf: tarfile.TarFile, name: str, target: str, kind=tarfile.SYMTYPE) -> 
     tf.addfile(info)
 
 
-@pytest.mark.parametrize(("name", "payload", "message"), [
-    ("slip.zip", _zip({"ok.txt": b"1", "../../evil.txt": b"2"}), "'..' in a path"),
-    ("abs.zip", _zip({"/tmp/evil.txt": b"2"}), "absolute paths"),
-    ("link.zip", _zip({"ok.txt": b"1"}, symlink="innocent"), "symlinks are refused"),
-    ("trav.tar.gz", _tar(lambda tf: (_file(tf, "a/ok.txt"), _file(tf, "a/../../evil"))),
-     "'..' in a path"),
-    ("sym.tar.gz", _tar(lambda tf: (_file(tf, "a/ok.txt"), _link(tf, "a/l", "../../etc"))),
-     "pointing outside"),
-    ("hard.tar.gz", _tar(lambda tf: _link(tf, "h", "/etc/passwd", tarfile.LNKTYPE)),
-     "pointing outside"),
-    ("bomb.zip", _zip({"big.bin": b"\0" * 3_000_000}), "more than 1,000,000 bytes"),
-])
+@pytest.mark.parametrize(
+    ("name", "payload", "message"),
+    [
+        ("slip.zip", _zip({"ok.txt": b"1", "../../evil.txt": b"2"}), "'..' in a path"),
+        ("abs.zip", _zip({"/tmp/evil.txt": b"2"}), "absolute paths"),
+        ("link.zip", _zip({"ok.txt": b"1"}, symlink="innocent"), "symlinks are refused"),
+        (
+            "trav.tar.gz",
+            _tar(lambda tf: (_file(tf, "a/ok.txt"), _file(tf, "a/../../evil"))),
+            "'..' in a path",
+        ),
+        (
+            "sym.tar.gz",
+            _tar(lambda tf: (_file(tf, "a/ok.txt"), _link(tf, "a/l", "../../etc"))),
+            "pointing outside",
+        ),
+        (
+            "hard.tar.gz",
+            _tar(lambda tf: _link(tf, "h", "/etc/passwd", tarfile.LNKTYPE)),
+            "pointing outside",
+        ),
+        ("bomb.zip", _zip({"big.bin": b"\0" * 3_000_000}), "more than 1,000,000 bytes"),
+    ],
+)
 def test_unsafe_archives_are_refused_and_write_nothing(tmp_path, name, payload, message):
     archive = tmp_path / name
     archive.write_bytes(payload)
@@ -125,7 +137,8 @@ def test_unsafe_archives_are_refused_and_write_nothing(tmp_path, name, payload, 
 
 def test_links_inside_the_target_are_fine(tmp_path):
     archive = tmp_path / "ok.tar.gz"
-    archive.write_bytes(_tar(lambda tf: (_file(tf, "a/b/x.txt", b"hi"),
-                                         _link(tf, "a/c/l", "../b/x.txt"))))
+    archive.write_bytes(
+        _tar(lambda tf: (_file(tf, "a/b/x.txt", b"hi"), _link(tf, "a/c/l", "../b/x.txt")))
+    )
     safe_extract(archive, tmp_path / "out", max_bytes=1_000_000)
     assert (tmp_path / "out" / "a" / "c" / "l").read_bytes() == b"hi"

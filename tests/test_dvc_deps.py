@@ -94,10 +94,15 @@ def load_stages(root: Path) -> list[Stage]:
             dvcfile = _relative(stage.dvcfile.path, root)
             # named as DVC names them: `train@a`, `benchmarks/bl/dvc.yaml:bench@jsb-roll_lstm`
             name = stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
-            stages.append(Stage(
-                name=name, cmd=cmd, wdir=_relative(stage.wdir, root),
-                deps=tuple(_relative(d.fs_path, root) for d in stage.deps),
-                outs=tuple(_relative(o.fs_path, root) for o in stage.outs)))
+            stages.append(
+                Stage(
+                    name=name,
+                    cmd=cmd,
+                    wdir=_relative(stage.wdir, root),
+                    deps=tuple(_relative(d.fs_path, root) for d in stage.deps),
+                    outs=tuple(_relative(o.fs_path, root) for o in stage.outs),
+                )
+            )
         return stages
 
 
@@ -115,14 +120,20 @@ def _flag(name: str) -> str:
 
 def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
     """Module-level `NAME = expr`: cli.py keeps shared options such as PARAMS there."""
-    return {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def _is_path(annotation: ast.expr | None) -> bool:
     """`Path`, `Path | None`, `list[Path]`: the option names files."""
     return annotation is not None and any(
-        isinstance(node, ast.Name) and node.id == "Path" for node in ast.walk(annotation))
+        isinstance(node, ast.Name) and node.id == "Path" for node in ast.walk(annotation)
+    )
 
 
 def _is_bool(annotation: ast.expr | None) -> bool:
@@ -138,25 +149,36 @@ def handler_params(handler: ast.FunctionDef, constants: dict[str, ast.expr]) -> 
     for arg, default in zip(args, defaults, strict=True):
         if isinstance(default, ast.Name) and default.id in constants:
             default = constants[default.id]
-        kind = (default.func.attr if isinstance(default, ast.Call)
-                and isinstance(default.func, ast.Attribute) else None)
+        kind = (
+            default.func.attr
+            if isinstance(default, ast.Call) and isinstance(default.func, ast.Attribute)
+            else None
+        )
         if kind == "Option":
-            flags = tuple(a.value for a in default.args if isinstance(a, ast.Constant)
-                          and isinstance(a.value, str) and a.value.startswith("-"))
+            flags = tuple(
+                a.value
+                for a in default.args
+                if isinstance(a, ast.Constant)
+                and isinstance(a.value, str)
+                and a.value.startswith("-")
+            )
             flags = tuple(f for f in flags if not f.startswith("--no-")) or (_flag(arg.arg),)
         elif kind == "Argument" or default is None:
             flags = ()
         else:  # a plain default: typer makes it an option
             flags = (_flag(arg.arg),)
-        params.append(Param(arg.arg, flags, _is_path(arg.annotation),
-                            not _is_bool(arg.annotation)))
+        params.append(Param(arg.arg, flags, _is_path(arg.annotation), not _is_bool(arg.annotation)))
     return tuple(params)
 
 
 def _decorator_call(fn: ast.FunctionDef, method: str) -> Iterator[ast.Call]:
     for dec in fn.decorator_list:
-        if (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
-                and dec.func.attr == method and isinstance(dec.func.value, ast.Name)):
+        if (
+            isinstance(dec, ast.Call)
+            and isinstance(dec.func, ast.Attribute)
+            and dec.func.attr == method
+            and isinstance(dec.func.value, ast.Name)
+        ):
             yield dec
 
 
@@ -166,8 +188,12 @@ def cli_commands(tree: ast.Module) -> dict[tuple[str, ...], Command]:
     `cadenza benchmark bl`."""
     groups: dict[str, tuple[str, ...]] = {}
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "add_typer" and isinstance(node.args[0], ast.Name)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_typer"
+            and isinstance(node.args[0], ast.Name)
+        ):
             name = next(k.value.value for k in node.keywords if k.arg == "name")
             groups[node.args[0].id] = (name,)
     constants = _module_constants(tree)
@@ -206,8 +232,12 @@ def handler_imports(tree: ast.Module, command: Command) -> set[str]:
     function it calls, followed transitively."""
     functions = {fn.name: fn for fn in tree.body if isinstance(fn, ast.FunctionDef)}
     callbacks = [fn for fn in functions.values() if any(_decorator_call(fn, "callback"))]
-    found = {imp for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
-             for imp in _imports(node, CLI_MODULE, False)}
+    found = {
+        imp
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for imp in _imports(node, CLI_MODULE, False)
+    }
     todo, seen = [command.handler, *callbacks], set()
     while todo:
         fn = todo.pop()
@@ -215,9 +245,13 @@ def handler_imports(tree: ast.Module, command: Command) -> set[str]:
             continue
         seen.add(fn.name)
         found |= _imports(fn, CLI_MODULE, False)
-        todo.extend(functions[node.func.id] for node in ast.walk(fn)
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in functions)
+        todo.extend(
+            functions[node.func.id]
+            for node in ast.walk(fn)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in functions
+        )
     return found
 
 
@@ -276,8 +310,9 @@ def command_code(tree: ast.Module, command: Command, src: Path) -> set[Path]:
 # --------------------------------------------------------------------------- the check
 
 
-def parse_cmd(cmd: str, commands: dict[tuple[str, ...], Command]
-              ) -> tuple[Command, list[tuple[Param, str]]]:
+def parse_cmd(
+    cmd: str, commands: dict[tuple[str, ...], Command]
+) -> tuple[Command, list[tuple[Param, str]]]:
     """The command a stage runs and the value of each parameter it is given. Raises
     ValueError for a command line this check cannot read (not `cadenza ...`)."""
     words = shlex.split(cmd)
@@ -287,7 +322,7 @@ def parse_cmd(cmd: str, commands: dict[tuple[str, ...], Command]
     match = max((w for w in commands if tuple(rest[: len(w)]) == w), key=len, default=None)
     if match is None:
         raise ValueError(f"no such command in cli.py: {' '.join(rest[:2])}")
-    command, rest = commands[match], rest[len(match):]
+    command, rest = commands[match], rest[len(match) :]
     by_flag = {flag: p for p in command.params for flag in p.flags}
     positional = [p for p in command.params if not p.flags]
     given = []
@@ -320,20 +355,29 @@ def input_paths(stage: Stage, given: list[tuple[Param, str]]) -> set[str]:
     return found
 
 
-def stage_problems(stage: Stage, tree: ast.Module, commands: dict[tuple[str, ...], Command],
-                   src: Path) -> list[str]:
+def stage_problems(
+    stage: Stage, tree: ast.Module, commands: dict[tuple[str, ...], Command], src: Path
+) -> list[str]:
     """One line per file the stage runs or reads that no dep covers, naming both."""
     try:
         command, given = parse_cmd(stage.cmd, commands)
     except ValueError as err:
         return [f"{stage.name}: cannot derive deps of {stage.cmd!r}: {err}"]
-    code = {PurePosixPath(p.relative_to(src.parent)).as_posix()  # as deps name them: src/...
-            for p in command_code(tree, command, src)}
+    code = {
+        PurePosixPath(p.relative_to(src.parent)).as_posix()  # as deps name them: src/...
+        for p in command_code(tree, command, src)
+    }
     what = f"`{PROGRAM} {' '.join(command.words)}` imports it"
-    problems = [f"{stage.name}: runs {path} ({what}) but no dep covers it"
-                for path in sorted(code) if not covers(stage.deps, path)]
-    problems += [f"{stage.name}: reads {path} (an argument of its cmd) but no dep covers it"
-                 for path in sorted(input_paths(stage, given)) if not covers(stage.deps, path)]
+    problems = [
+        f"{stage.name}: runs {path} ({what}) but no dep covers it"
+        for path in sorted(code)
+        if not covers(stage.deps, path)
+    ]
+    problems += [
+        f"{stage.name}: reads {path} (an argument of its cmd) but no dep covers it"
+        for path in sorted(input_paths(stage, given))
+        if not covers(stage.deps, path)
+    ]
     return problems
 
 
@@ -341,8 +385,9 @@ def project_problems(root: Path, src: Path) -> list[str]:
     """Every stage's problems, for every dvc.yaml of the project at `root`."""
     tree = ast.parse((src / "cadenza" / "cli.py").read_text())
     commands = cli_commands(tree)
-    return [line for stage in load_stages(root)
-            for line in stage_problems(stage, tree, commands, src)]
+    return [
+        line for stage in load_stages(root) for line in stage_problems(stage, tree, commands, src)
+    ]
 
 
 # --------------------------------------------------------------------------- tests
@@ -392,7 +437,9 @@ def test_check_passes_a_stage_whose_deps_cover_everything(tmp_path):
 
 
 def test_check_names_an_input_path_that_is_no_dep(tmp_path):
-    project = _synthetic_project(tmp_path, """\
+    project = _synthetic_project(
+        tmp_path,
+        """\
 stages:
   table:
     wdir: bench
@@ -401,10 +448,12 @@ stages:
     outs: [results.md]
   odd:
     cmd: python make.py
-""")
+""",
+    )
     problems = project_problems(project, SRC)
-    assert problems[0] == ("table: reads bench/results (an argument of its cmd) but no dep "
-                           "covers it")
+    assert problems[0] == (
+        "table: reads bench/results (an argument of its cmd) but no dep covers it"
+    )
     assert problems[1].startswith("odd: cannot derive deps")
     assert len(problems) == 2
 
@@ -412,8 +461,12 @@ stages:
 def test_closure_follows_function_level_and_parent_imports():
     files = import_closure(["cadenza.config"], SRC)
     rel = {p.relative_to(SRC).as_posix() for p in files}
-    assert {"cadenza/__init__.py", "cadenza/models/__init__.py", "cadenza/models/roll_made.py",
-            "cadenza/sources/registry.py"} <= rel  # late imports inside config's functions
+    assert {
+        "cadenza/__init__.py",
+        "cadenza/models/__init__.py",
+        "cadenza/models/roll_made.py",
+        "cadenza/sources/registry.py",
+    } <= rel  # late imports inside config's functions
     assert "cadenza/sources/fetch.py" not in rel
 
 
@@ -445,5 +498,7 @@ def test_every_declared_metrics_file_is_in_git():
     metrics = declared_metrics(ROOT)
     assert "reports/metrics/reference.json" in metrics  # the collector sees the stages
     missing = [m for m in metrics if m not in tracked]
-    assert not missing, ("declared metrics that a fresh clone lacks (git add them, or stop "
-                         f"declaring them): {missing}")
+    assert not missing, (
+        "declared metrics that a fresh clone lacks (git add them, or stop "
+        f"declaring them): {missing}"
+    )

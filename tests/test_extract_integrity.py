@@ -35,8 +35,9 @@ from .conftest import SHARED
 
 DATASETS = SHARED / "datasets"
 ESSEN = DATASETS / "essen" / "europa" / "deutschl" / "erk"
-needs_shared = pytest.mark.skipif(not ESSEN.is_dir(),
-                                  reason="needs ../shared/datasets/essen (real kern files)")
+needs_shared = pytest.mark.skipif(
+    not ESSEN.is_dir(), reason="needs ../shared/datasets/essen (real kern files)"
+)
 MIB = 1 << 20
 BOMB_MIB = 1000  # what the bombs unpack to: 1,048,576,000 bytes from about 1 MB
 
@@ -66,8 +67,10 @@ def _zip(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
 
 def _synthetic(n: int = 20) -> dict[str, bytes]:
     """Text-like members that deflate, distinct enough that a flip lands in one of them."""
-    return {f"d/{i:02d}.txt": b"".join(b"line %d of member %d\n" % (j, i) for j in range(300))
-            for i in range(n)}
+    return {
+        f"d/{i:02d}.txt": b"".join(b"line %d of member %d\n" % (j, i) for j in range(300))
+        for i in range(n)
+    }
 
 
 def _write(tmp: Path, name: str, data: bytes) -> Path:
@@ -108,12 +111,36 @@ def _zip_bomb() -> bytes:
     blocks, crc = _zero_blocks(BOMB_MIB)
     data = blocks + _final_block()
     name, size = b"zeros.bin", BOMB_MIB * MIB
-    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, len(data), size,
-                        len(name), 0) + name
-    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 33, crc, len(data),
-                          size, len(name), 0, 0, 0, 0, 0, 0) + name
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central),
-                      len(local) + len(data), 0)
+    local = (
+        struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 33, crc, len(data), size, len(name), 0)
+        + name
+    )
+    central = (
+        struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            8,
+            0,
+            33,
+            crc,
+            len(data),
+            size,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + name
+    )
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(data), 0
+    )
     return local + data + central + end
 
 
@@ -143,8 +170,7 @@ def test_a_flipped_byte_in_a_real_tar_gz_is_refused_and_nothing_written(tmp_path
     good = _tar_gz(files)
     archive = _write(tmp_path, "essen.tar.gz", _flip(good, int(len(good) * where)))
     target = tmp_path / "out"
-    with pytest.raises(CorruptArchive, match=r"gzip (CRC mismatch|stream ends early|data)"
-                       ) as err:
+    with pytest.raises(CorruptArchive, match=r"gzip (CRC mismatch|stream ends early|data)") as err:
         safe_extract(archive, target, 100_000_000)
     assert str(archive) in str(err.value)
     assert _nothing_written(target)
@@ -158,8 +184,7 @@ def test_a_good_real_tar_gz_and_zip_still_extract_byte_for_byte(tmp_path):
     for name, data in (("essen.tar.gz", _tar_gz(files)), ("essen.zip", _zip(files))):
         target = tmp_path / name
         safe_extract(_write(tmp_path, "a-" + name, data), target, 100_000_000)
-        got = {str(p.relative_to(target)): p.read_bytes()
-               for p in target.rglob("*") if p.is_file()}
+        got = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
         assert got == files, name
         assert list_members(tmp_path / ("a-" + name)) == list(files)
 
@@ -196,10 +221,9 @@ def test_a_flipped_byte_in_a_deflated_zip_member_names_the_member(tmp_path, offs
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
 def test_a_truncated_zip_is_reported_as_a_truncated_zip(tmp_path, keep):
     good = _zip(_synthetic())
-    archive = _write(tmp_path, "a.zip", good[:int(len(good) * keep)])
+    archive = _write(tmp_path, "a.zip", good[: int(len(good) * keep)])
     target = tmp_path / "out"
-    for call in (lambda: safe_extract(archive, target, 10_000_000),
-                 lambda: list_members(archive)):
+    for call in (lambda: safe_extract(archive, target, 10_000_000), lambda: list_members(archive)):
         with pytest.raises(CorruptArchive, match=r"a\.zip: truncated or corrupt zip"):
             call()
     assert _nothing_written(target)
@@ -279,10 +303,14 @@ def test_a_registry_source_is_capped_at_twice_its_known_size(zip_bomb, tmp_path)
     stage refuses the bomb given as its mirror, naming the param to raise."""
     unpacked = SOURCES["essen"].files[0].unpacked
     assert 6_000_000 < unpacked < 7_000_000
-    with pytest.raises(UnsafeArchive, match=rf"more than {2 * unpacked:,} bytes.*"
-                       r"raise sources\.essen\.max_extract_mb"):
-        fetch_source("essen", tmp_path / "raw" / "essen", tmp_path / "cache",
-                     SourceParams(url=str(zip_bomb)))
+    with pytest.raises(
+        UnsafeArchive,
+        match=rf"more than {2 * unpacked:,} bytes.*"
+        r"raise sources\.essen\.max_extract_mb",
+    ):
+        fetch_source(
+            "essen", tmp_path / "raw" / "essen", tmp_path / "cache", SourceParams(url=str(zip_bomb))
+        )
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".bin"]
     for name in ("maestro", "maestro_v2", "lpd_cleansed", "lpd_5_cleansed", "lpd_17_cleansed"):
         assert SOURCES[name].files[0].unpacked > 50_000_000, name
@@ -302,8 +330,11 @@ def test_a_tar_gz_bomb_is_refused_at_its_first_header(tmp_path):
     archive = _write(tmp_path, "bomb.tar.gz", _tar_gz_bomb())
     assert archive.stat().st_size < 1.1e6
     target = tmp_path / "out"
-    with pytest.raises(UnsafeArchive, match=rf"would unpack to at least {BOMB_MIB * MIB:,} "
-                       r"bytes, more than 50,000,000 bytes"):
+    with pytest.raises(
+        UnsafeArchive,
+        match=rf"would unpack to at least {BOMB_MIB * MIB:,} "
+        r"bytes, more than 50,000,000 bytes",
+    ):
         safe_extract(archive, target, 50_000_000)
     assert _nothing_written(target)
     # and it is a sound gzip of a tar holding that member

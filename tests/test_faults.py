@@ -57,15 +57,17 @@ def make_project(dest: Path, sources: dict) -> Path:
     params["models"]["chord_lstm"]["net"].update(hidden=24, embedding=8)
     params["models"]["chord_lstm"]["train"].update(batch_size=4, seq_len=16, patience=9)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest,
-                   env=env(), check=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest, env=env(), check=True
+    )
     return dest
 
 
 def run_cli(args: list[str], project: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(CLI + args, cwd=project, env=env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        CLI + args, cwd=project, env=env(), capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return time.perf_counter() - start
 
@@ -93,8 +95,14 @@ def writing(project: Path) -> bool:
 def kill_at_random(args: list[str], project: Path, delay_s: float | None) -> bool:
     """Start the command; SIGKILL its process group after `delay_s`, or (None) at the first
     moment it is writing an output; True if it was killed before it finished."""
-    proc = subprocess.Popen(CLI + args, cwd=project, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        CLI + args,
+        cwd=project,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + (delay_s if delay_s is not None else 600)
     while proc.poll() is None and time.monotonic() < deadline:
         if delay_s is None and writing(project):
@@ -107,8 +115,13 @@ def kill_at_random(args: list[str], project: Path, delay_s: float | None) -> boo
     return True
 
 
-def kill_and_rerun(args: list[str], project: Path, delay_s: float | None,
-                   after_kill: Callable[[], None], after_rerun: Callable[[], None]) -> bool:
+def kill_and_rerun(
+    args: list[str],
+    project: Path,
+    delay_s: float | None,
+    after_kill: Callable[[], None],
+    after_rerun: Callable[[], None],
+) -> bool:
     """One trial: kill (see `kill_at_random`), check, re-run, check; True if the kill landed."""
     killed = kill_at_random(args, project, delay_s)
     assert partial_files(project) == [], "partial file visible after the kill"
@@ -119,9 +132,16 @@ def kill_and_rerun(args: list[str], project: Path, delay_s: float | None,
     return killed
 
 
-def kill_trials(args: list[str], project: Path, full_s: float, rng: random.Random,
-                after_kill: Callable[[], None], after_rerun: Callable[[], None],
-                before: Callable[[], None] = lambda: None, trials: int = KILLS) -> int:
+def kill_trials(
+    args: list[str],
+    project: Path,
+    full_s: float,
+    rng: random.Random,
+    after_kill: Callable[[], None],
+    after_rerun: Callable[[], None],
+    before: Callable[[], None] = lambda: None,
+    trials: int = KILLS,
+) -> int:
     """Kill, check, re-run, compare; return how many kills landed before the end.
 
     The first trial kills in the middle of an atomic write (the moment a temp appears), the
@@ -137,8 +157,10 @@ def kill_trials(args: list[str], project: Path, full_s: float, rng: random.Rando
 # ---------------------------------------------------------------- fetch
 
 
-@pytest.mark.skipif(not (SHARED / "datasets" / "maestro-v2.0.0").is_dir(),
-                    reason="needs ../shared/datasets/maestro-v2.0.0")
+@pytest.mark.skipif(
+    not (SHARED / "datasets" / "maestro-v2.0.0").is_dir(),
+    reason="needs ../shared/datasets/maestro-v2.0.0",
+)
 def test_fetch_killed_anywhere_resumes_to_identical_output(tmp_path):
     from . import archives
     from .loopback import Site, serve
@@ -148,10 +170,18 @@ def test_fetch_killed_anywhere_resumes_to_identical_output(tmp_path):
     site.files["/m.zip"] = data
     site.rate["/m.zip"] = len(data) // 2  # a 2 s download, so kills land in it too
     with serve(site):
-        project = make_project(tmp_path / "p", {"maestro_v2": {
-            "url": site.url("/m.zip"), "sha256": hashlib.sha256(data).hexdigest()}})
-        args = ["fetch", "maestro_v2", "--out", "data/raw/maestro_v2",
-                "--cache", ".cache/downloads"]
+        project = make_project(
+            tmp_path / "p",
+            {"maestro_v2": {"url": site.url("/m.zip"), "sha256": hashlib.sha256(data).hexdigest()}},
+        )
+        args = [
+            "fetch",
+            "maestro_v2",
+            "--out",
+            "data/raw/maestro_v2",
+            "--cache",
+            ".cache/downloads",
+        ]
         out, cached = project / "data/raw/maestro_v2", project / ".cache/downloads"
         full_s = run_cli(args, project)
         reference = snapshot(out)
@@ -167,8 +197,18 @@ def test_fetch_killed_anywhere_resumes_to_identical_output(tmp_path):
             (cached / "maestro-v2.0.0-midi.zip").unlink(missing_ok=True)
             shutil.rmtree(out, ignore_errors=True)
 
-        assert kill_trials(args, project, full_s, random.Random(8), complete_or_absent,
-                           identical, fresh_download) >= 1
+        assert (
+            kill_trials(
+                args,
+                project,
+                full_s,
+                random.Random(8),
+                complete_or_absent,
+                identical,
+                fresh_download,
+            )
+            >= 1
+        )
         assert (cached / "maestro-v2.0.0-midi.zip").read_bytes() == data
 
 
@@ -198,9 +238,18 @@ def prepared_project(toy_project) -> Path:
 
 
 PREPARE = ["prepare", "--raw", "data/raw", "--out", "data/prepared"]
-TRAIN = ["train", "chord_lstm", "--prepared", "data/prepared",
-         "--ckpt", "data/models/chord_lstm/ckpt.pt", "--log", "reports/train/chord_lstm.csv",
-         "--metrics", "reports/valid/chord_lstm.json"]
+TRAIN = [
+    "train",
+    "chord_lstm",
+    "--prepared",
+    "data/prepared",
+    "--ckpt",
+    "data/models/chord_lstm/ckpt.pt",
+    "--log",
+    "reports/train/chord_lstm.csv",
+    "--metrics",
+    "reports/valid/chord_lstm.json",
+]
 
 
 def test_prepare_killed_anywhere_reruns_to_identical_output(toy_project):
@@ -221,8 +270,18 @@ def test_prepare_killed_anywhere_reruns_to_identical_output(toy_project):
         if pick.random() < 0.5:
             shutil.rmtree(out, ignore_errors=True)
 
-    assert kill_trials(PREPARE, toy_project, full_s, random.Random(9), complete_or_absent,
-                       identical, start_clean) >= 1
+    assert (
+        kill_trials(
+            PREPARE,
+            toy_project,
+            full_s,
+            random.Random(9),
+            complete_or_absent,
+            identical,
+            start_clean,
+        )
+        >= 1
+    )
 
 
 def test_train_killed_anywhere_resumes_to_the_same_weights(prepared_project):
@@ -239,13 +298,12 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(prepared_project):
             load_checkpoint(ckpt)  # a whole checkpoint, from some epoch
         if log.exists():
             rows = pd.read_csv(log)[LOG_COLUMNS]
-            pd.testing.assert_frame_equal(rows, reference_log.iloc[:len(rows)])
+            pd.testing.assert_frame_equal(rows, reference_log.iloc[: len(rows)])
 
     def same_weights() -> None:
         got = torch.load(ckpt, weights_only=True)
         assert got["epoch"] == reference["epoch"] and got["step"] == reference["step"]
-        assert all(torch.equal(got["state_dict"][k], v)
-                   for k, v in reference["state_dict"].items())
+        assert all(torch.equal(got["state_dict"][k], v) for k, v in reference["state_dict"].items())
         pd.testing.assert_frame_equal(pd.read_csv(log)[LOG_COLUMNS], reference_log)
         assert not ckpt.with_name("ckpt.resume.pt").exists()
 
@@ -253,8 +311,18 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(prepared_project):
         shutil.rmtree(ckpt.parent, ignore_errors=True)
         log.unlink(missing_ok=True)
 
-    assert kill_trials(TRAIN, project, full_s, random.Random(10), complete_or_absent,
-                       same_weights, from_scratch) >= 1
+    assert (
+        kill_trials(
+            TRAIN,
+            project,
+            full_s,
+            random.Random(10),
+            complete_or_absent,
+            same_weights,
+            from_scratch,
+        )
+        >= 1
+    )
 
 
 def test_tampered_resume_file_is_refused_with_a_clear_error(prepared_project):
@@ -262,8 +330,9 @@ def test_tampered_resume_file_is_refused_with_a_clear_error(prepared_project):
     resume = project / "data/models/chord_lstm/ckpt.resume.pt"
     resume.parent.mkdir(parents=True, exist_ok=True)
     resume.write_bytes(b"PK\x03\x04 not a checkpoint")
-    proc = subprocess.run(CLI + TRAIN, cwd=project, env=env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        CLI + TRAIN, cwd=project, env=env(), capture_output=True, text=True, timeout=600
+    )
     resume.unlink()
     assert proc.returncode != 0
     assert "ckpt.resume.pt: not a loadable resume file" in proc.stderr
@@ -291,20 +360,28 @@ def _tampered(checkpoint: Path, tmp_path: Path, edit: Callable[[dict], None]) ->
     return path
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: p["state_dict"].update({next(iter(p["state_dict"])): torch.zeros(3)}),
-     "tampered checkpoint: its weights do not fit its params"),
-    (lambda p: p["state_dict"].pop(next(iter(p["state_dict"]))),
-     "tampered checkpoint: its weights do not fit its params"),
-    (lambda p: p.pop("info"), "tampered checkpoint: no info"),
-    (lambda p: p["params"].update(family="gpt5"), "params.family: unknown model family"),
-    (lambda p: p["params"]["train"].update(lr="fast"), "params.train.lr: expected a number"),
-    (lambda p: p.update(format="cadenza-checkpoint/1"),
-     "a cadenza-checkpoint/1 checkpoint, from an older Cadenza; this one reads "
-     "cadenza-checkpoint/3 only"),
-])
-def test_tampered_checkpoint_is_refused_with_a_clear_error(checkpoint, tmp_path, edit,
-                                                          message):
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda p: p["state_dict"].update({next(iter(p["state_dict"])): torch.zeros(3)}),
+            "tampered checkpoint: its weights do not fit its params",
+        ),
+        (
+            lambda p: p["state_dict"].pop(next(iter(p["state_dict"]))),
+            "tampered checkpoint: its weights do not fit its params",
+        ),
+        (lambda p: p.pop("info"), "tampered checkpoint: no info"),
+        (lambda p: p["params"].update(family="gpt5"), "params.family: unknown model family"),
+        (lambda p: p["params"]["train"].update(lr="fast"), "params.train.lr: expected a number"),
+        (
+            lambda p: p.update(format="cadenza-checkpoint/1"),
+            "a cadenza-checkpoint/1 checkpoint, from an older Cadenza; this one reads "
+            "cadenza-checkpoint/3 only",
+        ),
+    ],
+)
+def test_tampered_checkpoint_is_refused_with_a_clear_error(checkpoint, tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
         load_checkpoint(_tampered(checkpoint, tmp_path, edit))
 
@@ -313,7 +390,7 @@ def test_tampered_checkpoint_is_refused_with_a_clear_error(checkpoint, tmp_path,
 def test_truncated_or_bit_flipped_checkpoint_is_refused(checkpoint, tmp_path, where):
     data = checkpoint.read_bytes()
     cut = tmp_path / "cut.pt"
-    cut.write_bytes(data[:int(len(data) * where)])
+    cut.write_bytes(data[: int(len(data) * where)])
     with pytest.raises(ValueError, match="not a loadable checkpoint"):
         load_checkpoint(cut)
     flipped = bytearray(data)
@@ -330,20 +407,33 @@ def test_truncated_or_bit_flipped_checkpoint_is_refused(checkpoint, tmp_path, wh
         assert all(torch.equal(got["state_dict"][k], v) for k, v in want["state_dict"].items())
 
 
-def test_generate_refuses_a_damaged_checkpoint_in_one_line(checkpoint, prepared_project,
-                                                           tmp_path):
+def test_generate_refuses_a_damaged_checkpoint_in_one_line(checkpoint, prepared_project, tmp_path):
     """The CLI shows the integrity error as one line naming the file, not a traceback."""
     data = bytearray(checkpoint.read_bytes())
     with zipfile.ZipFile(checkpoint) as zf:  # flip bytes inside the largest tensor's record
         info = max(zf.infolist(), key=lambda i: i.file_size)
     start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 8
-    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    data[start : start + 16] = bytes(b ^ 0xFF for b in data[start : start + 16])
     bad = tmp_path / "flipped.pt"
     bad.write_bytes(bytes(data))
-    proc = subprocess.run(CLI + ["generate", "chord_lstm", "--ckpt", str(bad), "--prepared",
-                                 "data/prepared", "--out", str(tmp_path / "samples")],
-                          cwd=prepared_project, env=env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        CLI
+        + [
+            "generate",
+            "chord_lstm",
+            "--ckpt",
+            str(bad),
+            "--prepared",
+            "data/prepared",
+            "--out",
+            str(tmp_path / "samples"),
+        ],
+        cwd=prepared_project,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"error: {bad}: checkpoint integrity check failed" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "samples").exists()
@@ -353,8 +443,11 @@ def test_loading_never_unpickles_code():
     """Every torch.load in the code base passes weights_only=True."""
     for path in (ROOT / "src").rglob("*.py"):
         for line in path.read_text().splitlines():
-            if "torch.load(" in line and not line.lstrip().startswith(("#", '"', "`")) \
-                    and "`torch.load" not in line:
+            if (
+                "torch.load(" in line
+                and not line.lstrip().startswith(("#", '"', "`"))
+                and "`torch.load" not in line
+            ):
                 assert "weights_only=True" in line, f"{path}: {line.strip()}"
 
 
@@ -367,19 +460,28 @@ def test_second_concurrent_repro_is_refused_by_dvcs_lock(tmp_path):
     whole and recorded (a third repro has nothing to do)."""
     project = make_toy_project(tmp_path)
     # the real prepare stage, held a few seconds first so that the runs surely overlap
-    stage = {"stages": {"prepare": {
-        "cmd": f"{sys.executable} -c 'import time; time.sleep(6)' && cadenza prepare "
-               "--raw data/raw --out data/prepared",
-        "deps": ["data/raw"], "params": ["prepare"], "outs": ["data/prepared"]}}}
+    stage = {
+        "stages": {
+            "prepare": {
+                "cmd": f"{sys.executable} -c 'import time; time.sleep(6)' && cadenza prepare "
+                "--raw data/raw --out data/prepared",
+                "deps": ["data/raw"],
+                "params": ["prepare"],
+                "outs": ["data/prepared"],
+            }
+        }
+    }
     (project / "dvc.yaml").write_text(yaml.safe_dump(stage))
     dvc = [sys.executable, "-m", "dvc", "repro"]
-    first = subprocess.Popen(dvc, cwd=project, env=env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        dvc, cwd=project, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert first.stdout is not None
     while "Running stage" not in (line := first.stdout.readline()):
         assert line, "the first repro ended before running its stage"
-    second = subprocess.run(dvc, cwd=project, env=env(), capture_output=True, text=True,
-                            timeout=300)
+    second = subprocess.run(
+        dvc, cwd=project, env=env(), capture_output=True, text=True, timeout=300
+    )
     rest = first.stdout.read()
     assert first.wait(timeout=300) == 0, rest[-3000:]
     assert second.returncode != 0
@@ -389,6 +491,5 @@ def test_second_concurrent_repro_is_refused_by_dvcs_lock(tmp_path):
     assert partial_files(project) == []
     pieces = pd.read_parquet(project / "data/prepared/pieces.parquet")
     assert len(pieces) == 30
-    third = subprocess.run(dvc, cwd=project, env=env(), capture_output=True, text=True,
-                           timeout=300)
+    third = subprocess.run(dvc, cwd=project, env=env(), capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and "Running stage" not in third.stdout

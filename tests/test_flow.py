@@ -47,16 +47,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prefect-server")
     port = _free_port()
     env = _env(home)
-    env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false",
-               # a run queued behind the deployment's limit retries after 1 s, not 30
-               PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="1")
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        # a run queued behind the deployment's limit retries after 1 s, not 30
+        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="1",
+    )
     env.pop("PREFECT_API_URL", None)
     url = f"http://127.0.0.1:{port}/api"
-    with _started([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                   "--port", str(port)], home, env, home / "server.log"):
-        _wait_for(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 180,
-                  "prefect server start", home / "server.log")
+    with _started(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        home,
+        env,
+        home / "server.log",
+    ):
+        _wait_for(
+            lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
+            180,
+            "prefect server start",
+            home / "server.log",
+        )
         yield url
 
 
@@ -64,8 +85,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _started(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
     """A background process, logging to `log`, stopped (SIGTERM, then SIGKILL) at exit."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield
         finally:
@@ -110,24 +132,46 @@ def _deployment(url: str, name: str) -> dict | None:
 def test_flow_run_reproduces_the_dag_and_leaves_a_metrics_artifact(server, tmp_path):
     project = make_project(tmp_path / "project", models=["unigram", "chord_lstm"])
     env = _client_env(project, server)
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
     # a git repo, so that there is a HEAD to diff against and experiments can be recorded
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "config", "core.no_scm",
-                                        "false"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "config", "core.no_scm", "false"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         subprocess.run(cmd, cwd=project, env=env, check=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project),
-         "--experiment"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "cadenza.cli",
+            "flow",
+            "run",
+            "--project",
+            str(project),
+            "--experiment",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     finished = next(line for line in out.splitlines() if line.startswith("flow finished"))
     assert "train@chord_lstm" in finished and finished.endswith("report")
     assert "Running stage 'train@chord_lstm'" in out  # DVC's own output, in the task log
     assert (project / "reports" / "metrics" / "chord_lstm.json").exists()
-    artifacts = _post(server, "/artifacts/filter",
-                      {"artifacts": {"key": {"any_": ["cadenza-metrics"]}}})
+    artifacts = _post(
+        server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["cadenza-metrics"]}}}
+    )
     assert len(artifacts) == 1
     markdown = artifacts[0]["data"]
     assert "- ran (" in markdown and "train@chord_lstm" in markdown
@@ -135,8 +179,14 @@ def test_flow_run_reproduces_the_dag_and_leaves_a_metrics_artifact(server, tmp_p
     assert "## Metrics changed since HEAD" in markdown
     assert "| reports/metrics/chord_lstm.json | nll | - |" in markdown
     assert "unigram" in markdown and "reference" in markdown
-    exps = subprocess.run([sys.executable, "-m", "dvc", "exp", "list", "--name-only"],
-                          cwd=project, env=env, capture_output=True, text=True, check=True)
+    exps = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "list", "--name-only"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert exps.stdout.split(), "the run was not recorded as a DVC experiment"
 
 
@@ -144,17 +194,42 @@ def test_serve_registers_a_cron_deployment_that_schedules_runs(server, tmp_path)
     project = make_project(tmp_path / "project")
     env = _client_env(project, server)
     log = tmp_path / "serve.log"
-    with _started([sys.executable, "-m", "cadenza.cli", "flow", "serve", "--cron", "0 3 * * *",
-                   "--timezone", "Europe/Paris", "--name", "nightly-test", "--project",
-                   str(project)], project, env, log):
-        deployment = _wait_for(lambda: _deployment(server, "nightly-test"), 120,
-                               "flow serve", log)
+    with _started(
+        [
+            sys.executable,
+            "-m",
+            "cadenza.cli",
+            "flow",
+            "serve",
+            "--cron",
+            "0 3 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--name",
+            "nightly-test",
+            "--project",
+            str(project),
+        ],
+        project,
+        env,
+        log,
+    ):
+        deployment = _wait_for(lambda: _deployment(server, "nightly-test"), 120, "flow serve", log)
         schedule = deployment["schedules"][0]["schedule"]
         assert (schedule["cron"], schedule["timezone"]) == ("0 3 * * *", "Europe/Paris")
-        runs = _wait_for(lambda: _post(server, "/flow_runs/filter", {
-            "deployments": {"id": {"any_": [deployment["id"]]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}), 60,
-            "scheduled runs", log)
+        runs = _wait_for(
+            lambda: _post(
+                server,
+                "/flow_runs/filter",
+                {
+                    "deployments": {"id": {"any_": [deployment["id"]]}},
+                    "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                },
+            ),
+            60,
+            "scheduled runs",
+            log,
+        )
         for run in runs:
             start = datetime.fromisoformat(run["expected_start_time"])
             assert start.astimezone(ZoneInfo("Europe/Paris")).hour == 3
@@ -168,9 +243,14 @@ def test_serve_registers_a_cron_deployment_that_schedules_runs(server, tmp_path)
 def test_serve_without_a_server_says_what_to_do(tmp_path):
     env = _env(tmp_path)
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "serve", "--cron",
-                           "0 3 * * *"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "flow", "serve", "--cron", "0 3 * * *"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "prefect server start" in proc.stderr
 
@@ -180,10 +260,13 @@ def test_serve_without_a_server_says_what_to_do(tmp_path):
 # a stage no run makes
 TOY_STAGES = {
     "data": {"cmd": "cadenza --help > data.txt", "outs": ["data.txt"]},
-    "score": {"cmd": "python -c \"import json; json.dump({'nll': 1.5, 'n_pieces': 3}, "
-                     "open('m.json', 'w')); open('score.txt', 'w').write('1')\"",
-              "deps": ["data.txt"], "outs": ["score.txt"],
-              "metrics": [{"m.json": {"cache": False}}]},
+    "score": {
+        "cmd": "python -c \"import json; json.dump({'nll': 1.5, 'n_pieces': 3}, "
+        "open('m.json', 'w')); open('score.txt', 'w').write('1')\"",
+        "deps": ["data.txt"],
+        "outs": ["score.txt"],
+        "metrics": [{"m.json": {"cache": False}}],
+    },
 }
 
 
@@ -192,11 +275,13 @@ def _toy_deployable(project: Path) -> Path:
     dvc_project(project, TOY_STAGES, scm=True)
     (project / "sub").mkdir()
     (project / "sub" / "dvc.yaml").write_text(
-        "stages:\n  never:\n    cmd: echo > never.txt\n    outs: [never.txt]\n")
+        "stages:\n  never:\n    cmd: echo > never.txt\n    outs: [never.txt]\n"
+    )
     (project / "m.json").write_text(json.dumps({"nll": 2.0, "n_pieces": 3}))
     shutil.copy(ROOT / "prefect.yaml", project)
-    shutil.copytree(ROOT / "pipeline", project / "pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "pipeline", project / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=project, check=True)
     return project
@@ -206,8 +291,9 @@ def _trigger(url: str, deployment: str, body: dict) -> str:
     """Create a run of `deployment`; retried while the server answers 503 (SQLite busy with
     its own services on this small machine)."""
     for _ in range(10):
-        response = httpx.post(f"{url}/deployments/{deployment}/create_flow_run", json=body,
-                              timeout=10)
+        response = httpx.post(
+            f"{url}/deployments/{deployment}/create_flow_run", json=body, timeout=10
+        )
         if response.status_code != 503:
             break
         time.sleep(1)
@@ -218,8 +304,8 @@ def _trigger(url: str, deployment: str, body: dict) -> str:
 def _final_state(url: str, run_id: str, log: Path) -> dict:
     def ended() -> dict | None:
         state = httpx.get(f"{url}/flow_runs/{run_id}", timeout=10).json()["state"]
-        return state if state["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED") \
-            else None
+        return state if state["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED") else None
+
     return _wait_for(ended, 180, f"flow run {run_id}", log)
 
 
@@ -238,8 +324,9 @@ def test_a_worker_with_a_bare_path_runs_the_deployment_one_run_at_a_time(server,
     env["CADENZA_PROJECT"] = str(project)
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
     for cmd in (["work-pool", "create", "cadenza", "--type", "process"], ["deploy", "--all"]):
-        proc = subprocess.run(prefect + cmd, cwd=project, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            prefect + cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     deployment = _deployment(server, "nightly")
     assert deployment["work_pool_name"] == "cadenza"
@@ -249,8 +336,9 @@ def test_a_worker_with_a_bare_path_runs_the_deployment_one_run_at_a_time(server,
     assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     worker_env = dict(env, PATH="/usr/bin:/bin", PREFECT_WORKER_QUERY_SECONDS="1")
     log = tmp_path / "worker.log"
-    with _started(prefect[:-1] + ["worker", "start", "--pool", "cadenza"], project,
-                  worker_env, log):
+    with _started(
+        prefect[:-1] + ["worker", "start", "--pool", "cadenza"], project, worker_env, log
+    ):
         now = datetime.now(UTC)
         older = _trigger(server, deployment["id"], _scheduled_at(now - timedelta(seconds=2)))
         latest = _trigger(server, deployment["id"], _scheduled_at(now - timedelta(seconds=1)))
@@ -259,8 +347,11 @@ def test_a_worker_with_a_bare_path_runs_the_deployment_one_run_at_a_time(server,
     assert skipped["type"] == "CANCELLED" and "superseded" in skipped["message"], skipped
     exps = run(["dvc", "exp", "list", "--name-only"], project).stdout.split()
     assert len(exps) == 1, exps  # the latest run's, not the skipped one's
-    artifact = _post(server, "/artifacts/filter", {"artifacts": {
-        "key": {"any_": ["cadenza-metrics"]}, "flow_run_id": {"any_": [latest]}}})[0]["data"]
+    artifact = _post(
+        server,
+        "/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["cadenza-metrics"]}, "flow_run_id": {"any_": [latest]}}},
+    )[0]["data"]
     assert "- ran (2): data, score" in artifact, artifact
     assert "Usage: cadenza" in (project / "data.txt").read_text()
     assert "| m.json | nll | 2 | 1.5 | -0.5 | lower | better |" in artifact, artifact
@@ -302,14 +393,20 @@ def test_a_stage_past_its_timeout_fails_the_run_and_posts_to_the_webhook(server,
     fails, and the failure reaches the webhook set once in params.yaml's `flow:`."""
     project = dvc_project(tmp_path / "project", {"hang": {"cmd": HANG, "outs": ["x.txt"]}})
     with _webhook() as (url, bodies):
-        (project / "params.yaml").write_text(yaml.safe_dump(
-            {"flow": {"timeout_s": {"default": 3}, "notify_url": url}}))
+        (project / "params.yaml").write_text(
+            yaml.safe_dump({"flow": {"timeout_s": {"default": 3}, "notify_url": url}})
+        )
         env = _client_env(project, server)
         env.pop("CADENZA_NOTIFY_URL", None)
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "run", "--project",
-                               str(project)], cwd=project, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         elapsed = time.monotonic() - started
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
@@ -324,17 +421,26 @@ def test_a_stage_past_its_timeout_fails_the_run_and_posts_to_the_webhook(server,
 
 
 def test_gpu_concurrency_limit_is_created_once(server, tmp_path):
-    code = ("from pipeline.flow import ensure_concurrency_limit as e; "
-            "e('gpu-test', 1); e('gpu-test', 4)")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_client_env(tmp_path, server),
-                   check=True, timeout=120)
+    code = (
+        "from pipeline.flow import ensure_concurrency_limit as e; "
+        "e('gpu-test', 1); e('gpu-test', 4)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_client_env(tmp_path, server),
+        check=True,
+        timeout=120,
+    )
     limit = httpx.get(f"{server}/concurrency_limits/tag/gpu-test", timeout=10).json()
     assert limit["concurrency_limit"] == 1  # a user's (or the first) setting is kept
 
 
 # a stage that records its pid, then runs far longer than the test waits
-SLOW_STAGE = ("python -c \"import os, time; open('stage.pid', 'w').write(str(os.getpid())); "
-              "time.sleep(300); open('done.txt', 'w').write('done')\"")
+SLOW_STAGE = (
+    "python -c \"import os, time; open('stage.pid', 'w').write(str(os.getpid())); "
+    "time.sleep(300); open('done.txt', 'w').write('done')\""
+)
 
 
 def _session_processes(sid: int) -> list[str]:
@@ -343,9 +449,9 @@ def _session_processes(sid: int) -> list[str]:
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             text = stat_file.read_text()
-            fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+            fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
             if int(fields[3]) == sid and fields[0] != "Z":
-                found.append(f"{stat_file.parent.name} {text[:text.rindex(')') + 1]}")
+                found.append(f"{stat_file.parent.name} {text[: text.rindex(')') + 1]}")
     return found
 
 
@@ -356,15 +462,21 @@ def test_ctrl_c_stops_the_flow_its_stage_and_the_temporary_server(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "dvc.yaml").write_text(
-        f"stages:\n  wait:\n    cmd: {json.dumps(SLOW_STAGE)}\n    outs:\n      - done.txt\n")
+        f"stages:\n  wait:\n    cmd: {json.dumps(SLOW_STAGE)}\n    outs:\n      - done.txt\n"
+    )
     run(["dvc", "init", "--no-scm", "-q"], project)
     env = _env(project)
     env.pop("PREFECT_API_URL", None)
     log = tmp_path / "flow.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "flow", "run",
-                                 "--project", str(project)], cwd=project, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project)],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         pid_file = project / "stage.pid"
         _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 120, "the stage", log)

@@ -46,8 +46,11 @@ def dvc_project(path: Path, stages: dict[str, dict], scm: bool = False) -> Path:
     path.mkdir(parents=True)
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
     if scm:
-        for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"],
-                    ["git", "config", "user.name", "t"]):
+        for cmd in (
+            ["git", "init", "-q"],
+            ["git", "config", "user.email", "t@t"],
+            ["git", "config", "user.name", "t"],
+        ):
             subprocess.run(cmd, cwd=path, check=True)
     run(["dvc", "init", "-q", *([] if scm else ["--no-scm"])], path)
     return path
@@ -66,19 +69,32 @@ def lock_is_free(project: Path) -> bool:
 
 
 def test_a_stage_waits_for_dvcs_lock_then_fails_clearly_and_finds_cadenza_on_a_bare_path(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """While another `dvc repro` writes a dependency of the stage (DVC's rwlock), a bounded
     wait that is too short fails naming the lock, and a longer one runs the stage after the
     holder finishes. The stage's command
     is a bare `cadenza`, with PATH lacking the virtualenv, as in a worker."""
-    project = dvc_project(tmp_path / "p", {
-        "hold": {"cmd": HOLD, "outs": ["held.txt"]},
-        "uses_cli": {"cmd": "cadenza --help > cli.txt", "deps": ["held.txt"],
-                     "outs": ["cli.txt"]}})
+    project = dvc_project(
+        tmp_path / "p",
+        {
+            "hold": {"cmd": HOLD, "outs": ["held.txt"]},
+            "uses_cli": {
+                "cmd": "cadenza --help > cli.txt",
+                "deps": ["held.txt"],
+                "outs": ["cli.txt"],
+            },
+        },
+    )
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     env = _env(project)
-    holder = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "hold"], cwd=project,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "hold"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (project / "holding").exists():
@@ -94,8 +110,10 @@ def test_a_stage_waits_for_dvcs_lock_then_fails_clearly_and_finds_cadenza_on_a_b
     assert holder.returncode == 0
     assert stage_status(lines) == RAN
     assert "Usage: cadenza" in (project / "cli.txt").read_text()  # found on the bare PATH
-    assert stage_status(_dvc_streamed(str(project), "repro", "--single-item", "uses_cli")) \
+    assert (
+        stage_status(_dvc_streamed(str(project), "repro", "--single-item", "uses_cli"))
         == UP_TO_DATE
+    )
 
 
 def test_a_hung_stage_is_stopped_at_its_timeout_and_leaves_the_lock_free(tmp_path):
@@ -105,8 +123,10 @@ def test_a_hung_stage_is_stopped_at_its_timeout_and_leaves_the_lock_free(tmp_pat
         _dvc_streamed(str(project), "repro", "--single-item", "hang", timeout_s=3)
     assert time.monotonic() - started < 20
     pid = int((project / "hang.pid").read_text())
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(
-    ).rsplit(")", 1)[1].split()[0], "the stage's process outlived its timeout"
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    ), "the stage's process outlived its timeout"
     assert lock_is_free(project)
     assert not isinstance(StageTimeout("x"), LockHeld)  # a timeout is never waited out
 
@@ -114,37 +134,48 @@ def test_a_hung_stage_is_stopped_at_its_timeout_and_leaves_the_lock_free(tmp_pat
 def test_the_artifact_lists_what_ran_and_only_metrics_that_changed(tmp_path):
     """Of a file that ran, only the metric that moved (with its direction and verdict); a
     file outside the run is left out even though it differs from HEAD."""
-    metrics = {"cmd": "true", "metrics": [{"m.json": {"cache": False}},
-                                          {"other.json": {"cache": False}}]}
+    metrics = {
+        "cmd": "true",
+        "metrics": [{"m.json": {"cache": False}}, {"other.json": {"cache": False}}],
+    }
     project = dvc_project(tmp_path / "p", {"score": metrics}, scm=True)
     (project / "m.json").write_text(json.dumps({"nll": 2.0, "n_pieces": 3, "accuracy": 0.5}))
     (project / "other.json").write_text(json.dumps({"nll": 9.0}))
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_COMMITTER_NAME="t")
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=project, env=env, check=True)
-    (project / "m.json").write_text(json.dumps({"nll": 1.5, "n_pieces": 3,
-                                                "accuracy": 0.50001}))
+    (project / "m.json").write_text(json.dumps({"nll": 1.5, "n_pieces": 3, "accuracy": 0.50001}))
     (project / "other.json").write_text(json.dumps({"nll": 1.0}))
     markdown = run_summary(str(project), {"fetch@x": UP_TO_DATE, "score": RAN}, ["m.json"])
     assert "- ran (1): score" in markdown and "- up to date (1): fetch@x" in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| m.json")]
     assert rows == ["| m.json | nll | 2 | 1.5 | -0.5 | lower | better |"], markdown
     assert "other.json" not in markdown and "n_pieces" not in markdown
-    assert "No stage that writes metrics ran" in run_summary(str(project), {"score": UP_TO_DATE},
-                                                             [])
+    assert "No stage that writes metrics ran" in run_summary(
+        str(project), {"score": UP_TO_DATE}, []
+    )
 
 
 def test_a_target_run_is_saved_as_an_experiment_although_other_outputs_are_missing(tmp_path):
     """`dvc exp save` of the run's stages only: a `--target` run leaves `score`'s output
     unmade and sub/dvc.yaml (like benchmarks/) was never run, and the save still succeeds
     (a plain `dvc exp save` fails there with "output ... does not exist")."""
-    project = dvc_project(tmp_path / "p", {
-        "data": {"cmd": "echo 1 > data.txt", "outs": ["data.txt"]},
-        "score": {"cmd": "cat data.txt > score.txt", "deps": ["data.txt"],
-                  "outs": ["score.txt"]}}, scm=True)
+    project = dvc_project(
+        tmp_path / "p",
+        {
+            "data": {"cmd": "echo 1 > data.txt", "outs": ["data.txt"]},
+            "score": {
+                "cmd": "cat data.txt > score.txt",
+                "deps": ["data.txt"],
+                "outs": ["score.txt"],
+            },
+        },
+        scm=True,
+    )
     (project / "sub").mkdir()
     (project / "sub" / "dvc.yaml").write_text(
-        "stages:\n  never:\n    cmd: echo > never.txt\n    outs: [never.txt]\n")
+        "stages:\n  never:\n    cmd: echo > never.txt\n    outs: [never.txt]\n"
+    )
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=project, check=True)
     _dvc_streamed(str(project), "repro", "--single-item", "data")

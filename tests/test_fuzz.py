@@ -34,9 +34,12 @@ from .fuzz_worker import process_one, run_isolated
 FUZZ_DATA = Path(__file__).parent / "data" / "fuzz"
 # deadline: generous, since the CI machine is 2 shared cores; hangs are the subprocess
 # harness's job (a per-file deadline that kills), not hypothesis's
-FAST = settings(max_examples=120, deadline=10_000, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FAST = settings(
+    max_examples=120,
+    deadline=10_000,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _synthetic_seed() -> bytes:
@@ -44,13 +47,17 @@ def _synthetic_seed() -> bytes:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_score(Path(tmp) / "s.mid", chorale_like(np.random.default_rng(3)),
-                           key_sig=(0, 0))
+        path = write_score(
+            Path(tmp) / "s.mid", chorale_like(np.random.default_rng(3)), key_sig=(0, 0)
+        )
         return path.read_bytes()
 
 
-SEEDS: list[bytes] = [p.read_bytes() for p in mutate.seed_files(SHARED / "datasets", 2)
-                      ] if (SHARED / "datasets").exists() else []
+SEEDS: list[bytes] = (
+    [p.read_bytes() for p in mutate.seed_files(SHARED / "datasets", 2)]
+    if (SHARED / "datasets").exists()
+    else []
+)
 SEEDS.append(_synthetic_seed())
 
 
@@ -78,26 +85,29 @@ def test_no_structured_mutant_crashes_hangs_or_overallocates(structured_outcomes
     assert len(structured_outcomes) >= len(mutate.STRUCTURED) * len(SEEDS) + 150
 
 
-@pytest.mark.parametrize(("case", "status", "reason"), [
-    ("chunk_length_huge", "rejected", "claims 2,147,483,647 bytes"),
-    ("chunk_length_max", "rejected", "claims 4,294,967,295 bytes"),
-    ("header_length_huge", "rejected", "MThd length"),
-    ("ticks_per_quarter_zero", "rejected", "invalid ticks per quarter: 0"),
-    ("smpte_division", "rejected", "SMPTE"),
-    ("tempo_zero", "rejected", "invalid tempo: 0 microseconds"),
-    ("huge_delta", "rejected", "beats (limit"),
-    ("huge_deltas_repeated", "rejected", "overflowed"),
-    ("meta_length_huge", "rejected", "unreadable MIDI"),
-    ("sysex_length_huge", "rejected", "unreadable MIDI"),
-    ("overlong_vlq", "rejected", "unreadable MIDI"),
-    ("running_status_at_start", "rejected", "running status"),
-    ("format_unknown", "rejected", "format 30583"),
-    ("format_2", "ok", "notes"),
-    ("orphan_note_off", "ok", "notes"),
-    ("overlapping_same_pitch", "ok", "notes"),
-    ("extra_unknown_chunks", "ok", "notes"),
-    ("no_end_of_track", "ok", "notes"),
-])
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        ("chunk_length_huge", "rejected", "claims 2,147,483,647 bytes"),
+        ("chunk_length_max", "rejected", "claims 4,294,967,295 bytes"),
+        ("header_length_huge", "rejected", "MThd length"),
+        ("ticks_per_quarter_zero", "rejected", "invalid ticks per quarter: 0"),
+        ("smpte_division", "rejected", "SMPTE"),
+        ("tempo_zero", "rejected", "invalid tempo: 0 microseconds"),
+        ("huge_delta", "rejected", "beats (limit"),
+        ("huge_deltas_repeated", "rejected", "overflowed"),
+        ("meta_length_huge", "rejected", "unreadable MIDI"),
+        ("sysex_length_huge", "rejected", "unreadable MIDI"),
+        ("overlong_vlq", "rejected", "unreadable MIDI"),
+        ("running_status_at_start", "rejected", "running status"),
+        ("format_unknown", "rejected", "format 30583"),
+        ("format_2", "ok", "notes"),
+        ("orphan_note_off", "ok", "notes"),
+        ("overlapping_same_pitch", "ok", "notes"),
+        ("extra_unknown_chunks", "ok", "notes"),
+        ("no_end_of_track", "ok", "notes"),
+    ],
+)
 def test_structured_mutant_outcomes(structured_outcomes, case, status, reason):
     """Each lie ends the way it should, with a reason that says what is wrong."""
     for s in range(len(SEEDS)):
@@ -106,13 +116,16 @@ def test_structured_mutant_outcomes(structured_outcomes, case, status, reason):
         assert reason in detail
 
 
-@pytest.mark.parametrize(("case", "status", "reason"), [
-    ("many_notes_120k", "ok", "120000 notes"),
-    ("text_named_mid", "rejected", "not a MIDI file: starts with b'<html><b'"),
-    ("empty", "rejected", "not a MIDI file: starts with b''"),
-    ("magic_only", "rejected", "truncated MIDI header"),
-    ("all_velocity_zero", "rejected", "no notes in the kept tracks"),
-])
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        ("many_notes_120k", "ok", "120000 notes"),
+        ("text_named_mid", "rejected", "not a MIDI file: starts with b'<html><b'"),
+        ("empty", "rejected", "not a MIDI file: starts with b''"),
+        ("magic_only", "rejected", "truncated MIDI header"),
+        ("all_velocity_zero", "rejected", "no notes in the kept tracks"),
+    ],
+)
 def test_whole_file_cases(structured_outcomes, case, status, reason):
     assert structured_outcomes[case][0] == status
     assert reason in structured_outcomes[case][1]
@@ -121,16 +134,19 @@ def test_whole_file_cases(structured_outcomes, case, status, reason):
 # ---------------------------------------------------------------- regressions (found by fuzzing)
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    # symusic wraps tick times past 2^31: the piece was accepted with negative onsets
-    ("time_overflow.mid", "negative note onset: times overflowed"),
-    # tempo 0 made every time in seconds 0: accepted, with all durations 0 s
-    ("tempo_zero.mid", "invalid tempo: 0 microseconds per quarter"),
-    # one delta of 2^28 ticks: accepted as a 559,000-beat piece (a 4.5 M-step roll)
-    ("huge_delta.mid", "beats (limit 100,000)"),
-    # tpq 0 in the header: symusic accepted it with ticks_per_quarter 0
-    ("tpq_zero.mid", "invalid ticks per quarter: 0"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        # symusic wraps tick times past 2^31: the piece was accepted with negative onsets
+        ("time_overflow.mid", "negative note onset: times overflowed"),
+        # tempo 0 made every time in seconds 0: accepted, with all durations 0 s
+        ("tempo_zero.mid", "invalid tempo: 0 microseconds per quarter"),
+        # one delta of 2^28 ticks: accepted as a 559,000-beat piece (a 4.5 M-step roll)
+        ("huge_delta.mid", "beats (limit 100,000)"),
+        # tpq 0 in the header: symusic accepted it with ticks_per_quarter 0
+        ("tpq_zero.mid", "invalid ticks per quarter: 0"),
+    ],
+)
 def test_fuzz_regressions_are_rejected_with_a_reason(name, reason):
     """Inputs the fuzzer found accepted with unusable times (tests/data/fuzz/README.md)."""
     with pytest.raises(RejectedPiece, match=re.escape(reason)):
@@ -169,8 +185,10 @@ def _outcome(tmp_path: Path, data: bytes) -> str:
 
 
 @FAST
-@given(seed=st.integers(0, len(SEEDS) - 1), flips=st.lists(
-    st.tuples(st.integers(0, 1 << 20), st.integers(0, 7)), min_size=1, max_size=16))
+@given(
+    seed=st.integers(0, len(SEEDS) - 1),
+    flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 7)), min_size=1, max_size=16),
+)
 def test_bit_flips_end_in_a_row_or_a_reject(tmp_path, seed, flips):
     buf = bytearray(SEEDS[seed])
     for pos, bit in flips:
@@ -182,7 +200,7 @@ def test_bit_flips_end_in_a_row_or_a_reject(tmp_path, seed, flips):
 @given(seed=st.integers(0, len(SEEDS) - 1), cut=st.floats(0, 1))
 def test_truncations_end_in_a_row_or_a_reject(tmp_path, seed, cut):
     data = SEEDS[seed]
-    assert _outcome(tmp_path, data[:int(len(data) * cut)]) in ("ok", "rejected")
+    assert _outcome(tmp_path, data[: int(len(data) * cut)]) in ("ok", "rejected")
 
 
 @FAST
@@ -194,15 +212,26 @@ def test_arbitrary_track_bodies_end_in_a_row_or_a_reject(tmp_path, body, fmt, tp
 
 
 @FAST
-@given(events=st.lists(st.tuples(
-    st.integers(0, 0x0FFFFFFF), st.sampled_from([0x80, 0x90, 0xA0, 0xB0, 0xE0, None]),
-    st.integers(0, 127), st.integers(0, 127)), max_size=60))
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(0, 0x0FFFFFFF),
+            st.sampled_from([0x80, 0x90, 0xA0, 0xB0, 0xE0, None]),
+            st.integers(0, 127),
+            st.integers(0, 127),
+        ),
+        max_size=60,
+    )
+)
 def test_arbitrary_note_events_end_in_a_row_or_a_reject(tmp_path, events):
     """Structured events: huge deltas, running status (None), orphan note-offs, velocity 0."""
-    body = b"".join(mutate.vlq(delta) + (bytes([status]) if status is not None else b"")
-                    + bytes([a, b]) for delta, status, a, b in events)
-    data = mutate.join_chunks(struct.pack(">HHH", 0, 1, 96),
-                              [(b"MTrk", body + b"\x00" + mutate.END_OF_TRACK)])
+    body = b"".join(
+        mutate.vlq(delta) + (bytes([status]) if status is not None else b"") + bytes([a, b])
+        for delta, status, a, b in events
+    )
+    data = mutate.join_chunks(
+        struct.pack(">HHH", 0, 1, 96), [(b"MTrk", body + b"\x00" + mutate.END_OF_TRACK)]
+    )
     assert _outcome(tmp_path, data) in ("ok", "rejected")
 
 
@@ -227,14 +256,22 @@ def test_prepare_stage_survives_a_hostile_corpus(tmp_path):
     for i in range(12):
         path = write_score(folder / "midi" / f"good{i:02d}.mid", chorale_like(rng), (0, 0))
         rows.append({"piece_id": f"good{i:02d}", "path": f"midi/{path.name}"})
-    cases = [(name.replace("/", "_"), data) for name, data in
-             mutate.mutants(SEEDS[-1:], random.Random(2), n_random=60)]
+    cases = [
+        (name.replace("/", "_"), data)
+        for name, data in mutate.mutants(SEEDS[-1:], random.Random(2), n_random=60)
+    ]
     cases = [c for c in cases if not c[0].startswith("many_notes")]  # kept fast
     for name, data in cases:
         (folder / "midi" / f"{name}.mid").write_bytes(data)
         rows.append({"piece_id": name, "path": f"midi/{name}.mid"})
-    write_manifest(folder, [dict(r, title=r["piece_id"], format="midi", status="ok",
-                                 source_path=r["path"]) for r in rows], TOY_SOURCE)
+    write_manifest(
+        folder,
+        [
+            dict(r, title=r["piece_id"], format="midi", status="ok", source_path=r["path"])
+            for r in rows
+        ],
+        TOY_SOURCE,
+    )
     prepare(tmp_path / "raw", ["toy"], tmp_path / "prepared", PrepareParams())
     pieces = pd.read_parquet(tmp_path / "prepared" / "pieces.parquet")
     rejects = pd.read_parquet(tmp_path / "prepared" / "rejects.parquet")
@@ -257,8 +294,10 @@ def _lpd_seed() -> bytes:
 
     roll = np.zeros((96, 128), np.uint8)
     roll[0:24, 60] = roll[24:48, 64] = 90
-    mt = pypianoroll.Multitrack(resolution=24, tracks=[
-        pypianoroll.StandardTrack(name="Piano", program=0, is_drum=False, pianoroll=roll)])
+    mt = pypianoroll.Multitrack(
+        resolution=24,
+        tracks=[pypianoroll.StandardTrack(name="Piano", program=0, is_drum=False, pianoroll=roll)],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pypianoroll.save(Path(tmp) / "s.npz", mt)
         return (Path(tmp) / "s.npz").read_bytes()
@@ -281,10 +320,12 @@ def _read_lpd_bytes(tmp_path: Path, data: bytes) -> str:
 
 
 @FAST
-@given(flips=st.lists(st.tuples(st.integers(0, 1 << 22), st.integers(0, 7)), max_size=8),
-       cut=st.floats(0.0, 1.0))
+@given(
+    flips=st.lists(st.tuples(st.integers(0, 1 << 22), st.integers(0, 7)), max_size=8),
+    cut=st.floats(0.0, 1.0),
+)
 def test_npz_bit_flips_and_truncations_end_in_a_row_or_a_reject(tmp_path, flips, cut):
-    buf = bytearray(LPD_SEED[:max(1, int(len(LPD_SEED) * cut))])
+    buf = bytearray(LPD_SEED[: max(1, int(len(LPD_SEED) * cut))])
     for pos, bit in flips:
         buf[pos % len(buf)] ^= 1 << bit
     assert _read_lpd_bytes(tmp_path, bytes(buf)) in ("ok", "rejected")
@@ -338,8 +379,11 @@ ARCHIVES = _archives()
 
 
 @FAST
-@given(kind=st.sampled_from(sorted(ARCHIVES)), cut=st.floats(0.0, 1.0),
-       flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 7)), max_size=6))
+@given(
+    kind=st.sampled_from(sorted(ARCHIVES)),
+    cut=st.floats(0.0, 1.0),
+    flips=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 7)), max_size=6),
+)
 def test_damaged_archives_extract_or_fail_with_a_clear_error(tmp_path, kind, cut, flips):
     """Truncated or bit-flipped archives: extracted, or refused naming the archive; never
     another exception, a hang or a write outside the target."""
@@ -348,7 +392,7 @@ def test_damaged_archives_extract_or_fail_with_a_clear_error(tmp_path, kind, cut
     from cadenza.sources.extract import CorruptArchive, UnsafeArchive, safe_extract
 
     data = ARCHIVES[kind]
-    buf = bytearray(data[:max(1, int(len(data) * cut))])
+    buf = bytearray(data[: max(1, int(len(data) * cut))])
     for pos, bit in flips:
         buf[pos % len(buf)] ^= 1 << bit
     case = Path(tempfile.mkdtemp(dir=tmp_path))

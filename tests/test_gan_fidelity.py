@@ -1,4 +1,4 @@
-"""Seed 004's two GANs as the seed describes them, and their first versions still selectable:
+"""Paper 004's two GANs as the seed describes them, and their first versions still selectable:
 the ImageGAN generator's four dense layers, the MidiGAN's z-scored notes."""
 
 import numpy as np
@@ -28,13 +28,21 @@ def test_roll_gan_generator_has_the_seeds_four_dense_layers():
     model = roll_gan.RollGAN(net)
     dense = layers(model.generator, nn.Linear)
     assert [(d.in_features, d.out_features) for d in dense] == [
-        (10, 128), (128, 256), (256, 512), (512, 8 * 53 * 25)]
+        (10, 128),
+        (128, 256),
+        (256, 512),
+        (512, 8 * 53 * 25),
+    ]
     # LeakyReLU 0.2 and dropout 0.2 after every dense layer and after the transposed conv
     assert len(layers(model.generator, nn.LeakyReLU)) == 5
     assert [d.p for d in layers(model.generator, nn.Dropout)] == [0.2] * 5
-    # the discriminator: flatten, batch norm, dropout, dense (seed 004, section 4.3.2)
+    # the discriminator: flatten, batch norm, dropout, dense (paper 004, section 4.3.2)
     assert [type(m) for m in model.discriminator[-4:]] == [
-        nn.Flatten, nn.BatchNorm1d, nn.Dropout, nn.Linear]
+        nn.Flatten,
+        nn.BatchNorm1d,
+        nn.Dropout,
+        nn.Linear,
+    ]
     model.eval()
     with torch.no_grad():
         images = model.fake(3, "cpu", torch.Generator().manual_seed(0))
@@ -43,14 +51,22 @@ def test_roll_gan_generator_has_the_seeds_four_dense_layers():
 
 
 def test_roll_gan_first_version_is_selectable_and_unchanged():
-    model = roll_gan.RollGAN(model_params("roll_gan", generator_layers=2,
-                                          seed_dropout=False).net)
+    model = roll_gan.RollGAN(model_params("roll_gan", generator_layers=2, seed_dropout=False).net)
     assert [(d.in_features, d.out_features) for d in layers(model.generator, nn.Linear)] == [
-        (10, 128), (128, 8 * 53 * 25)]
+        (10, 128),
+        (128, 8 * 53 * 25),
+    ]
     # the first version's state-dict keys, so its checkpoints still load
     assert [k for k in model.state_dict() if k.startswith("generator")] == [
-        "generator.0.weight", "generator.0.bias", "generator.3.weight", "generator.3.bias",
-        "generator.7.weight", "generator.7.bias", "generator.9.weight", "generator.9.bias"]
+        "generator.0.weight",
+        "generator.0.bias",
+        "generator.3.weight",
+        "generator.3.bias",
+        "generator.7.weight",
+        "generator.7.bias",
+        "generator.9.weight",
+        "generator.9.bias",
+    ]
     assert "discriminator.10.weight" in model.state_dict()  # the dense output, after BN
     with torch.no_grad():
         assert model.eval().fake(2, "cpu").shape == (2, 1, 106, 100)
@@ -65,17 +81,21 @@ def test_roll_gan_decodes_by_threshold_or_by_sampling():
         with torch.no_grad():  # every cell at p = 0.5 exactly: not above the threshold
             model.generator[-1].weight.zero_()
             model.generator[-1].bias.zero_()
-        onset, _, _ = roll_gan.sample(model, mp, {}, np.zeros((0, 128)), gen,
-                                      torch.Generator().manual_seed(0))
+        onset, _, _ = roll_gan.sample(
+            model, mp, {}, np.zeros((0, 128)), gen, torch.Generator().manual_seed(0)
+        )
         assert (len(onset) == 0) == (decode == "threshold")
 
 
-@pytest.mark.parametrize(("net", "message"), [
-    ({"generator_layers": 0}, "models.roll_gan.net.generator_layers: must be in [1, 6]"),
-    ({"generator_layers": "four"}, "models.roll_gan.net.generator_layers: expected an integer"),
-    ({"decode": "argmax"}, "models.roll_gan.net.decode: must be one of"),
-    ({"seed_dropout": 1}, "models.roll_gan.net.seed_dropout: expected true/false"),
-])
+@pytest.mark.parametrize(
+    ("net", "message"),
+    [
+        ({"generator_layers": 0}, "models.roll_gan.net.generator_layers: must be in [1, 6]"),
+        ({"generator_layers": "four"}, "models.roll_gan.net.generator_layers: expected an integer"),
+        ({"decode": "argmax"}, "models.roll_gan.net.decode: must be one of"),
+        ({"seed_dropout": 1}, "models.roll_gan.net.seed_dropout: expected true/false"),
+    ],
+)
 def test_roll_gan_bad_net_params_fail_naming_the_param(net, message):
     with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         model_params("roll_gan", **net)
@@ -84,8 +104,9 @@ def test_roll_gan_bad_net_params_fail_naming_the_param(net, message):
 # --------------------------------------------------------------------------- note_gan
 
 # pitch 60/64 (mean 62, std 2), step 0/0.5 (mean 0.25, std 0.25), duration 0.25/0.75
-NOTES = np.array([[60, 0.0, 0.25], [64, 0.5, 0.75], [60, 0.0, 0.25], [64, 0.5, 0.75]],
-                 dtype=np.float32)
+NOTES = np.array(
+    [[60, 0.0, 0.25], [64, 0.5, 0.75], [60, 0.0, 0.25], [64, 0.5, 0.75]], dtype=np.float32
+)
 
 
 def test_z_score_statistics_are_the_training_notes_exact_mean_and_std():
@@ -95,7 +116,10 @@ def test_z_score_statistics_are_the_training_notes_exact_mean_and_std():
     assert info == {"mean": [62.0, 0.25, 0.5], "std": [2.0, 0.25, 0.25]}
     # a feature with no spread keeps std 1 (no division by zero)
     assert note_gan.note_statistics(np.array([[60, 0, 1.0], [60, 0, 3.0]]))["std"] == [
-        1.0, 1.0, 1.0]
+        1.0,
+        1.0,
+        1.0,
+    ]
     assert note_gan.make_info({"a/1": NOTES}, model_params("note_gan", scaling="minmax")) == {}
 
 
@@ -107,8 +131,9 @@ def test_z_score_round_trip_gives_the_notes_back_exactly():
     assert torch.equal(model.unscale(scaled), torch.from_numpy(NOTES))
     # on values that are not round numbers, up to the float32 the generator works in
     rng = np.random.default_rng(0)
-    notes = np.stack([rng.integers(21, 109, 500), rng.exponential(0.3, 500),
-                      rng.exponential(0.5, 500)], axis=1).astype(np.float32)
+    notes = np.stack(
+        [rng.integers(21, 109, 500), rng.exponential(0.3, 500), rng.exponential(0.5, 500)], axis=1
+    ).astype(np.float32)
     info = note_gan.make_info({"a/1": notes}, mp)
     assert info["mean"] == notes.astype(np.float64).mean(axis=0).tolist()
     model = note_gan.build(mp.net, info)
@@ -116,8 +141,7 @@ def test_z_score_round_trip_gives_the_notes_back_exactly():
     assert scaled.dtype == torch.float32
     assert scaled.double().mean(0).abs().max() < 1e-6
     assert (scaled.double().std(0, unbiased=False) - 1).abs().max() < 1e-6
-    torch.testing.assert_close(model.unscale(scaled), torch.from_numpy(notes),
-                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(model.unscale(scaled), torch.from_numpy(notes), rtol=1e-6, atol=1e-6)
 
 
 def test_min_max_is_still_selectable_and_unchanged():
@@ -133,8 +157,17 @@ def test_the_checkpoint_carries_the_statistics_to_generation(tmp_path):
     info = note_gan.make_info({"a/1": NOTES}, mp)
     model = note_gan.build(mp.net, info)
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, name="note_gan", params=mp, info=info, model=model, epoch=1, step=1,
-                    valid_loss=0.0, seed=0)
+    save_checkpoint(
+        path,
+        name="note_gan",
+        params=mp,
+        info=info,
+        model=model,
+        epoch=1,
+        step=1,
+        valid_loss=0.0,
+        seed=0,
+    )
     loaded, _, payload = load_checkpoint(path)
     assert payload["info"] == info
     assert loaded.mean.tolist() == [62.0, 0.25, 0.5] and loaded.std.tolist() == [2, 0.25, 0.25]
@@ -142,9 +175,14 @@ def test_the_checkpoint_carries_the_statistics_to_generation(tmp_path):
     bare = note_gan.build(mp.net, {})
     bare.load_state_dict(payload["state_dict"])
     assert torch.equal(bare.unscale(torch.ones(1, 3)), torch.tensor([[64.0, 0.5, 0.75]]))
-    onset, duration, pitch = note_gan.sample(loaded, mp, info, np.zeros((0, 3)),
-                                             GenerateParams(length=20),
-                                             torch.Generator().manual_seed(0))
+    onset, duration, pitch = note_gan.sample(
+        loaded,
+        mp,
+        info,
+        np.zeros((0, 3)),
+        GenerateParams(length=20),
+        torch.Generator().manual_seed(0),
+    )
     assert len(pitch) == 20 and (np.diff(onset) >= 0).all() and (duration > 0).all()
     assert ((pitch >= 60) & (pitch <= 64)).all()  # tanh: within one std of the mean
 

@@ -62,8 +62,7 @@ def test_slow_drip_is_cut_by_the_minimum_rate(tmp_path):
     site.drip["/a.bin"] = 0.05  # 20 B/s, forever as far as the client can tell
     start = time.monotonic()
     with serve(site), pytest.raises(RuntimeError, match=r"too slow: \d+ B/s over") as err:
-        fetch_file(site.url("/a.bin"), tmp_path, "a.bin", min_rate=1000, rate_window_s=0.3,
-                   **FAST)
+        fetch_file(site.url("/a.bin"), tmp_path, "a.bin", min_rate=1000, rate_window_s=0.3, **FAST)
     assert time.monotonic() - start < 2.5
     assert site.url("/a.bin") in str(err.value) and "giving up after 3 attempts" in str(err.value)
     assert not (tmp_path / "a.bin").exists()
@@ -130,11 +129,14 @@ def test_html_page_in_the_cache_or_on_disk_is_refused(tmp_path):
         assert fetch_file(site.url("/x.zip"), tmp_path / "cache", "x.zip").read_bytes() == _zip()
 
 
-@pytest.mark.parametrize(("name", "body", "what"), [
-    ("Nottingham.pickle", PICKLE, "no final STOP"),
-    ("x.zip", _zip(), "no end-of-central-directory"),
-    ("lpd_cleansed.tar.gz", _tar(bytes(range(256)) * 400), "gzip stream that ends before"),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "what"),
+    [
+        ("Nottingham.pickle", PICKLE, "no final STOP"),
+        ("x.zip", _zip(), "no end-of-central-directory"),
+        ("lpd_cleansed.tar.gz", _tar(bytes(range(256)) * 400), "gzip stream that ends before"),
+    ],
+)
 def test_short_transfer_without_content_length_is_not_cached(tmp_path, name, body, what):
     site = Site()
     site.files["/f"] = body[: len(body) // 2]  # the server always stops half way
@@ -197,8 +199,15 @@ def test_fetch_stage_writes_downloads_json(tmp_path):
         fetch_source("lpd_cleansed", out, cache, SourceParams(url=url))
         recorded = json.loads((out / "downloads.json").read_text())
         sha = hashlib.sha256(tar).hexdigest()
-        assert recorded == [{"name": "lpd_cleansed.tar.gz", "url": url, "sha256": sha,
-                             "size": len(tar), "hash": "recorded at first fetch"}]
+        assert recorded == [
+            {
+                "name": "lpd_cleansed.tar.gz",
+                "url": url,
+                "sha256": sha,
+                "size": len(tar),
+                "hash": "recorded at first fetch",
+            }
+        ]
         fetch_source("lpd_cleansed", out, cache, SourceParams(url=url, sha256=sha))
         assert json.loads((out / "downloads.json").read_text())[0]["hash"] == "pinned"
         site.files["/lpd_cleansed.tar.gz"] = _tar(b"other bytes")
@@ -218,9 +227,28 @@ def tls(tmp_path, monkeypatch):
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     return cert, key
 
@@ -239,16 +267,25 @@ def test_https_is_not_redirected_to_plain_http(tmp_path, tls):
 # --------------------------------------------------------------------------- crawler
 
 
-CRAFTED = ["../pwn.mid", "%2e%2e/%2e%2e/%2e%2e/%2e%2e/pwn.mid", "..%2f..%2f..%2fpwn.mid",
-           "..%5c..%5c..%5cpwn.mid", "..\\..\\pwn.mid", "/pwn.mid", "/site/midis/%2e%2e/x.mid",
-           "http://other.host/site/midis/bach/x.mid"]
+CRAFTED = [
+    "../pwn.mid",
+    "%2e%2e/%2e%2e/%2e%2e/%2e%2e/pwn.mid",
+    "..%2f..%2f..%2fpwn.mid",
+    "..%5c..%5c..%5cpwn.mid",
+    "..\\..\\pwn.mid",
+    "/pwn.mid",
+    "/site/midis/%2e%2e/x.mid",
+    "http://other.host/site/midis/bach/x.mid",
+]
 
 
 def test_crawler_links_stay_on_the_site_and_in_the_cache(tmp_path, caplog):
     site = Site()
     links = "".join(f'<a href="{href}">x</a>' for href in [*CRAFTED, "midis/bach/ok.mid"])
-    site.files["/site/midis.htm"] = b'<html><a href="bach.htm">Bach</a>' \
+    site.files["/site/midis.htm"] = (
+        b'<html><a href="bach.htm">Bach</a>'
         b'<a href="../up.htm">up</a><a href="%2e%2e/up.htm">up</a></html>'
+    )
     site.files["/site/bach.htm"] = f"<html>{links}</html>".encode()
     site.files["/site/midis/bach/ok.mid"] = MIDI
     for path in ["/pwn.mid", "/up.htm", "/site/%2e%2e/up.htm"]:
@@ -258,8 +295,11 @@ def test_crawler_links_stay_on_the_site_and_in_the_cache(tmp_path, caplog):
     with serve(site):
         rows = crawl_piano_midi_de(site.url("/site/midis.htm"), out, cache, 0.0, 0)
     assert [r["piece_id"] for r in rows] == ["bach/ok"]
-    assert {path for path, _ in site.requests} == {"/site/midis.htm", "/site/bach.htm",
-                                                    "/site/midis/bach/ok.mid"}
+    assert {path for path, _ in site.requests} == {
+        "/site/midis.htm",
+        "/site/bach.htm",
+        "/site/midis/bach/ok.mid",
+    }
     assert all(p.startswith(("deep/cache/", "deep/out/")) for p in _files(work))
     skipped = [r.getMessage() for r in caplog.records if "link skipped" in r.getMessage()]
     assert len(skipped) == len(CRAFTED) + 2

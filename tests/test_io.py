@@ -33,8 +33,12 @@ with atomic_dir(target / "folder") as tmp:
 
 def _kill_mid_write(target: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen([sys.executable, "-c", HANG_MID_WRITE, str(target)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANG_MID_WRITE, str(target)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -109,8 +113,9 @@ def test_atomic_write_is_fast_enough(tmp_path):
     assert time.perf_counter() - start < 5
 
 
-@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"),
-                         [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)]
+)
 def test_atomic_outputs_get_the_modes_of_the_umask(tmp_path, umask, file_mode, dir_mode):
     """Not mkstemp's 0600 / mkdtemp's 0700: a shard, report or checkpoint is as readable as
     a file the user's shell would have made (issue #18), in a DVC project or not."""

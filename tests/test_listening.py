@@ -33,8 +33,9 @@ from cadenza.listening import (
 from .conftest import ROOT, write_score
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                                    "(apt install chromium; CI installs it)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt install chromium; CI installs it)"
+)
 MODELS = ["model_a", "model_b"]
 
 
@@ -60,8 +61,10 @@ def audio_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folders = {}
     for k, name in enumerate([REAL, *MODELS]):
         for i in range(4):
-            write_score(tmp_path / "midi" / name / f"{name}_{i}.mid",
-                        [[(float(b), 1.0, 60 + k + i + b % 5) for b in range(4)]])
+            write_score(
+                tmp_path / "midi" / name / f"{name}_{i}.mid",
+                [[(float(b), 1.0, 60 + k + i + b % 5) for b in range(4)]],
+            )
         folders[name] = tmp_path / "midi" / name
     if not isinstance(find_synth(ListenParams()), str):
         render_folders(folders, root, ListenParams(clip_seconds=2.0))
@@ -95,8 +98,9 @@ def test_make_writes_an_anonymous_shuffled_page_and_keeps_the_key_out(tmp_path, 
     assert (out / "clips" / clips[0]).read_bytes() == Path(first).read_bytes()
     # another seed, another order
     other = make_test(audio_root, tmp_path / "t2", tmp_path / "k2.json", n=6, seed=4, n_real=2)
-    assert [v["file"] for v in other["clips"].values()] != [v["file"] for v in
-                                                             key["clips"].values()]
+    assert [v["file"] for v in other["clips"].values()] != [
+        v["file"] for v in key["clips"].values()
+    ]
 
 
 def test_make_refuses_a_key_inside_the_folder(tmp_path, audio_root):
@@ -107,11 +111,27 @@ def test_make_refuses_a_key_inside_the_folder(tmp_path, audio_root):
 def _chromium_dom(page: Path, tmp: Path, netlog: Path) -> str:
     """Open a page from its file:// URL in headless Chromium; the DOM after its scripts."""
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=8000",
-         f"--log-net-log={netlog}", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--virtual-time-budget=8000",
+            f"--log-net-log={netlog}",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -121,20 +141,27 @@ def _page_requests(netlog: Path) -> list[str]:
     marks its own background requests with the initiator 'not an origin'."""
     log = json.loads(netlog.read_text())
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    return [e["params"]["url"] for e in log["events"]
-            if e["type"] == start and "url" in e.get("params", {})
-            and e["params"].get("initiator") != "not an origin"]
+    return [
+        e["params"]["url"]
+        for e in log["events"]
+        if e["type"] == start
+        and "url" in e.get("params", {})
+        and e["params"].get("initiator") != "not an origin"
+    ]
 
 
 @needs_chromium
 def test_the_netlog_check_catches_a_page_that_loads_remote_files(tmp_path):
     """The control for the next test: a page with remote references is caught."""
     page = tmp_path / "bad.html"
-    page.write_text('<img src="https://example.com/x.png"><script '
-                    'src="http://example.org/a.js"></script>')
+    page.write_text(
+        '<img src="https://example.com/x.png"><script src="http://example.org/a.js"></script>'
+    )
     _chromium_dom(page, tmp_path, tmp_path / "net.json")
-    assert set(_page_requests(tmp_path / "net.json")) == {"https://example.com/x.png",
-                                                          "http://example.org/a.js"}
+    assert set(_page_requests(tmp_path / "net.json")) == {
+        "https://example.com/x.png",
+        "http://example.org/a.js",
+    }
 
 
 @needs_chromium
@@ -146,8 +173,8 @@ def test_page_opens_from_disk_in_chromium_and_loads_only_local_files(tmp_path, a
     assert status, dom[:2000]
     assert status.groups() == ("6", "0")  # every clip loaded and decoded
     resources = json.loads(
-        html.unescape(re.search(r'<pre id="resources"[^>]*>(.*?)</pre>',
-                                              dom, re.S)[1]))
+        html.unescape(re.search(r'<pre id="resources"[^>]*>(.*?)</pre>', dom, re.S)[1])
+    )
     assert resources["page"] == (out / "index.html").resolve().as_uri()
     folder = (out / "clips").resolve().as_uri()
     for audio in resources["audio"]:
@@ -180,13 +207,13 @@ document.body.appendChild(pre);
     page = (out / "index.html").read_text().replace("</body>", harness)
     (out / "harness.html").write_text(page)
     dom = _chromium_dom(out / "harness.html", tmp_path, tmp_path / "net.json")
-    saved = json.loads(html.unescape(
-        re.search(r'<pre id="harness">(.*?)</pre>', dom, re.S)[1]))
+    saved = json.loads(html.unescape(re.search(r'<pre id="harness">(.*?)</pre>', dom, re.S)[1]))
     assert saved["format"] == FORMAT and saved["test_id"] == key["test_id"]
     assert saved["listener"] == "harness" and len(saved["answers"]) == 6
     write_json(tmp_path / "answers" / "a.json", saved)
-    result = analyze([tmp_path / "answers" / "a.json"], tmp_path / "key.json",
-                     tmp_path / "result.json")
+    result = analyze(
+        [tmp_path / "answers" / "a.json"], tmp_path / "key.json", tmp_path / "result.json"
+    )
     table = {row["source"]: row for row in result["table"]}
     assert table[REAL]["rating_mean"] == 8 and table[REAL]["yes_melody"] == 1.0
     for model in {v["source"] for v in key["clips"].values()} - {REAL}:
@@ -196,15 +223,30 @@ document.body.appendChild(pre);
 
 
 def _answers(test_id: str, listener: str, rows: list[tuple[str, int, bool]]) -> dict:
-    return {"format": FORMAT, "test_id": test_id, "listener": listener, "saved": "now",
-            "answers": [{"clip": c, "rating": r, "melody": yes, "rhythm": yes,
-                         "harmony": None, "mood": not yes} for c, r, yes in rows]}
+    return {
+        "format": FORMAT,
+        "test_id": test_id,
+        "listener": listener,
+        "saved": "now",
+        "answers": [
+            {"clip": c, "rating": r, "melody": yes, "rhythm": yes, "harmony": None, "mood": not yes}
+            for c, r, yes in rows
+        ],
+    }
 
 
 def test_synthetic_answers_analyse_to_the_expected_means(tmp_path):
-    key = {"format": FORMAT, "test_id": "t1", "real": REAL, "clips": {
-        "clip_01": {"source": REAL, "file": "x"}, "clip_02": {"source": REAL, "file": "x"},
-        "clip_03": {"source": "good", "file": "x"}, "clip_04": {"source": "bad", "file": "x"}}}
+    key = {
+        "format": FORMAT,
+        "test_id": "t1",
+        "real": REAL,
+        "clips": {
+            "clip_01": {"source": REAL, "file": "x"},
+            "clip_02": {"source": REAL, "file": "x"},
+            "clip_03": {"source": "good", "file": "x"},
+            "clip_04": {"source": "bad", "file": "x"},
+        },
+    }
     write_json(tmp_path / "key.json", key)
     real, good, bad = [], [], []
     files = []
@@ -214,8 +256,12 @@ def test_synthetic_answers_analyse_to_the_expected_means(tmp_path):
         real += r
         good.append(g)
         bad.append(b)
-        rows = [("clip_01", r[0], True), ("clip_02", r[1], True), ("clip_03", g, i < 5),
-                ("clip_04", b, False)]
+        rows = [
+            ("clip_01", r[0], True),
+            ("clip_02", r[1], True),
+            ("clip_03", g, i < 5),
+            ("clip_04", b, False),
+        ]
         write_json(tmp_path / "answers" / f"{i}.json", _answers("t1", f"L{i}", rows))
         files.append(tmp_path / "answers" / f"{i}.json")
     result = analyze(files, tmp_path / "key.json", tmp_path / "out" / "listening.json")
@@ -240,8 +286,15 @@ def test_synthetic_answers_analyse_to_the_expected_means(tmp_path):
 
 
 def test_analyze_refuses_answers_to_another_test(tmp_path):
-    write_json(tmp_path / "key.json", {"format": FORMAT, "test_id": "t1", "real": REAL,
-                                       "clips": {"clip_01": {"source": REAL, "file": "x"}}})
+    write_json(
+        tmp_path / "key.json",
+        {
+            "format": FORMAT,
+            "test_id": "t1",
+            "real": REAL,
+            "clips": {"clip_01": {"source": REAL, "file": "x"}},
+        },
+    )
     write_json(tmp_path / "a.json", _answers("t2", "L", [("clip_01", 5, True)]))
     with pytest.raises(ValueError, match="answers to test t2"):
         analyze([tmp_path / "a.json"], tmp_path / "key.json", tmp_path / "r.json")
@@ -265,53 +318,109 @@ def test_power_analysis_matches_the_normal_approximation():
 
 def test_cli_make_then_analyze(tmp_path, audio_root):
     def cadenza(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cadenza.cli", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "cadenza.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     out, key = tmp_path / "lt", tmp_path / "key.json"
-    proc = cadenza("listening-test", "make", "--n", "5", "--audio", str(audio_root),
-                   "--out", str(out), "--key", str(key), "--seed", "7")
+    proc = cadenza(
+        "listening-test",
+        "make",
+        "--n",
+        "5",
+        "--audio",
+        str(audio_root),
+        "--out",
+        str(out),
+        "--key",
+        str(key),
+        "--seed",
+        "7",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "index.html").exists() and len(list((out / "clips").iterdir())) == 5
     made = read_json(key)
     rows = [(c, 9 if v["source"] == REAL else 3, True) for c, v in made["clips"].items()]
     write_json(tmp_path / "answers" / "x.json", _answers(made["test_id"], "x", rows))
-    proc = cadenza("listening-test", "analyze", str(tmp_path / "answers" / "x.json"),
-                   "--key", str(key), "--out", str(tmp_path / "listening.json"))
+    proc = cadenza(
+        "listening-test",
+        "analyze",
+        str(tmp_path / "answers" / "x.json"),
+        "--key",
+        str(key),
+        "--out",
+        str(tmp_path / "listening.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| reference" in proc.stdout and "64 listeners per group" in proc.stdout
-    proc = cadenza("listening-test", "make", "--n", "5", "--audio", str(tmp_path / "none"),
-                   "--out", str(tmp_path / "x"), "--key", str(tmp_path / "k.json"))
+    proc = cadenza(
+        "listening-test",
+        "make",
+        "--n",
+        "5",
+        "--audio",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "x"),
+        "--key",
+        str(tmp_path / "k.json"),
+    )
     assert proc.returncode == 2 and "no real excerpts" in proc.stderr
 
 
 def test_the_report_shows_the_analysed_table(tmp_path):
     from cadenza.report import build_report
 
-    key = {"format": FORMAT, "test_id": "t1", "real": REAL, "clips": {
-        "clip_01": {"source": REAL, "file": "x"}, "clip_02": {"source": "m", "file": "x"}}}
+    key = {
+        "format": FORMAT,
+        "test_id": "t1",
+        "real": REAL,
+        "clips": {
+            "clip_01": {"source": REAL, "file": "x"},
+            "clip_02": {"source": "m", "file": "x"},
+        },
+    }
     write_json(tmp_path / "key.json", key)
     for i, (r, m) in enumerate([(8, 3), (9, 4), (7, 2)]):
-        write_json(tmp_path / f"{i}.json", _answers("t1", f"L{i}", [("clip_01", r, True),
-                                                                    ("clip_02", m, False)]))
-    analyze([tmp_path / f"{i}.json" for i in range(3)], tmp_path / "key.json",
-            tmp_path / "listening.json")
+        write_json(
+            tmp_path / f"{i}.json",
+            _answers("t1", f"L{i}", [("clip_01", r, True), ("clip_02", m, False)]),
+        )
+    analyze(
+        [tmp_path / f"{i}.json" for i in range(3)],
+        tmp_path / "key.json",
+        tmp_path / "listening.json",
+    )
     write_json(tmp_path / "metrics" / "m.json", {"tonal_distance": 1.0, "n_pieces": 2})
     (tmp_path / "train").mkdir()
     (tmp_path / "gen" / "m").mkdir(parents=True)
     out = tmp_path / "reports"
-    build_report(tmp_path / "metrics", tmp_path / "train", tmp_path / "gen",
-                 out / "report.md", out / "index.html", out / "m.csv", out / "plots",
-                 listening=tmp_path / "listening.json")
+    build_report(
+        tmp_path / "metrics",
+        tmp_path / "train",
+        tmp_path / "gen",
+        out / "report.md",
+        out / "index.html",
+        out / "m.csv",
+        out / "plots",
+        listening=tmp_path / "listening.json",
+    )
     md = (out / "report.md").read_text()
     section = md.split("## Listening test")[1].split("\n## ")[0]
     assert "3 listener(s), 6 rating(s)" in section and "64 listeners per group" in section
-    header, _, *lines = [[c.strip() for c in line.strip("|").split("|")]
-                         for line in section.splitlines() if line.startswith("|")]
+    header, _, *lines = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
     rows = {cells[0]: dict(zip(header[1:], cells[1:], strict=True)) for cells in lines}
     assert header[1:5] == ["listeners", "ratings", "rating_mean", "rating_sd"]
     assert rows[REAL]["rating_mean"] == "8.000" and rows["m"]["rating_mean"] == "3.000"
     assert rows[REAL]["rating_sd"] == "1.000" and rows["m"]["yes_melody"] == "0.000"
     assert rows["m"]["diff_vs_real"] == "-5.000" and rows[REAL]["diff_vs_real"] == "-"
     assert float(rows["m"]["p_welch"]) < 0.01
-

@@ -28,8 +28,9 @@ from .conftest import SHARED, chorale_like, write_score
 from .loopback import Site, serve
 
 DATASETS = SHARED / "datasets"
-needs_shared = pytest.mark.skipif(not DATASETS.is_dir(),
-                                  reason="needs ../shared/datasets (real corpora)")
+needs_shared = pytest.mark.skipif(
+    not DATASETS.is_dir(), reason="needs ../shared/datasets (real corpora)"
+)
 SLOW_DELAY_S = 30.0  # a crawler that slept even once on a local read would take this long
 
 
@@ -63,8 +64,13 @@ def test_midi_dir_walks_nested_folders_in_tree_order_and_checksums(tmp_path):
     assert list(manifest.piece_id) == ["a/deeper/z", "a/x", "a-b/y", "b/Song", "top"]
     assert set(manifest.status) == {"ok"} and set(manifest.format) == {"midi"}
     raw = tmp_path / "raw" / "midi_dir"
-    assert _files(raw / "files") == ["a-b/y.Midi", "a/deeper/z.mid", "a/x.mid", "b/Song.MID",
-                                     "top.midi"]
+    assert _files(raw / "files") == [
+        "a-b/y.Midi",
+        "a/deeper/z.mid",
+        "a/x.mid",
+        "b/Song.MID",
+        "top.midi",
+    ]
     for row in manifest.itertuples():
         data = (own / row.source_path).read_bytes()
         assert (raw / row.path).read_bytes() == data
@@ -89,13 +95,18 @@ def test_midi_dir_metadata_columns_and_split_reach_prepare(tmp_path):
         "a/x.mid,Air,Bach,1725,train\n"
         "Song.MID,A Song,Anon,,Validation\n"  # a bare file name, unique in the folder
         "top.midi,Top,Anon,2020,\n"  # empty split: the hash split
-        "gone.mid,Gone,Nobody,1900,test\n")  # no such file: warned, not an error
-    columns = {"file": "path", "title": "name", "composer": "who", "year": "when",
-               "split": "part"}
-    manifest = _fetch("midi_dir", tmp_path, url=str(own), metadata="info.csv",
-                      columns=columns).set_index("piece_id")
+        "gone.mid,Gone,Nobody,1900,test\n"
+    )  # no such file: warned, not an error
+    columns = {"file": "path", "title": "name", "composer": "who", "year": "when", "split": "part"}
+    manifest = _fetch(
+        "midi_dir", tmp_path, url=str(own), metadata="info.csv", columns=columns
+    ).set_index("piece_id")
     assert manifest.loc["a/x", ["title", "composer", "year", "split"]].tolist() == [
-        "Air", "Bach", "1725", "train"]
+        "Air",
+        "Bach",
+        "1725",
+        "train",
+    ]
     assert manifest.loc["b/Song", ["title", "split"]].tolist() == ["A Song", "valid"]
     assert manifest.loc["top", "split"] == "" and manifest.loc["a-b/y", "title"] == "y"
     prepare(tmp_path / "raw", ["midi_dir"], tmp_path / "prepared", PrepareParams())
@@ -113,20 +124,35 @@ def test_midi_dir_default_columns_are_the_field_names(tmp_path):
     assert manifest.set_index("piece_id").loc["a/x", "title"] == "Air"
 
 
-@pytest.mark.parametrize(("csv", "params", "message"), [
-    (None, {"metadata": "missing.csv"},
-     r"sources\.midi_dir\.metadata: .*missing\.csv: no such file; expected a CSV"),
-    ("file,title\na/x.mid,Air\n", {"metadata": "m.csv", "columns": {"title": "name"}},
-     r"sources\.midi_dir\.columns\.title: no column 'name' in .*m\.csv "
-     r"\(its columns: file, title\)"),
-    ("path,title\na/x.mid,Air\n", {"metadata": "m.csv"},
-     r"sources\.midi_dir\.metadata: .*m\.csv has no column 'file'.*columns\.file"),
-    ("file,split\na/x.mid,tset\n", {"metadata": "m.csv"},
-     r"sources\.midi_dir\.metadata: .*m\.csv: line 2: split 'tset' for a/x\.mid is not one "
-     r"of train, valid, validation, test"),
-    ("file\na/x.mid\nx.mid\n", {"metadata": "m.csv"}, r"line 3: a second row for a/x\.mid"),
-    (None, {"columns": {"file": "path"}}, r"sources\.midi_dir\.columns: given without"),
-])
+@pytest.mark.parametrize(
+    ("csv", "params", "message"),
+    [
+        (
+            None,
+            {"metadata": "missing.csv"},
+            r"sources\.midi_dir\.metadata: .*missing\.csv: no such file; expected a CSV",
+        ),
+        (
+            "file,title\na/x.mid,Air\n",
+            {"metadata": "m.csv", "columns": {"title": "name"}},
+            r"sources\.midi_dir\.columns\.title: no column 'name' in .*m\.csv "
+            r"\(its columns: file, title\)",
+        ),
+        (
+            "path,title\na/x.mid,Air\n",
+            {"metadata": "m.csv"},
+            r"sources\.midi_dir\.metadata: .*m\.csv has no column 'file'.*columns\.file",
+        ),
+        (
+            "file,split\na/x.mid,tset\n",
+            {"metadata": "m.csv"},
+            r"sources\.midi_dir\.metadata: .*m\.csv: line 2: split 'tset' for a/x\.mid is not one "
+            r"of train, valid, validation, test",
+        ),
+        ("file\na/x.mid\nx.mid\n", {"metadata": "m.csv"}, r"line 3: a second row for a/x\.mid"),
+        (None, {"columns": {"file": "path"}}, r"sources\.midi_dir\.columns: given without"),
+    ],
+)
 def test_midi_dir_metadata_errors_name_what_is_wrong(tmp_path, csv, params, message):
     own = _own_folder(tmp_path / "own")
     if csv is not None:
@@ -140,13 +166,18 @@ def test_midi_dir_missing_or_empty_folder_says_what_was_expected(tmp_path):
     missing = tmp_path / "x" / "y"
     with pytest.raises(FileNotFoundError) as err:
         _fetch("midi_dir", tmp_path, url=str(missing))
-    assert str(err.value) == (f"sources.midi_dir.url: {missing}: no such folder; expected a "
-                              "folder of .mid/.midi files (searched recursively)")
+    assert str(err.value) == (
+        f"sources.midi_dir.url: {missing}: no such folder; expected a "
+        "folder of .mid/.midi files (searched recursively)"
+    )
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "readme.txt").write_text("no music here")
-    with pytest.raises(FileNotFoundError, match=r"empty: no \.mid/\.midi files in it or its "
-                                                r"subfolders"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"empty: no \.mid/\.midi files in it or its "
+        r"subfolders",
+    ):
         _fetch("midi_dir", tmp_path, url=str(empty))
     with pytest.raises(ValueError, match=r"sources\.midi_dir\.url: not set; expected a folder"):
         _fetch("midi_dir", tmp_path, url="")
@@ -200,11 +231,15 @@ def test_piano_midi_de_copy_without_metadata_and_missing_paths(tmp_path):
     write_score(copy / "midis" / "Bach" / "bach_846.mid", chorale_like(rng))
     manifest = _fetch("piano_midi_de", tmp_path, url=str(copy))
     assert manifest[["piece_id", "title", "composer"]].values.tolist() == [
-        ["bach/bach_846", "bach_846", "Bach"]]
-    with pytest.raises(FileNotFoundError, match=r"sources\.piano_midi_de\.url: .*nowhere: no "
-                       r"such file or folder; expected a local copy of piano-midi\.de \(a "
-                       r"folder holding midis/<Composer>/\*\.mid and metadata\.csv\), or the "
-                       r"site's index page midis\.htm"):
+        ["bach/bach_846", "bach_846", "Bach"]
+    ]
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"sources\.piano_midi_de\.url: .*nowhere: no "
+        r"such file or folder; expected a local copy of piano-midi\.de \(a "
+        r"folder holding midis/<Composer>/\*\.mid and metadata\.csv\), or the "
+        r"site's index page midis\.htm",
+    ):
         _fetch("piano_midi_de", tmp_path, url=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=r"no midis/ folder in it"):
         _fetch("piano_midi_de", tmp_path, url=str(copy / "midis"))
@@ -220,14 +255,20 @@ def test_crawl_of_local_pages_never_sleeps(tmp_path):
             write_score(site / "midis" / composer / name, chorale_like(rng))
         links = "".join(f'<a href="midis/{composer}/{n}">{n}</a>' for n in names)
         (site / f"{composer}.htm").write_text(f"<html>{links}</html>")
-    (site / "midis.htm").write_text('<html><a href="albeniz.htm">A</a>'
-                                    '<a href="bach.htm">B</a></html>')
+    (site / "midis.htm").write_text(
+        '<html><a href="albeniz.htm">A</a><a href="bach.htm">B</a></html>'
+    )
     start = time.monotonic()
-    manifest = _fetch("piano_midi_de", tmp_path, url=(site / "midis.htm").as_uri(),
-                      delay_s=SLOW_DELAY_S)
+    manifest = _fetch(
+        "piano_midi_de", tmp_path, url=(site / "midis.htm").as_uri(), delay_s=SLOW_DELAY_S
+    )
     assert time.monotonic() - start < SLOW_DELAY_S / 3
-    assert manifest.piece_id.tolist() == ["albeniz/albeniz0", "albeniz/albeniz1",
-                                          "bach/bach0", "bach/bach1"]
+    assert manifest.piece_id.tolist() == [
+        "albeniz/albeniz0",
+        "albeniz/albeniz1",
+        "bach/bach0",
+        "bach/bach1",
+    ]
 
 
 # --------------------------------------------------------------------------- limit
@@ -264,26 +305,37 @@ def site():
 
 
 @needs_shared
-@pytest.mark.parametrize(("source", "path", "suffix"), [
-    ("maestro_v2", "/maestro/maestro-v2.0.0-midi.zip", ".midi"),
-    ("lpd_cleansed", "/lpd/lpd_cleansed.tar.gz", ".npz"),
-])
+@pytest.mark.parametrize(
+    ("source", "path", "suffix"),
+    [
+        ("maestro_v2", "/maestro/maestro-v2.0.0-midi.zip", ".midi"),
+        ("lpd_cleansed", "/lpd/lpd_cleansed.tar.gz", ".npz"),
+    ],
+)
 def test_limit_extracts_only_the_first_pieces(site, tmp_path, source, path, suffix):
     full = _fetch(source, tmp_path / "full", url=site.url(path))
     limited = _fetch(source, tmp_path / "limited", url=site.url(path), limit=3)
     assert limited.piece_id.tolist() == full.piece_id[:3].tolist()
     on_disk = _files(tmp_path / "limited" / "raw" / source / "files")
     assert [f for f in on_disk if f.endswith(suffix)] == sorted(
-        str(Path(p).relative_to("files")) for p in limited.path)
+        str(Path(p).relative_to("files")) for p in limited.path
+    )
     assert [f for f in on_disk if not f.endswith(suffix)] == (
-        ["maestro-v2.0.0/maestro-v2.0.0.csv"] if source == "maestro_v2" else [])
+        ["maestro-v2.0.0/maestro-v2.0.0.csv"] if source == "maestro_v2" else []
+    )
     assert len(_files(tmp_path / "full" / "raw" / source / "files")) > len(on_disk)
 
 
 @needs_shared
 def test_essen_limit_extracts_only_the_first_kern_files_of_the_subset(site, tmp_path):
-    manifest = _fetch("essen", tmp_path, url=site.url("/essen/master.zip"), limit=2,
-                      subset="europa/deutschl/erk", workers=1)
+    manifest = _fetch(
+        "essen",
+        tmp_path,
+        url=site.url("/essen/master.zip"),
+        limit=2,
+        subset="europa/deutschl/erk",
+        workers=1,
+    )
     assert len(manifest) == 2
     assert manifest.piece_id.str.startswith("europa/deutschl/erk/").all()
     kern = [f for f in _files(tmp_path / "raw" / "essen" / "files") if f.endswith(".krn")]

@@ -19,9 +19,15 @@ from cadenza.prepare.readers import read_lpd, read_lpd_dense
 from .conftest import SHARED
 
 LPD_SAMPLE = SHARED / "datasets" / "lpd_cleansed_sample"
-DTYPES = {"track": np.int16, "pitch": np.int16, "velocity": np.int16,
-          "onset_beats": np.float64, "duration_beats": np.float64,
-          "onset_s": np.float64, "duration_s": np.float64}
+DTYPES = {
+    "track": np.int16,
+    "pitch": np.int16,
+    "velocity": np.int16,
+    "onset_beats": np.float64,
+    "duration_beats": np.float64,
+    "onset_s": np.float64,
+    "duration_s": np.float64,
+}
 
 
 def outcome(read, path: Path, piano: str) -> dict[str, np.ndarray] | tuple[str, str]:
@@ -54,23 +60,31 @@ def _roll(notes: list[tuple[int, int, int, int]], n_steps: int = 96) -> np.ndarr
     return roll
 
 
-PIANO = [(60, 0, 24, 90), (67, 0, 24, 70), (67, 24, 48, 100),  # 67: one note, velocity 70
-         (64, 24, 48, 80), (72, 48, 60, 50), (72, 61, 72, 60),  # 72: a silent step splits
-         (48, 84, 96, 40)]                                      # up to the roll's end
+PIANO = [
+    (60, 0, 24, 90),
+    (67, 0, 24, 70),
+    (67, 24, 48, 100),  # 67: one note, velocity 70
+    (64, 24, 48, 80),
+    (72, 48, 60, 50),
+    (72, 61, 72, 60),  # 72: a silent step splits
+    (48, 84, 96, 40),
+]  # up to the roll's end
 
 
 def write_toy(path: Path, with_piano: bool = True) -> Path:
     """Piano, drums, bass, an empty piano track and a non-piano track named "Piano"."""
     tracks = [
-        pypianoroll.StandardTrack(name="Piano", program=0, is_drum=False,
-                                  pianoroll=_roll(PIANO)),
-        pypianoroll.StandardTrack(name="Piano", program=0, is_drum=True,
-                                  pianoroll=_roll([(36, 0, 6, 100)])),
-        pypianoroll.StandardTrack(name="Bass", program=33, is_drum=False,
-                                  pianoroll=_roll([(40, 0, 48, 90)])),
+        pypianoroll.StandardTrack(name="Piano", program=0, is_drum=False, pianoroll=_roll(PIANO)),
+        pypianoroll.StandardTrack(
+            name="Piano", program=0, is_drum=True, pianoroll=_roll([(36, 0, 6, 100)])
+        ),
+        pypianoroll.StandardTrack(
+            name="Bass", program=33, is_drum=False, pianoroll=_roll([(40, 0, 48, 90)])
+        ),
         pypianoroll.StandardTrack(name="Piano", program=1, is_drum=False, pianoroll=_roll([])),
-        pypianoroll.StandardTrack(name="Piano", program=40, is_drum=False,
-                                  pianoroll=_roll([(76, 0, 6, 100)])),
+        pypianoroll.StandardTrack(
+            name="Piano", program=40, is_drum=False, pianoroll=_roll([(76, 0, 6, 100)])
+        ),
     ]
     if not with_piano:
         tracks = tracks[1:3]
@@ -82,8 +96,16 @@ def write_toy(path: Path, with_piano: bool = True) -> Path:
 def test_hand_built_file_gives_the_known_notes(tmp_path):
     notes = read_lpd(write_toy(tmp_path / "toy.npz"), "program").notes
     # (onset step, pitch, steps, velocity), sorted by onset then pitch; only track 0 is piano
-    expected = np.array([(0, 60, 24, 90), (0, 67, 48, 70), (24, 64, 24, 80),
-                         (48, 72, 12, 50), (61, 72, 11, 60), (84, 48, 12, 40)])
+    expected = np.array(
+        [
+            (0, 60, 24, 90),
+            (0, 67, 48, 70),
+            (24, 64, 24, 80),
+            (48, 72, 12, 50),
+            (61, 72, 11, 60),
+            (84, 48, 12, 40),
+        ]
+    )
     start, pitch, steps, velocity = expected.T
     np.testing.assert_array_equal(notes["track"], np.zeros(6))
     np.testing.assert_array_equal(notes["pitch"], pitch)
@@ -139,8 +161,9 @@ def test_unsorted_and_duplicate_csc_entries_read_as_the_dense_roll_would(tmp_pat
     np.savez_compressed(odd, **arrays)
     with zipfile.ZipFile(odd, "a") as zf:
         zf.writestr("info.json", info)
-    assert_same(outcome(read_lpd, odd, "program"), outcome(read_lpd_dense, odd, "program"),
-                "unsorted")
+    assert_same(
+        outcome(read_lpd, odd, "program"), outcome(read_lpd_dense, odd, "program"), "unsorted"
+    )
 
 
 @pytest.mark.parametrize("damage", ["indices out of range", "short indptr", "not a zip"])
@@ -153,8 +176,9 @@ def test_broken_arrays_are_rejected_not_raised(tmp_path, damage):
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files if k != "info.json"}
             info = npz["info.json"]
-        key = "pianoroll_0_csc_indices" if damage.startswith("indices") else \
-            "pianoroll_0_csc_indptr"
+        key = (
+            "pianoroll_0_csc_indices" if damage.startswith("indices") else "pianoroll_0_csc_indptr"
+        )
         arrays[key] = arrays[key] + 10_000 if key.endswith("indices") else arrays[key][:-1]
         np.savez_compressed(path, **arrays)
         with zipfile.ZipFile(path, "a") as zf:
@@ -170,8 +194,10 @@ def test_broken_arrays_are_rejected_not_raised(tmp_path, damage):
 def _sample() -> list[Path]:
     files = sorted(LPD_SAMPLE.rglob("*.npz"))
     if not files:
-        pytest.skip(f"no LPD sample at {LPD_SAMPLE} (../shared/datasets is absent on this "
-                    "machine); the hand-built file above still covers the reader")
+        pytest.skip(
+            f"no LPD sample at {LPD_SAMPLE} (../shared/datasets is absent on this "
+            "machine); the hand-built file above still covers the reader"
+        )
     return files
 
 
@@ -207,9 +233,13 @@ def test_prepare_reports_kept_rejected_and_filtered_counts_per_source(tmp_path, 
     rows.append({"piece_id": "bad", "format": "npz", "path": "bad.npz", "status": "ok"})
     write_manifest(folder, rows, SOURCES["lpd_cleansed"])
     with caplog.at_level(logging.INFO, logger="cadenza.prepare.run"):
-        counts = prepare(tmp_path / "raw", ["lpd_cleansed"], tmp_path / "out",
-                         PrepareParams(min_notes=4))
+        counts = prepare(
+            tmp_path / "raw", ["lpd_cleansed"], tmp_path / "out", PrepareParams(min_notes=4)
+        )
     assert (counts["rejected"], counts["filtered_out"]) == (1, 1)
-    assert any(r.getMessage().startswith("prepare lpd_cleansed: 2 kept, 1 rejected, "
-                                         "1 filtered out (no piano track) in ")
-               for r in caplog.records)
+    assert any(
+        r.getMessage().startswith(
+            "prepare lpd_cleansed: 2 kept, 1 rejected, 1 filtered out (no piano track) in "
+        )
+        for r in caplog.records
+    )

@@ -20,8 +20,10 @@ from .conftest import SHARED
 SPB = 24  # the metric grid
 
 
-@pytest.mark.parametrize(("num", "den", "steps"), [(3, 8, 36), (6, 8, 72), (9, 8, 108),
-                                                   (5, 4, 120), (4, 4, 96), (7, 16, 42)])
+@pytest.mark.parametrize(
+    ("num", "den", "steps"),
+    [(3, 8, 36), (6, 8, 72), (9, 8, 108), (5, 4, 120), (4, 4, 96), (7, 16, 42)],
+)
 def test_bar_length_is_exact(num, den, steps):
     # n/d lasts n * 4 / d quarters: 3/8 = 1.5 beats = 36 steps (old rounding: 2 beats)
     starts = bar_lines(((0.0, num, den),), SPB, 3 * steps)
@@ -94,8 +96,9 @@ def test_groove_and_notes_per_bar_follow_meter_changes():
     starts = bar_lines(((0.0, 4, 4), (4.0, 3, 4)), 4, 28)
     assert starts.tolist() == [0, 16]
     assert muspy_set.groove_consistency(start, starts, 28) == pytest.approx(1 - 1 / 16)
-    p = yang_lerch.PieceNotes(start=start, end=start + 4, pitch=np.full(7, 60),
-                              steps_per_beat=4, bar_starts=starts)
+    p = yang_lerch.PieceNotes(
+        start=start, end=start + 4, pitch=np.full(7, 60), steps_per_beat=4, bar_starts=starts
+    )
     assert yang_lerch.piece_features(p)["notes_per_bar"][0] == pytest.approx(7 / 2)
 
 

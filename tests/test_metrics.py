@@ -114,8 +114,11 @@ def test_token_likelihood_by_hand():
 def test_unk_targets_are_errors_and_left_out_of_the_nll():
     # ids: 0 <pad>, 1 <unk>, 2, 3. Targets: <pad> (ignored), <unk> predicted as <unk> (an
     # error all the same, and not in the NLL), 2 predicted as 2 (right), 3 predicted as 2.
-    log_probs = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1],
-                                 [0.1, 0.1, 0.6, 0.2], [0.1, 0.1, 0.5, 0.3]]))
+    log_probs = np.log(
+        np.array(
+            [[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.6, 0.2], [0.1, 0.1, 0.5, 0.3]]
+        )
+    )
     sums = token_sums(log_probs, np.array([0, 1, 2, 3]), ignore=0, unk=1)
     out = summarise(*sums)
     assert out["accuracy"] == pytest.approx(1 / 3)  # not 2 / 3
@@ -187,9 +190,13 @@ def test_frame_nll_and_accuracy_by_hand():
 
 def test_yang_lerch_features_by_hand():
     # quarter C, quarter E, half G in one 4/4 bar at 4 steps per beat
-    p = yang_lerch.PieceNotes(start=np.array([0, 4, 8]), end=np.array([4, 8, 16]),
-                              pitch=np.array([60, 64, 67]), steps_per_beat=4,
-                              bar_starts=np.array([0]))
+    p = yang_lerch.PieceNotes(
+        start=np.array([0, 4, 8]),
+        end=np.array([4, 8, 16]),
+        pitch=np.array([60, 64, 67]),
+        steps_per_beat=4,
+        bar_starts=np.array([0]),
+    )
     f = yang_lerch.piece_features(p)
     assert f["total_used_pitch"][0] == 3 and f["pitch_range"][0] == 7
     assert f["avg_pitch_interval"][0] == pytest.approx((4 + 3) / 2)
@@ -231,9 +238,15 @@ def test_compare_sets_prefers_the_closer_set():
         for _ in range(n):
             start = np.sort(rng.integers(0, 64, 24))
             pitch = 60 + rng.integers(-spread, spread + 1, 24)
-            out.append(yang_lerch.PieceNotes(start=start, end=start + 2, pitch=pitch,
-                                             steps_per_beat=4,
-                                             bar_starts=np.arange(0, 66, 16)))
+            out.append(
+                yang_lerch.PieceNotes(
+                    start=start,
+                    end=start + 2,
+                    pitch=pitch,
+                    steps_per_beat=4,
+                    bar_starts=np.arange(0, 66, 16),
+                )
+            )
         return out
 
     reference, close, far = pieces(5, 30), pieces(5, 20), pieces(30, 20)
@@ -248,8 +261,10 @@ def test_compare_sets_prefers_the_closer_set():
 def _muspy_music(p: yang_lerch.PieceNotes):
     import muspy
 
-    notes = [muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
-             for s, e, q in zip(p.start, p.end, p.pitch, strict=True)]
+    notes = [
+        muspy.Note(time=int(s), pitch=int(q), duration=int(e - s), velocity=64)
+        for s, e, q in zip(p.start, p.end, p.pitch, strict=True)
+    ]
     return muspy.Music(resolution=p.steps_per_beat, tracks=[muspy.Track(notes=notes)])
 
 
@@ -263,8 +278,9 @@ def test_agrees_with_muspy_where_the_definitions_match(chorale_pieces):
         assert m["n_pitch_classes_used"] == muspy.n_pitch_classes_used(music)
         assert m["polyphony"] == pytest.approx(muspy.polyphony(music))
         assert m["polyphony_rate"] == pytest.approx(muspy.polyphony_rate(music))
-        assert m["pitch_in_scale_rate"] == pytest.approx(muspy.pitch_in_scale_rate(music, 0,
-                                                                                    "major"))
+        assert m["pitch_in_scale_rate"] == pytest.approx(
+            muspy.pitch_in_scale_rate(music, 0, "major")
+        )
         assert m["scale_consistency"] == pytest.approx(muspy.scale_consistency(music))
         assert m["pitch_entropy"] == pytest.approx(muspy.pitch_entropy(music))
         assert m["pitch_class_entropy"] == pytest.approx(muspy.pitch_class_entropy(music))
@@ -277,17 +293,25 @@ def test_muspy_empty_beat_and_groove_off_by_one():
     import muspy
 
     # quarter notes on beats 0 and 2 at 4 steps per beat; beat 1 is silent
-    p = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([4, 12]),
-                              pitch=np.array([60, 60]), steps_per_beat=4,
-                              bar_starts=np.array([0, 8]))
+    p = yang_lerch.PieceNotes(
+        start=np.array([0, 8]),
+        end=np.array([4, 12]),
+        pitch=np.array([60, 60]),
+        steps_per_beat=4,
+        bar_starts=np.array([0, 8]),
+    )
     roll = np.zeros((12, 128), dtype=bool)
     roll[0:4, 60] = roll[8:12, 60] = True
     assert muspy_set.empty_rate(roll.sum(axis=1), 4) == pytest.approx(1 / 3)
     assert muspy.empty_beat_rate(_muspy_music(p)) == 0.0  # 4 "beats", all "played"
     # two identical bars of 8 steps: a perfectly consistent groove
-    two_bars = yang_lerch.PieceNotes(start=np.array([0, 8]), end=np.array([8, 16]),
-                                     pitch=np.array([60, 60]), steps_per_beat=4,
-                                     bar_starts=np.array([0, 8]))
+    two_bars = yang_lerch.PieceNotes(
+        start=np.array([0, 8]),
+        end=np.array([8, 16]),
+        pitch=np.array([60, 60]),
+        steps_per_beat=4,
+        bar_starts=np.array([0, 8]),
+    )
     assert muspy_set.groove_consistency(two_bars.start, two_bars.bar_starts, 16) == 1.0
     # muspy adds a third, empty bar: one onset differs from bar 2 to bar 3
     assert muspy.groove_consistency(_muspy_music(two_bars), 8) == pytest.approx(1 - 1 / 16)
@@ -299,6 +323,5 @@ def test_shuffled_bars_raise_tonal_distance(chorale_pieces):
     params = EvaluateParams()
     rng = np.random.default_rng(0)
     td = np.nanmean([piece_metrics(p, params)["tonal_distance"] for p in chorale_pieces])
-    shuffled = np.nanmean([piece_metrics(p, params, rng)["tonal_distance"]
-                           for p in chorale_pieces])
+    shuffled = np.nanmean([piece_metrics(p, params, rng)["tonal_distance"] for p in chorale_pieces])
     assert shuffled > td * 1.05

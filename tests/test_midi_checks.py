@@ -17,8 +17,12 @@ from cadenza.prepare.run import encode_piece
 
 from .conftest import SHARED
 
-NOTES = [b"\x00\x90\x3c\x40", b"\x83\x60\x80\x3c\x40", b"\x00\x90\x40\x40",
-         b"\x83\x60\x80\x40\x40"] * 3  # 6 quarter notes C, E, C, ... at 480 tpq
+NOTES = [
+    b"\x00\x90\x3c\x40",
+    b"\x83\x60\x80\x3c\x40",
+    b"\x00\x90\x40\x40",
+    b"\x83\x60\x80\x40\x40",
+] * 3  # 6 quarter notes C, E, C, ... at 480 tpq
 
 
 def track(*events: bytes) -> bytes:
@@ -48,7 +52,7 @@ def chunk_ends(data: bytes) -> list[int]:
     """The offset just past each chunk of a MIDI file."""
     ends, pos = [], 14
     while pos + 8 <= len(data):
-        pos += 8 + struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        pos += 8 + struct.unpack(">I", data[pos + 4 : pos + 8])[0]
         ends.append(pos)
     return ends
 
@@ -57,20 +61,24 @@ def test_a_real_file_cut_at_a_track_boundary_is_refused(tmp_path):
     folder = SHARED / "datasets" / "piano-midi.de" / "midis"
     if not folder.exists():
         pytest.skip(f"{folder} is absent (../shared/datasets not beside the checkout)")
-    data = next(d for d in (p.read_bytes() for p in sorted(folder.glob("*/*.mid")))
-                if len(chunk_ends(d)) >= 3)
+    data = next(
+        d
+        for d in (p.read_bytes() for p in sorted(folder.glob("*/*.mid")))
+        if len(chunk_ends(d)) >= 3
+    )
     n = len(chunk_ends(data))
     assert parse_midi(write(tmp_path, data), "all")  # whole: fine
     with pytest.raises(RejectedPiece, match=f"declares {n} tracks, only {n - 1} are present"):
-        parse_midi(write(tmp_path, data[:chunk_ends(data)[-2]]), "all")
+        parse_midi(write(tmp_path, data[: chunk_ends(data)[-2]]), "all")
 
 
 def test_invalid_key_signature_is_ignored_and_recorded(tmp_path):
     data = midi(track(b"\x00\xff\x59\x02\x7f\x05", *NOTES))  # 127 sharps, mode 5
     parsed = parse_midi(write(tmp_path, data), "all")
     assert parsed.key_signature is None
-    assert parsed.repairs == ("invalid key signature (127 sharps, mode 5) ignored: key "
-                              "estimated from the notes",)
+    assert parsed.repairs == (
+        "invalid key signature (127 sharps, mode 5) ignored: key estimated from the notes",
+    )
     piece, _, _ = encode_piece(parsed, "x", "train", PrepareParams(min_notes=1))
     assert piece["key_method"] == "krumhansl"
     assert piece["repairs"].startswith("invalid key signature")
@@ -94,14 +102,18 @@ def test_absurd_tempo_is_refused(tmp_path):
 def test_tempo_bytes_inside_text_are_not_a_tempo_event(tmp_path):
     # a text event whose payload holds FF 51 00: the fast byte search sees a candidate, the
     # event walk shows it is text, and the file is kept
-    data = midi(track(b"\x00\xff\x01\x03\xff\x51\x00", b"\x00\xff\x51\x03\x07\xa1\x20",
-                      *NOTES))
+    data = midi(track(b"\x00\xff\x01\x03\xff\x51\x00", b"\x00\xff\x51\x03\x07\xa1\x20", *NOTES))
     assert len(parse_midi(write(tmp_path, data), "all").notes["pitch"]) == 6
 
 
 def test_invalid_time_signature_is_ignored_and_recorded(tmp_path):
-    data = midi(track(b"\x00\xff\x58\x04\x00\x02\x18\x08",  # numerator 0
-                      b"\x00\xff\x58\x04\x03\x03\x18\x08", *NOTES))  # 3/8
+    data = midi(
+        track(
+            b"\x00\xff\x58\x04\x00\x02\x18\x08",  # numerator 0
+            b"\x00\xff\x58\x04\x03\x03\x18\x08",
+            *NOTES,
+        )
+    )  # 3/8
     parsed = parse_midi(write(tmp_path, data), "all")
     assert parsed.time_signatures == ((0.0, 3, 8),)
     assert parsed.repairs == ("1 invalid time signature(s) ignored",)

@@ -25,13 +25,16 @@ from cadenza.dvc_plots import TEMPLATE, offline_template_html
 from .conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                                    "(apt install chromium; CI installs it)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt install chromium; CI installs it)"
+)
 # a loss curve at two commits: 3 points, then 4 (the second run trained longer)
 LOSS_V1 = "step,loss\n0,3.0\n1,2.5\n2,2.1\n"
 LOSS_V2 = "step,loss\n0,3.0\n1,2.2\n2,1.7\n3,1.5\n"
-LINE_MARK = re.compile(r'<path aria-label="([^"]*)" role="graphics-symbol" '
-                       r'aria-roledescription="line mark" d="([^"]*)"')
+LINE_MARK = re.compile(
+    r'<path aria-label="([^"]*)" role="graphics-symbol" '
+    r'aria-roledescription="line mark" d="([^"]*)"'
+)
 
 
 def _env() -> dict[str, str]:
@@ -44,8 +47,9 @@ def _env() -> dict[str, str]:
 
 def _run(cmd: list[str], cwd: Path) -> str:
     """Run a command in `cwd`; its stdout, or a failure that shows what it printed."""
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc.stdout
 
@@ -89,12 +93,28 @@ def rendered_lines(page: Path, tmp: Path) -> dict[str, int]:
     line marks vega drew, as {aria label: number of points}."""
     assert "<script src=" not in page.read_text()
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-         f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-         page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {label: path.count("L") + 1 for label, path in LINE_MARK.findall(proc.stdout)}
 
@@ -128,8 +148,21 @@ def test_dvc_plots_show_and_diff_render_offline_with_the_repo_config(tmp_path):
 @needs_chromium
 def test_cadenza_plots_compares_revisions_offline_without_the_config(tmp_path):
     project = two_commit_project(tmp_path / "project", repo_config=False)
-    out = _run([sys.executable, "-m", "cadenza.cli", "plots", "--rev", "HEAD~1", "--rev",
-                "HEAD", "--out", "compare"], project)
+    out = _run(
+        [
+            sys.executable,
+            "-m",
+            "cadenza.cli",
+            "plots",
+            "--rev",
+            "HEAD~1",
+            "--rev",
+            "HEAD",
+            "--out",
+            "compare",
+        ],
+        project,
+    )
     page = project / "compare" / "index.html"
     assert "plots: compare/index.html" in out
     assert _revs(rendered_lines(page, tmp_path)) == {"HEAD~1": 3, "HEAD": 4}
@@ -159,8 +192,13 @@ SPLIT_DAG = """stages:
 """
 
 
-def _ran(checkout: Path, monkeypatch: pytest.MonkeyPatch, pull: list[str], with_deps: bool,
-         target: str | None) -> list[str]:
+def _ran(
+    checkout: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pull: list[str],
+    with_deps: bool,
+    target: str | None,
+) -> list[str]:
     """In `checkout` (DVC resolves targets against the working directory): `dvc pull`
     the `pull` stages, `dvc repro` `target` (or all), `dvc push`; the stages that ran."""
     monkeypatch.chdir(checkout)

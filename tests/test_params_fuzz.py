@@ -69,8 +69,7 @@ CASES = [
     ((*M, "train", "max_batches"), -1, "models.chord_lstm.train.max_batches", "must be >= 0"),
     ((*M, "net", "hidden"), -3, "models.chord_lstm.net.hidden", "must be >= 1"),
     ((*M, "net", "layers"), "two", "models.chord_lstm.net.layers", "expected an integer"),
-    ((*M, "tokens", "max_polyphony"), 0, "models.chord_lstm.tokens.max_polyphony",
-     "must be >= 1"),
+    ((*M, "tokens", "max_polyphony"), 0, "models.chord_lstm.tokens.max_polyphony", "must be >= 1"),
     ((*M, "prefer_sources"), "essen", "models.chord_lstm.prefer_sources", "expected a list"),
     ((*M, "prefer_sources"), [3], "models.chord_lstm.prefer_sources[0]", "expected a string"),
     (("generate", "n_samples"), -1, "generate.n_samples", "must be >= 1"),
@@ -86,11 +85,19 @@ CASES = [
     (("prepare", "steps_per_beat"), 1_000_000_000, "prepare.steps_per_beat", "must be <= 96"),
     (("prepare", "min_notes"), 10**18, "prepare.min_notes", "must be <= 1000000"),
     ((*M, "net", "hidden"), 1_000_000_000, "models.chord_lstm.net.hidden", "must be <= 16384"),
-    ((*M, "net", "hidden"), "1e9", "models.chord_lstm.net.hidden",
-     "expected an integer, got str '1e9' (YAML reads '1e9' as text"),
+    (
+        (*M, "net", "hidden"),
+        "1e9",
+        "models.chord_lstm.net.hidden",
+        "expected an integer, got str '1e9' (YAML reads '1e9' as text",
+    ),
     ((*M, "train", "lr"), 1e9, "models.chord_lstm.train.lr", "must be <= 10"),
-    ((*S, "sha256"), "g" * 64, "sources.bach_chorales.sha256",
-     "must be empty or exactly 64 hex digits"),
+    (
+        (*S, "sha256"),
+        "g" * 64,
+        "sources.bach_chorales.sha256",
+        "must be empty or exactly 64 hex digits",
+    ),
 ]
 
 
@@ -113,15 +120,17 @@ def _cli(tmp_path: Path, text: str) -> tuple[int, list[str], Path]:
     runner = CliRunner()
     check = runner.invoke(app, ["check", "--params", str(params)])
     out = tmp_path / "prepared"
-    stage = runner.invoke(app, ["prepare", "--raw", str(tmp_path / "raw"), "--out", str(out),
-                                "--params", str(params)])
+    stage = runner.invoke(
+        app, ["prepare", "--raw", str(tmp_path / "raw"), "--out", str(out), "--params", str(params)]
+    )
     assert stage.exit_code == check.exit_code and stage.output == check.output
     assert not out.exists()  # no work started
     return check.exit_code, check.output.strip().splitlines(), out
 
 
-@pytest.mark.parametrize(("path", "value", "key", "says"), CASES,
-                         ids=[f"{'.'.join(c[0])}={c[1]!r}"[:60] for c in CASES])
+@pytest.mark.parametrize(
+    ("path", "value", "key", "says"), CASES, ids=[f"{'.'.join(c[0])}={c[1]!r}"[:60] for c in CASES]
+)
 def test_each_bad_param_gives_one_error_naming_the_key(tmp_path, path, value, key, says):
     code, lines, _ = _cli(tmp_path, yaml.safe_dump(_edit(BASE, path, value)))
     assert code == 2
@@ -130,14 +139,19 @@ def test_each_bad_param_gives_one_error_naming_the_key(tmp_path, path, value, ke
     assert says in lines[0]
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("seed: [1\n", "not valid YAML"),
-    ("- just\n- a list\n", "params: expected a mapping, got list"),
-    ("\x00\x01binary", "not valid YAML"),
-    ("seed: 0\nseed: 1\n", "duplicate key 'seed' on line 2 (first given on line 1)"),
-    ("seed: 0\nprepare:\n  min_notes: 8\n  min_notes: 9\n",
-     "duplicate key 'min_notes' on line 4 (first given on line 3)"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("seed: [1\n", "not valid YAML"),
+        ("- just\n- a list\n", "params: expected a mapping, got list"),
+        ("\x00\x01binary", "not valid YAML"),
+        ("seed: 0\nseed: 1\n", "duplicate key 'seed' on line 2 (first given on line 1)"),
+        (
+            "seed: 0\nprepare:\n  min_notes: 8\n  min_notes: 9\n",
+            "duplicate key 'min_notes' on line 4 (first given on line 3)",
+        ),
+    ],
+)
 def test_a_file_that_is_not_a_params_mapping_is_one_clear_error(tmp_path, text, says):
     code, lines, _ = _cli(tmp_path, text)
     assert code == 2 and len(lines) == 1 and says in lines[0], lines
@@ -147,7 +161,8 @@ def test_a_missing_params_file_is_one_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["check", "--params", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: bad param: {tmp_path / 'nope.yaml'}: no such file"]
+        f"error: bad param: {tmp_path / 'nope.yaml'}: no such file"
+    ]
 
 
 def _paths(node, prefix=()):
@@ -158,16 +173,24 @@ def _paths(node, prefix=()):
 
 
 LEAVES = [p for p in _paths(BASE) if p]
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.text(max_size=5),
-                 st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(),
-                                                                          max_size=2),
-                 st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.text(max_size=5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(picks=st.lists(st.tuples(st.integers(0, len(LEAVES) - 1), JUNK), min_size=1,
-                      max_size=3))
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(picks=st.lists(st.tuples(st.integers(0, len(LEAVES) - 1), JUNK), min_size=1, max_size=3))
 def test_random_junk_in_any_key_is_valid_or_one_error_naming_a_key(tmp_path, picks):
     """Any value in any key: either the file is valid, or one ParamsError names a key that
     exists in the file (or a child of one)."""

@@ -63,8 +63,7 @@ def make_project(dest: Path, models: list[str] | None = None) -> Path:
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     exe = [sys.executable, "-m", "dvc", *cmd[1:]] if cmd[0] == "dvc" else cmd
-    proc = subprocess.run(exe, cwd=cwd, env=_env(cwd), capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(exe, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -131,14 +130,14 @@ def test_repro_renders_audio_and_embedding_maps(reproduced):
         if isinstance(synth, str):
             assert status["unavailable"] and not status["clips"], name
             continue
-        midi = reproduced / "data" / ("excerpts" if name == "reference" else
-                                      f"generated/{name}")
+        midi = reproduced / "data" / ("excerpts" if name == "reference" else f"generated/{name}")
         assert len(status["clips"]) == len(list(midi.glob("*.mid"))) >= 1, name
         for clip in status["clips"]:
             assert (audio / name / clip).stat().st_size > 1000
             assert f"(../data/audio/{name}/{clip})" in report
     assert sum(line.startswith("No audio:") for line in report.splitlines()) == (
-        1 if isinstance(synth, str) else 0)
+        1 if isinstance(synth, str) else 0
+    )
     maps = json.loads((reproduced / "reports" / "embeddings" / "maps.json").read_text())
     for model, entry in MODELS.items():
         if entry["family"] in ("token_lm", "transformer", "roll_lstm"):
@@ -150,9 +149,14 @@ def test_repro_renders_audio_and_embedding_maps(reproduced):
 
 
 def test_dvc_plots_render_offline(reproduced):
-    proc = subprocess.run([sys.executable, "-m", "cadenza.cli", "plots", "--out", "dvc_plots"],
-                          cwd=reproduced, env=_env(reproduced), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "plots", "--out", "dvc_plots"],
+        cwd=reproduced,
+        env=_env(reproduced),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (reproduced / "dvc_plots" / "index.html").read_text()
     assert "window.vegaEmbed" in page and "Loss curves" in page
@@ -179,8 +183,11 @@ def test_dvc_remote_moves_data_and_models_to_another_machine(reproduced, tmp_pat
         shutil.copy(reproduced / name, other / name)
     for name in ("src", "reports"):  # reports/ holds the `cache: false` outs, kept in git
         shutil.copytree(reproduced / name, other / name)
-    shutil.copytree(reproduced / ".dvc", other / ".dvc",
-                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    shutil.copytree(
+        reproduced / ".dvc",
+        other / ".dvc",
+        ignore=shutil.ignore_patterns("cache", "tmp", "config.local"),
+    )
     run(["dvc", "remote", "add", "--local", "-d", "shared", str(remote)], other)
     run(["dvc", "pull"], other)
     for out in ("data/prepared/_meta.json", "data/models/chord_lstm/ckpt.pt"):
@@ -192,8 +199,11 @@ def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     shown = run(["dvc", "metrics", "show", "--json"], reproduced).stdout
     assert "chord_lstm" in shown and "reference" in shown
     # make the project a git repo, so that `cadenza compare HEAD` has a commit to read
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
+    ):
         run(cmd, reproduced)
     run(["dvc", "config", "core.no_scm", "false"], reproduced)
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
@@ -202,7 +212,9 @@ def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     proc = run(["dvc", "repro"], reproduced)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if "Running stage" in line}
     assert ran == {f"{stage}@{m}" for stage in ("generate", "evaluate") for m in MODELS} | {
-        "render", "report"}
+        "render",
+        "report",
+    }
     out = run([sys.executable, "-m", "cadenza.cli", "compare", "HEAD"], reproduced).stdout
     assert out.startswith("compare HEAD -> workspace") and "WARNING" not in out
     assert "chord_lstm (reports/metrics/chord_lstm.json)" in out and "closer to test" in out
@@ -223,9 +235,23 @@ def test_bad_param_stops_repro_before_any_work(tmp_path):
 def test_prefect_flow_reproduces_the_dag(tmp_path):
     project = make_project(tmp_path / "flow")
     proc = subprocess.run(
-        [sys.executable, "-m", "cadenza.cli", "flow", "run", "--project", str(project),
-         "--target", "prepare"],
-        cwd=project, env=_env(project), capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "cadenza.cli",
+            "flow",
+            "run",
+            "--project",
+            str(project),
+            "--target",
+            "prepare",
+        ],
+        cwd=project,
+        env=_env(project),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "stages reproduced or up to date: fetch@bach_chorales, prepare" in out
@@ -236,8 +262,10 @@ def test_prefect_flow_reproduces_the_dag(tmp_path):
     assert "train@chord_lstm" not in lock["stages"]  # only the targets and their upstream
 
 
-@pytest.mark.skipif(not (SHARED / "datasets" / "boulanger2012").exists(),
-                    reason="../shared/datasets/boulanger2012 is absent")
+@pytest.mark.skipif(
+    not (SHARED / "datasets" / "boulanger2012").exists(),
+    reason="../shared/datasets/boulanger2012 is absent",
+)
 def test_benchmark_pipeline_runs_through_dvc(tmp_path):
     """benchmarks/bl/dvc.yaml, shrunk to one epoch of roll_lstm on JSB, fetched from a
     mirror given in the environment."""
@@ -252,10 +280,17 @@ def test_benchmark_pipeline_runs_through_dvc(tmp_path):
     params_path.write_text(yaml.safe_dump(params))
     run(["dvc", "init", "--no-scm", "-q"], project)
     env = _env(project)
-    env["CADENZA_MIRROR_BL_JSB"] = str(SHARED / "datasets" / "boulanger2012" /
-                                       "JSB Chorales.pickle")
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "benchmarks/bl/dvc.yaml"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    env["CADENZA_MIRROR_BL_JSB"] = str(
+        SHARED / "datasets" / "boulanger2012" / "JSB Chorales.pickle"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "benchmarks/bl/dvc.yaml"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((project / "benchmarks/bl/results/jsb_roll_lstm.json").read_text())
     assert result["test_frames"] == 4725 and math.isfinite(result["test_nll"])

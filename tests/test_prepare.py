@@ -15,8 +15,7 @@ from .conftest import TOY_SOURCE, write_score
 
 def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):
     out = tmp_path / "prepared"
-    counts = prepare(raw_corpus, ["toy"], out, PrepareParams(valid_fraction=0.2,
-                                                              test_fraction=0.2))
+    counts = prepare(raw_corpus, ["toy"], out, PrepareParams(valid_fraction=0.2, test_fraction=0.2))
     rejects = pd.read_parquet(out / "rejects.parquet").set_index("piece_id")
     assert set(rejects.index) == {"toy/corrupt", "toy/empty", "toy/truncated", "bwv277"}
     assert "unreadable MIDI" in rejects.loc["toy/truncated", "reason"]
@@ -26,9 +25,20 @@ def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):
     assert sum(counts[s]["pieces"] for s in ("train", "valid", "test")) == 30
     notes = read_table(out, "notes")
     assert len(notes) == 30 * 4 * 32
-    assert set(notes.columns) >= {"piece_id", "split", "source", "track", "pitch", "velocity",
-                                  "onset_beats", "duration_beats", "onset_s", "duration_s",
-                                  "step_beats", "step_s"}
+    assert set(notes.columns) >= {
+        "piece_id",
+        "split",
+        "source",
+        "track",
+        "pitch",
+        "velocity",
+        "onset_beats",
+        "duration_beats",
+        "onset_s",
+        "duration_s",
+        "step_beats",
+        "step_s",
+    }
     # 120 bpm: one beat is half a second
     assert (notes.onset_s * 2 - notes.onset_beats).abs().max() < 1e-9
     # step is the onset delta within a piece
@@ -56,15 +66,21 @@ def test_split_is_deterministic_and_independent_of_other_pieces():
 def test_transposition_to_c(tmp_path):
     # a D major scale with a D major key signature (2 sharps) lands on C major
     raw = tmp_path / "raw" / "toy"
-    write_score(raw / "midi" / "d.mid", [[(i, 1, 62 + s) for i, s in
-                                          enumerate([0, 2, 4, 5, 7, 9, 11, 12])]],
-                key_sig=(2, 0))
-    write_manifest(raw, [{"piece_id": "d", "format": "midi", "path": "midi/d.mid",
-                          "status": "ok"}], TOY_SOURCE)
+    write_score(
+        raw / "midi" / "d.mid",
+        [[(i, 1, 62 + s) for i, s in enumerate([0, 2, 4, 5, 7, 9, 11, 12])]],
+        key_sig=(2, 0),
+    )
+    write_manifest(
+        raw, [{"piece_id": "d", "format": "midi", "path": "midi/d.mid", "status": "ok"}], TOY_SOURCE
+    )
     prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams())
     piece = read_pieces(tmp_path / "out").iloc[0]
-    assert (piece.key_original, piece.key_method, piece.key_shift) == \
-        ("D major", "key_signature", -2)
+    assert (piece.key_original, piece.key_method, piece.key_shift) == (
+        "D major",
+        "key_signature",
+        -2,
+    )
     pitches = sorted(read_table(tmp_path / "out", "notes").pitch)
     assert pitches == [60, 62, 64, 65, 67, 69, 71, 72]
 

@@ -23,8 +23,13 @@ VENV_TOOLS = {"cadenza", "dvc", "prefect", "python", "python3", "pip", "pytest",
 
 def _plain_env(home: Path) -> dict[str, str]:
     """The environment of a shell that never activated the venv."""
-    return {"PATH": PLAIN_PATH, "HOME": str(home), "DVC_NO_ANALYTICS": "1",
-            "DO_NOT_TRACK": "1", "LANG": "C.UTF-8"}
+    return {
+        "PATH": PLAIN_PATH,
+        "HOME": str(home),
+        "DVC_NO_ANALYTICS": "1",
+        "DO_NOT_TRACK": "1",
+        "LANG": "C.UTF-8",
+    }
 
 
 def test_venv_python_puts_its_bin_first_on_a_plain_path(tmp_path):
@@ -33,8 +38,14 @@ def test_venv_python_puts_its_bin_first_on_a_plain_path(tmp_path):
     assert shutil.which("cadenza", path=PLAIN_PATH) is None, "cadenza on the plain PATH"
     code = "import os, shutil; print(os.environ['PATH']); print(shutil.which('cadenza'))"
     nested = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"
-    out = subprocess.run([str(BIN / "python"), "-c", nested], env=_plain_env(tmp_path),
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [str(BIN / "python"), "-c", nested],
+        env=_plain_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     path, cadenza = out.splitlines()
     assert path == f"{BIN}{os.pathsep}{PLAIN_PATH}", "no .pth file in the venv: run `make setup`"
     assert cadenza == str(BIN / "cadenza")
@@ -48,11 +59,18 @@ def test_venv_dvc_repro_runs_a_bare_cadenza_stage_with_a_plain_path(tmp_path):
     shutil.copy(ROOT / "params.yaml", project / "params.yaml")
     (project / "dvc.yaml").write_text(
         "stages:\n  check:\n    cmd: cadenza check --params params.yaml > checked.txt\n"
-        "    deps: [params.yaml]\n    outs: [checked.txt]\n")
+        "    deps: [params.yaml]\n    outs: [checked.txt]\n"
+    )
     (project / ".dvc").mkdir()  # what `dvc init --no-scm` writes, without its start-up cost
     (project / ".dvc" / "config").write_text("[core]\n    no_scm = True\n    analytics = false\n")
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=project, env=_plain_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "dvc"), "repro"],
+        cwd=project,
+        env=_plain_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (project / "checked.txt").read_text().startswith("ok: ")
 
@@ -112,8 +130,10 @@ def test_readme_commands_call_the_venvs_tools_by_path():
 
 def test_the_readme_check_catches_a_bare_tool():
     """The check above can fail: bare tools in blocks, continuations and chains are found."""
-    text = ("```bash\ncadenza sweep x  # a comment\n.venv/bin/dvc exp show \\\n  --md\n"
-            "cd a && PATH=x dvc repro\n```\n```\n$ python bench/x.py\nerror: out\n```\n"
-            "```yaml\ncadenza: 1\n```\n")
+    text = (
+        "```bash\ncadenza sweep x  # a comment\n.venv/bin/dvc exp show \\\n  --md\n"
+        "cd a && PATH=x dvc repro\n```\n```\n$ python bench/x.py\nerror: out\n```\n"
+        "```yaml\ncadenza: 1\n```\n"
+    )
     found = [program(c) for _, c in readme_commands(text)]
     assert found == ["cadenza", ".venv/bin/dvc", "cd", "dvc", "python"]

@@ -25,12 +25,19 @@ from .test_pipeline import MODELS, make_project, run
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (SHARED / "datasets").is_dir(),
-                       reason=f"needs the real corpora in {SHARED / 'datasets'} (absent)"),
+    pytest.mark.skipif(
+        not (SHARED / "datasets").is_dir(),
+        reason=f"needs the real corpora in {SHARED / 'datasets'} (absent)",
+    ),
 ]
 SOURCES = ("maestro_v2", "lpd_cleansed", "piano_midi_de")
-TINY_CAPS = {"max_epochs": 1, "max_batches": 2, "max_valid_units": 2000,
-             "max_test_units": 3000, "max_generate_length": 32}
+TINY_CAPS = {
+    "max_epochs": 1,
+    "max_batches": 2,
+    "max_valid_units": 2000,
+    "max_test_units": 3000,
+    "max_generate_length": 32,
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +89,11 @@ def test_reference_rows_per_source_and_pooled(mixed):
 
 
 def test_every_model_is_trained_and_evaluated_per_source(mixed):
-    test_sources = {s for s, rows in _metrics(mixed, "reference")["by_source"].items()
-                    if rows["test"]["n_pieces"]}
+    test_sources = {
+        s
+        for s, rows in _metrics(mixed, "reference")["by_source"].items()
+        if rows["test"]["n_pieces"]
+    }
     for model, entry in MODELS.items():
         metrics = _metrics(mixed, model)
         if "tokens" in entry:

@@ -22,17 +22,24 @@ from cadenza.representations.tokens import (
 )
 
 # (onset, duration, pitch) in beats; on an eighth-note grid; no pitch re-struck without a gap
-NOTES = (np.array([0.0, 0.0, 0.0, 1.0, 1.5, 2.0, 4.0]),
-         np.array([1.0, 2.0, 1.0, 0.5, 0.5, 1.0, 0.5]),
-         np.array([60, 48, 64, 62, 64, 67, 72]))
+NOTES = (
+    np.array([0.0, 0.0, 0.0, 1.0, 1.5, 2.0, 4.0]),
+    np.array([1.0, 2.0, 1.0, 0.5, 0.5, 1.0, 0.5]),
+    np.array([60, 48, 64, 62, 64, 67, 72]),
+)
 
 
 def piece(notes, velocity=80) -> dict:
     """The prepared columns of one piece at 120 bpm (half a second per beat)."""
     onset, duration, pitch = notes
-    return {"onset_beats": onset, "duration_beats": duration, "pitch": pitch,
-            "onset_s": onset / 2, "duration_s": duration / 2,
-            "velocity": np.full(len(pitch), velocity)}
+    return {
+        "onset_beats": onset,
+        "duration_beats": duration,
+        "pitch": pitch,
+        "onset_s": onset / 2,
+        "duration_s": duration / 2,
+        "velocity": np.full(len(pitch), velocity),
+    }
 
 
 def _sorted(notes):
@@ -65,7 +72,7 @@ def test_chord_tokens_round_trip():
         np.testing.assert_array_equal(a, b)
 
 
-def test_chord_tokens_cap_polyphony_like_seed_003():
+def test_chord_tokens_cap_polyphony_like_paper_003():
     notes = (np.zeros(6), np.ones(6), np.array([48, 52, 55, 60, 64, 67]))
     params = TokenParams(scheme="chord", steps_per_beat=1, max_polyphony=4)
     (token,) = encode(piece(notes), params, seed=1)
@@ -103,7 +110,7 @@ def test_vocab_and_ids(scheme):
     assert vocab[:3] == ["<pad>", UNK, EOS]
     ids = to_ids([seq, ["never-seen"]], vocab)
     assert [vocab[i] for i in ids[: len(seq)]] == seq
-    assert [vocab[i] for i in ids[len(seq):]] == [EOS, UNK, EOS]
+    assert [vocab[i] for i in ids[len(seq) :]] == [EOS, UNK, EOS]
 
 
 def test_roll_runs_merge_overlaps_like_the_dense_roll():
@@ -128,7 +135,7 @@ def test_sounding_counts_are_the_row_sums_of_the_roll():
     assert (sounding_counts(start, end, pitch) == roll.sum(axis=1)).all()
 
 
-def test_melody_tokens_follow_the_top_voice_like_seed_001():
+def test_melody_tokens_follow_the_top_voice_like_paper_001():
     params = TokenParams(scheme="melody", steps_per_beat=2)
     tokens = encode(piece(NOTES), params)
     # step 0: 64 starts (the highest of the chord), held to step 1; 62 at step 2; ...
@@ -139,7 +146,7 @@ def test_melody_tokens_follow_the_top_voice_like_seed_001():
     assert list(onset) == [0.0, 1.0, 1.5, 2.0, 4.0] and list(dur) == [1.0, 0.5, 0.5, 1.0, 0.5]
 
 
-def test_lowest_tokens_keep_the_lowest_sounding_note_like_seed_000():
+def test_lowest_tokens_keep_the_lowest_sounding_note_like_paper_000():
     params = TokenParams(scheme="lowest", steps_per_beat=2)
     tokens = encode(piece(NOTES), params)
     assert tokens == ["48"] * 4 + ["67", "67", REST, REST, "72"]
@@ -151,8 +158,9 @@ def test_event_tokens_round_trip_performance_rnn_style():
     params = TokenParams(scheme="event", velocity_bins=32)
     tokens = encode(piece(NOTES, velocity=100), params)
     assert tokens[:4] == ["vel_25", "on_48", "on_60", "on_64"]  # 100 * 32 // 128 = 25
-    assert "shift_50" in tokens and all(int(t.split("_")[1]) <= 100 for t in tokens
-                                        if t.startswith("shift_"))
+    assert "shift_50" in tokens and all(
+        int(t.split("_")[1]) <= 100 for t in tokens if t.startswith("shift_")
+    )
     # seconds at 120 bpm come back as beats: exact on a 10 ms grid
     for a, b in zip(_sorted(decode(tokens, params)), _sorted(NOTES), strict=True):
         np.testing.assert_allclose(a, b)

@@ -60,11 +60,13 @@ def test_process_map_survives_a_dying_worker_and_names_the_item_that_killed_it()
     assert len(results) == len(items)
     for n, result in zip(items, results, strict=True):
         if n == SEGFAULT_ON:
-            assert result == WorkerDied("the worker process died while preparing this file "
-                                        "(exit code -11 / signal SIGSEGV)")
+            assert result == WorkerDied(
+                "the worker process died while preparing this file (exit code -11 / signal SIGSEGV)"
+            )
         elif n == EXIT_ON:
-            assert result == WorkerDied("the worker process died while preparing this file "
-                                        "(exit code 3)")
+            assert result == WorkerDied(
+                "the worker process died while preparing this file (exit code 3)"
+            )
         else:
             assert result == n * n
 
@@ -78,18 +80,30 @@ def test_an_exception_still_propagates_after_a_worker_died():
 def test_a_dead_worker_becomes_a_reject_row_of_prepare():
     """prepare's consumption of a map result: WorkerDied -> a `worker` reject, counted as
     rejected (not kept, not filtered) and written as a rejects-table row."""
-    job = FileJob(Path("raw/toy"), "toy", SimpleNamespace(piece_id="bwv1", path="bwv1.mid"),
-                  {}, PrepareParams())
-    died = WorkerDied("the worker process died while preparing this file (exit code -9 / "
-                      "signal SIGKILL, e.g. the out-of-memory killer)")
+    job = FileJob(
+        Path("raw/toy"),
+        "toy",
+        SimpleNamespace(piece_id="bwv1", path="bwv1.mid"),
+        {},
+        PrepareParams(),
+    )
+    died = WorkerDied(
+        "the worker process died while preparing this file (exit code -9 / "
+        "signal SIGKILL, e.g. the out-of-memory killer)"
+    )
     outcome = file_outcome(died)
     assert outcome == Rejected("worker", died.reason)
     tally = SourceTally("toy", 1)
     tally.add(outcome)
     assert (tally.kept, tally.rejected, tally.filtered.total()) == (0, 1, 0)
     row = dict(zip(REJECT_COLUMNS, reject_row("toy", job, outcome), strict=True))
-    assert row == {"source": "toy", "piece_id": "toy/bwv1", "file": "bwv1.mid",
-                   "stage": "worker", "reason": died.reason}
+    assert row == {
+        "source": "toy",
+        "piece_id": "toy/bwv1",
+        "file": "bwv1.mid",
+        "stage": "worker",
+        "reason": died.reason,
+    }
     assert file_outcome(Rejected("parse", "bad header")) == Rejected("parse", "bad header")
 
 
@@ -97,8 +111,18 @@ def test_dask_map_redoes_a_killed_task_alone_and_names_the_culprit():
     """Dask gives up on every task its dying worker held (allowed-failures 0 here, to be
     quick): redone alone, the innocent ones come back and only the culprit is WorkerDied."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        results = list(map_ordered(square_or_die, list(range(12)),
-                                   RunnerParams(kind="dask", workers=1, dask_processes=True)))
-    assert results == [WorkerDied("the worker process died while preparing this file (exit "
-                                  "code -11 / signal SIGSEGV)") if n == SEGFAULT_ON else n * n
-                       for n in range(12)]
+        results = list(
+            map_ordered(
+                square_or_die,
+                list(range(12)),
+                RunnerParams(kind="dask", workers=1, dask_processes=True),
+            )
+        )
+    assert results == [
+        WorkerDied(
+            "the worker process died while preparing this file (exit code -11 / signal SIGSEGV)"
+        )
+        if n == SEGFAULT_ON
+        else n * n
+        for n in range(12)
+    ]

@@ -24,8 +24,9 @@ from .conftest import SHARED
 from .loopback import Site, serve
 from .test_pipeline import make_project, run
 
-pytestmark = pytest.mark.skipif(not (SHARED / "datasets").is_dir(),
-                                reason="needs ../shared/datasets (real corpora)")
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "datasets").is_dir(), reason="needs ../shared/datasets (real corpora)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,7 @@ def test_every_source_fetches_and_prepares_through_dvc(repro, site):
 
 def test_maestro_keeps_official_split_and_metadata(repro):
     pieces = _pieces(repro, "maestro_v2")
-    assert sorted(pieces.split.value_counts().items()) == [("test", 2), ("train", 2),
-                                                           ("valid", 2)]
+    assert sorted(pieces.split.value_counts().items()) == [("test", 2), ("train", 2), ("valid", 2)]
     notes = read_table(repro / "data" / "prepared", "notes", "train")
     notes = notes[notes.source == "maestro_v2"]
     assert notes.composer.notna().all() and (notes.year.astype(str).astype(int) >= 2004).all()
@@ -109,8 +109,7 @@ def test_bl_pickles_keep_their_fixed_splits(repro):
     assert jsb.split.value_counts().to_dict() == {"train": 229, "valid": 76, "test": 77}
     assert jsb.key_shift.eq(0).all()  # already transposed by the publisher
     nottingham = _pieces(repro, "bl_nottingham")
-    assert nottingham.split.value_counts().to_dict() == {"train": 694, "valid": 173,
-                                                         "test": 170}
+    assert nottingham.split.value_counts().to_dict() == {"train": 694, "valid": 173, "test": 170}
 
 
 def test_changing_the_source_list_reruns_only_prepare(repro):
@@ -127,8 +126,12 @@ def test_checksum_mismatch_stops_fetch(site, tmp_path):
     s, _ = site
     # `maestro` is v3 and its registry checksum is the publisher's: our zip is not that file
     with pytest.raises(ChecksumError, match="expected 58416533"):  # size, then sha256
-        fetch_source("maestro", tmp_path / "raw", tmp_path / "cache",
-                     SourceParams(url=s.url("/maestro/maestro-v2.0.0-midi.zip")))
+        fetch_source(
+            "maestro",
+            tmp_path / "raw",
+            tmp_path / "cache",
+            SourceParams(url=s.url("/maestro/maestro-v2.0.0-midi.zip")),
+        )
     assert not (tmp_path / "raw").exists()
     assert not any((tmp_path / "cache").rglob("*.zip*"))
 
@@ -141,8 +144,12 @@ def test_lpd_without_a_location_says_what_to_do(tmp_path):
 def test_lpd_from_a_local_archive(tmp_path):
     archive = tmp_path / "lpd_cleansed.tar.gz"
     archive.write_bytes(archives.lpd_tar(3))
-    fetch_source("lpd_cleansed", tmp_path / "raw" / "lpd_cleansed", tmp_path / "cache",
-                 SourceParams(url=str(archive)))
+    fetch_source(
+        "lpd_cleansed",
+        tmp_path / "raw" / "lpd_cleansed",
+        tmp_path / "cache",
+        SourceParams(url=str(archive)),
+    )
     prepare(tmp_path / "raw", ["lpd_cleansed"], tmp_path / "prepared", PrepareParams())
     assert (tmp_path / "prepared" / "pieces.parquet").exists()
 
@@ -151,8 +158,12 @@ def test_crawler_is_polite_and_caches(site, tmp_path):
     s, sources = site
     before = len(s.requests)
     for _ in range(2):
-        fetch_source("piano_midi_de", tmp_path / "raw", tmp_path / "cache",
-                     SourceParams(url=sources["piano_midi_de"]["url"], delay_s=0.01))
+        fetch_source(
+            "piano_midi_de",
+            tmp_path / "raw",
+            tmp_path / "cache",
+            SourceParams(url=sources["piano_midi_de"]["url"], delay_s=0.01),
+        )
     requests = s.requests[before:]
     assert len(requests) == 1 + 2 + 4  # index, 2 composer pages, 4 files; second run: none
     assert all(not path.startswith("http://elsewhere") for path, _ in requests)
@@ -169,7 +180,8 @@ def test_essen_offline_falls_back_to_music21_abc(tmp_path, monkeypatch):
         raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(layouts, "fetch_file", unreachable)  # the network is what's absent
-    rows = layouts.essen_kern(SOURCES["essen"], SourceParams(limit=3, workers=1),
-                              tmp_path / "cache", tmp_path / "out")
+    rows = layouts.essen_kern(
+        SOURCES["essen"], SourceParams(limit=3, workers=1), tmp_path / "cache", tmp_path / "out"
+    )
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert rows[0]["piece_id"].startswith("essenFolksong/")

@@ -26,33 +26,34 @@ from cadenza.sweep import (
 
 from .test_pipeline import ROOT, _env, make_project, run
 
-TINY_SWEEP = {"tiny": {
-    "about": "one learning rate x two widths of the chord LSTM",
-    "target": "evaluate@chord_lstm",
-    # two points, the fewest that make a table, a plot line and a choice (grid_points' product
-    # is tested above); each costs a real train + generate + evaluate
-    "grid": {"models.chord_lstm.train.lr": [0.01],
-             "models.chord_lstm.net.hidden": [16, 32]},
-    "metric": "reports/valid/chord_lstm.json:accuracy",
-    "goal": "max",
-    "test_metric": "reports/metrics/chord_lstm.json:accuracy",
-}}
+TINY_SWEEP = {
+    "tiny": {
+        "about": "one learning rate x two widths of the chord LSTM",
+        "target": "evaluate@chord_lstm",
+        # two points, the fewest that make a table, a plot line and a choice (grid_points' product
+        # is tested above); each costs a real train + generate + evaluate
+        "grid": {"models.chord_lstm.train.lr": [0.01], "models.chord_lstm.net.hidden": [16, 32]},
+        "metric": "reports/valid/chord_lstm.json:accuracy",
+        "goal": "max",
+        "test_metric": "reports/metrics/chord_lstm.json:accuracy",
+    }
+}
 # one point already done by `tiny`, one new: the Prefect flow must run only the new one
-TINY_SWEEP["wider"] = {**TINY_SWEEP["tiny"], "grid": {
-    "models.chord_lstm.train.lr": [0.01], "models.chord_lstm.net.hidden": [32, 48]}}
+TINY_SWEEP["wider"] = {
+    **TINY_SWEEP["tiny"],
+    "grid": {"models.chord_lstm.train.lr": [0.01], "models.chord_lstm.net.hidden": [32, 48]},
+}
 
 
 def test_grid_points_are_the_product():
     sweep = Sweep(about="", target="t", grid={"a": [1, 2], "b": ["x", "y", "z"]}, metric="m:k")
     points = grid_points(sweep)
-    assert len(points) == 6 and points[0] == {"a": 1, "b": "x"} and points[-1] == {"a": 2,
-                                                                                  "b": "z"}
+    assert len(points) == 6 and points[0] == {"a": 1, "b": "x"} and points[-1] == {"a": 2, "b": "z"}
 
 
 def _outputs(stage: dict) -> list[str]:
     """The metrics files a foreach stage declares, `${key}` unexpanded."""
-    return [next(iter(m)) if isinstance(m, dict) else m
-            for m in stage["do"].get("metrics", [])]
+    return [next(iter(m)) if isinstance(m, dict) else m for m in stage["do"].get("metrics", [])]
 
 
 def test_every_sweep_chooses_on_the_valid_split():
@@ -69,8 +70,13 @@ def test_every_sweep_chooses_on_the_valid_split():
 
 def test_a_sweep_cannot_choose_on_its_test_file():
     with pytest.raises(ValueError, match="both read from reports/metrics/m.json"):
-        Sweep(about="", target="t", grid={}, metric="reports/metrics/m.json:accuracy",
-              test_metric="reports/metrics/m.json:accuracy")
+        Sweep(
+            about="",
+            target="t",
+            grid={},
+            metric="reports/metrics/m.json:accuracy",
+            test_metric="reports/metrics/m.json:accuracy",
+        )
 
 
 @pytest.mark.slow
@@ -83,14 +89,21 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
     run(["dvc", "config", "core.no_scm", "false"], project)
     run(["git", "init", "-q"], project)
     run(["dvc", "repro", "evaluate@chord_lstm"], project)  # the sweep's target, not the DAG
-    for cmd in (["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"]):
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
+    ):
         run(cmd, project)
 
     def sweep() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cadenza.cli", "sweep", "tiny", "-j", "2"],
-                              cwd=project, env=_env(project), capture_output=True, text=True,
-                              timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "cadenza.cli", "sweep", "tiny", "-j", "2"],
+            cwd=project,
+            env=_env(project),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     first = sweep()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -108,12 +121,16 @@ def test_sweep_runs_as_experiments_and_reruns_nothing(tmp_path):
 
     again = sweep()
     assert again.returncode == 0 and "2 already done, 0 to run" in again.stderr
-    assert run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout.count(
-        "Success") == 2
+    assert run(["dvc", "exp", "show", "--md", "--no-pager"], project).stdout.count("Success") == 2
 
-    flow = subprocess.run([sys.executable, "-m", "cadenza.cli", "flow", "sweep", "wider"],
-                          cwd=project, env=_env(project), capture_output=True, text=True,
-                          timeout=900)
+    flow = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "flow", "sweep", "wider"],
+        cwd=project,
+        env=_env(project),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr[-3000:]
     records = experiments(project)
     for hidden in (32, 48):
@@ -139,7 +156,8 @@ def _kill_queue_processes(project: Path) -> None:
 
 
 def test_the_sweep_restarts_missing_workers_then_fails_naming_a_dead_workers_point(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """Observed: points queued with 0 queue workers, and a sweep waiting for ever. Queued
     points with no worker get workers started again; a point whose worker was killed mid-run
     (left `Running` by DVC for ever) ends the wait within its bound, naming the point."""
@@ -149,10 +167,15 @@ def test_the_sweep_restarts_missing_workers_then_fails_naming_a_dead_workers_poi
     (project / "params.yaml").write_text("secs: 0\n")
     (project / "dvc.yaml").write_text(
         "stages:\n  slow:\n    cmd: sleep ${secs} && echo done > out.txt\n"
-        "    params: [secs]\n    outs: [out.txt]\n")
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
-                ["dvc", "exp", "run", "--queue", "--name", "revived"]):
+        "    params: [secs]\n    outs: [out.txt]\n"
+    )
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
+        ["dvc", "exp", "run", "--queue", "--name", "revived"],
+    ):
         run(cmd, project)
     # no worker was started (or it shut down): the wait starts them and the point runs
     wait_for_queue(project, jobs=1, stall_s=60, poll_s=0.5, restart_s=0)
@@ -170,8 +193,11 @@ def test_the_sweep_restarts_missing_workers_then_fails_naming_a_dead_workers_poi
     finally:
         _kill_queue_processes(project)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"1 point\(s\) waited 2 s with no queue worker "
-                       r"alive and no progress: doomed \(running") as err:
+    with pytest.raises(
+        RuntimeError,
+        match=r"1 point\(s\) waited 2 s with no queue worker "
+        r"alive and no progress: doomed \(running",
+    ) as err:
         wait_for_queue(project, jobs=1, stall_s=2, poll_s=0.5)
     assert "`dvc queue logs doomed`" in str(err.value)
     assert time.monotonic() - start < 30  # bounded: the stall, and a few status reads

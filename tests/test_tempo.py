@@ -24,9 +24,15 @@ def test_event_tokens_round_trip_their_seconds_through_the_written_midi(tmp_path
     # three notes at 0, 0.5 and 1.25 s lasting 0.5, 0.75 and 0.25 s, at an odd tempo (the
     # beats do not matter: the event scheme reads seconds)
     onset_s, duration_s = np.array([0.0, 0.5, 1.25]), np.array([0.5, 0.75, 0.25])
-    piece = {"pitch": np.array([60, 64, 67]), "velocity": np.array([80, 80, 80]),
-             "onset_s": onset_s, "duration_s": duration_s, "onset_beats": onset_s * 1.7,
-             "duration_beats": duration_s * 1.7, "track": np.zeros(3, int)}
+    piece = {
+        "pitch": np.array([60, 64, 67]),
+        "velocity": np.array([80, 80, 80]),
+        "onset_s": onset_s,
+        "duration_s": duration_s,
+        "onset_beats": onset_s * 1.7,
+        "duration_beats": duration_s * 1.7,
+        "track": np.zeros(3, int),
+    }
     notes = decode(encode(piece, TokenParams(scheme="event")), TokenParams(scheme="event"))
     bpm = sample_bpm(model("transformer", "event"), 100.0)
     assert bpm == 120.0
@@ -40,8 +46,15 @@ def test_event_tokens_round_trip_their_seconds_through_the_written_midi(tmp_path
     assert slow["onset_s"][-1] == pytest.approx(1.25 * 1.2, abs=0.02)
 
 
-@pytest.mark.parametrize(("family", "scheme", "bpm"), [
-    ("note_rnn", None, 120.0), ("note_gan", None, 120.0), ("token_lm", "event", 120.0),
-    ("token_lm", "chord", 100.0), ("roll_lstm", None, 100.0)])
+@pytest.mark.parametrize(
+    ("family", "scheme", "bpm"),
+    [
+        ("note_rnn", None, 120.0),
+        ("note_gan", None, 120.0),
+        ("token_lm", "event", 120.0),
+        ("token_lm", "chord", 100.0),
+        ("roll_lstm", None, 100.0),
+    ],
+)
 def test_only_seconds_based_models_ignore_generate_bpm(family, scheme, bpm):
     assert sample_bpm(model(family, scheme), 100.0) == bpm

@@ -28,8 +28,15 @@ from .conftest import ROOT
 
 # every model of the shipped params.yaml, shrunk to a tiny net and a few short batches
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
-SMALL_NET = {"hidden": 16, "embedding": 8, "d_model": 16, "heads": 2, "ff": 32,
-             "vae_hidden": 16, "latent": 4}
+SMALL_NET = {
+    "hidden": 16,
+    "embedding": 8,
+    "d_model": 16,
+    "heads": 2,
+    "ff": 32,
+    "vae_hidden": 16,
+    "latent": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,7 @@ def prepared(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("corpus")
     out = root / "prepared"
-    prepare(write_corpus(root), ["toy"], out,
-            PrepareParams(valid_fraction=0.2, test_fraction=0.2))
+    prepare(write_corpus(root), ["toy"], out, PrepareParams(valid_fraction=0.2, test_fraction=0.2))
     return out
 
 
@@ -47,8 +53,9 @@ def shipped(name: str, epochs: int = 2, **train) -> ModelParams:
     entry = yaml.safe_load(yaml.safe_dump(SHIPPED[name]))
     entry["net"] = {k: (SMALL_NET.get(k, v)) for k, v in entry.get("net", {}).items()}
     if entry["train"].get("epochs", 1):
-        entry["train"].update({"epochs": epochs, "batch_size": 4, "max_batches": 3,
-                               "patience": 5, **train})
+        entry["train"].update(
+            {"epochs": epochs, "batch_size": 4, "max_batches": 3, "patience": 5, **train}
+        )
     return from_dict(ModelParams, entry, f"models.{name}")
 
 
@@ -74,9 +81,14 @@ def test_every_model_trains_generates_and_evaluates(prepared, tmp_path, name):
         assert math.isfinite(metrics["frame_nll"]) and 0 <= metrics["frame_accuracy"] <= 1
 
 
-@pytest.mark.parametrize("name", sorted(n for n, m in SHIPPED.items()
-                                        if m["train"].get("epochs", 1)
-                                        and m["family"] not in ("note_gan", "roll_gan")))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n
+        for n, m in SHIPPED.items()
+        if m["train"].get("epochs", 1) and m["family"] not in ("note_gan", "roll_gan")
+    ),
+)
 def test_loss_falls_when_overfitting_one_batch(prepared, name):
     """A few hundred steps on one fixed batch: any working model must fit it."""
     mp = shipped(name)
@@ -108,14 +120,19 @@ def test_gans_take_adversarial_steps(prepared):
         x, y = next(windows(stream, mp.train.seq_len, 4))
         before = [p.clone() for p in model.parameters()]
         assert math.isfinite(family.train_step(model, x, y, optimizers))
-        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(),
-                                                          strict=True))
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_training_is_deterministic(prepared, tmp_path):
     for run in ("a", "b"):
-        train("chord_lstm", shipped("chord_lstm"), prepared, tmp_path / run / "ckpt.pt",
-              tmp_path / f"{run}.csv", seed=0)
+        train(
+            "chord_lstm",
+            shipped("chord_lstm"),
+            prepared,
+            tmp_path / run / "ckpt.pt",
+            tmp_path / f"{run}.csv",
+            seed=0,
+        )
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -133,6 +150,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
         real_save(*args)
         if args[-1]["epoch"] == 2:
             raise KeyboardInterrupt  # the process dies right after epoch 2
+
     monkeypatch.setattr(trainer, "_save_resume", die_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train("chord_lstm", mp, prepared, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
@@ -144,18 +162,18 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
     full = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
     assert full["epoch"] == cut["epoch"]
-    assert all(torch.equal(full["state_dict"][k], cut["state_dict"][k])
-               for k in full["state_dict"])
+    assert all(torch.equal(full["state_dict"][k], cut["state_dict"][k]) for k in full["state_dict"])
     # byte for byte too (issue #18): else DVC sees a changed output after every resume
-    assert (tmp_path / "full" / "ckpt.pt").read_bytes() == \
-        (tmp_path / "cut" / "ckpt.pt").read_bytes()
+    assert (tmp_path / "full" / "ckpt.pt").read_bytes() == (
+        tmp_path / "cut" / "ckpt.pt"
+    ).read_bytes()
     columns = ["epoch", "step", "train_loss", "valid_loss", "lr"]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full.csv")[columns],
-                                  pd.read_csv(tmp_path / "cut.csv")[columns])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "full.csv")[columns], pd.read_csv(tmp_path / "cut.csv")[columns]
+    )
 
 
-def test_a_resume_file_left_on_other_data_is_discarded(prepared, tmp_path, monkeypatch,
-                                                        caplog):
+def test_a_resume_file_left_on_other_data_is_discarded(prepared, tmp_path, monkeypatch, caplog):
     """Same params, other prepared data (a `limit` change): the resume file must not be
     used; training starts afresh and ends as a run that never saw it."""
     import cadenza.train as trainer
@@ -164,13 +182,18 @@ def test_a_resume_file_left_on_other_data_is_discarded(prepared, tmp_path, monke
     other = tmp_path / "other"
     from .conftest import write_corpus
 
-    prepare(write_corpus(tmp_path / "corpus"), ["toy"], other,
-            PrepareParams(valid_fraction=0.3, test_fraction=0.2))  # other pieces in train
+    prepare(
+        write_corpus(tmp_path / "corpus"),
+        ["toy"],
+        other,
+        PrepareParams(valid_fraction=0.3, test_fraction=0.2),
+    )  # other pieces in train
     real_save = trainer._save_resume
 
     def die_after_epoch_1(*args):
         real_save(*args)
         raise KeyboardInterrupt
+
     monkeypatch.setattr(trainer, "_save_resume", die_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train("chord_lstm", mp, other, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
@@ -253,6 +276,7 @@ def test_batched_test_scoring_scores_every_target_once_and_aligned():
 def test_too_little_training_data_is_a_clear_error_not_a_missing_checkpoint(prepared, tmp_path):
     mp = shipped("chord_lstm", 1, seq_len=100_000)  # the bound
 
-    with pytest.raises(ValueError, match="chord_lstm: the training split gives .* less than "
-                                         "one window"):
+    with pytest.raises(
+        ValueError, match="chord_lstm: the training split gives .* less than one window"
+    ):
         train("chord_lstm", mp, prepared, tmp_path / "ckpt.pt", tmp_path / "log.csv", 0)

@@ -77,8 +77,9 @@ def find_synth(params: ListenParams) -> Synth | str:
 
 def _file_types(binary: str) -> str:
     """`fluidsynth -T help`: the audio file types this build of libsndfile can write."""
-    proc = subprocess.run([binary, "-T", "help"], capture_output=True, text=True, timeout=30,
-                          check=False)
+    proc = subprocess.run(
+        [binary, "-T", "help"], capture_output=True, text=True, timeout=30, check=False
+    )
     return proc.stdout + proc.stderr
 
 
@@ -91,7 +92,8 @@ def clip_midi(midi: Path, out: Path, seconds: float) -> None:
     if not len(clipped.tracks):
         clipped.tracks.append(symusic.Track("pad", program=0, ttype="second"))
     clipped.tracks[0].controls.append(  # sustain pedal off: changes nothing, marks the end
-        symusic.ControlChange(seconds, 64, 0, ttype="second"))
+        symusic.ControlChange(seconds, 64, 0, ttype="second")
+    )
     clipped.to("tick").dump_midi(str(out))
 
 
@@ -102,20 +104,33 @@ def render_midi(midi: Path, out: Path, synth: Synth, params: ListenParams) -> fl
         cut = Path(tmp) / "clip.mid"
         clip_midi(midi, cut, params.clip_seconds)
         audio = Path(tmp) / f"clip{synth.suffix}"
-        cmd = [synth.binary, "-ni", "-q", "-F", str(audio), "-T", synth.file_type,
-               "-r", str(params.sample_rate), "-g", str(params.gain), str(synth.soundfont),
-               str(cut)]
+        cmd = [
+            synth.binary,
+            "-ni",
+            "-q",
+            "-F",
+            str(audio),
+            "-T",
+            synth.file_type,
+            "-r",
+            str(params.sample_rate),
+            "-g",
+            str(params.gain),
+            str(synth.soundfont),
+            str(cut),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0 or not audio.is_file() or audio.stat().st_size == 0:
-            raise RuntimeError(f"fluidsynth failed on {midi.name} (exit {proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise RuntimeError(
+                f"fluidsynth failed on {midi.name} (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(audio, out)
     return audio_seconds(out)
 
 
-def render_folders(folders: dict[str, Path], out: Path, params: ListenParams
-                   ) -> dict[str, dict]:
+def render_folders(folders: dict[str, Path], out: Path, params: ListenParams) -> dict[str, dict]:
     """Render every `*.mid` of each folder into `out/<name>/` (all of `out` is swapped in
     atomically) and write `out/<name>/render.json`: the clips and their lengths, or why
     there is no audio. Clips render in parallel: FluidSynth runs one core per process."""
@@ -128,24 +143,34 @@ def render_folders(folders: dict[str, Path], out: Path, params: ListenParams
             if isinstance(synth, str):
                 statuses[name] = {"clips": {}, "unavailable": synth}
                 continue
-            statuses[name] = {"clips": {}, "unavailable": None,
-                              "soundfont": str(synth.soundfont), "format": synth.file_type,
-                              "sample_rate": params.sample_rate,
-                              "clip_seconds": params.clip_seconds}
-            jobs += [(name, midi, tmp / name / (midi.stem + synth.suffix))
-                     for midi in sorted(midi_dir.glob("*.mid"))]
+            statuses[name] = {
+                "clips": {},
+                "unavailable": None,
+                "soundfont": str(synth.soundfont),
+                "format": synth.file_type,
+                "sample_rate": params.sample_rate,
+                "clip_seconds": params.clip_seconds,
+            }
+            jobs += [
+                (name, midi, tmp / name / (midi.stem + synth.suffix))
+                for midi in sorted(midi_dir.glob("*.mid"))
+            ]
         if isinstance(synth, str):
             log.warning("no audio: %s; the report links the MIDI files instead", synth)
         else:
             with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-                lengths = list(pool.map(lambda job: _try_render(job[1], job[2], synth, params),
-                                        jobs))
+                lengths = list(
+                    pool.map(lambda job: _try_render(job[1], job[2], synth, params), jobs)
+                )
             for (name, midi, target), seconds in zip(jobs, lengths, strict=True):
                 if seconds is not None:
-                    statuses[name]["clips"][target.name] = {"midi": midi.name,
-                                                            "seconds": round(seconds, 3)}
-            log.info("rendered %d of %d clips -> %s", sum(x is not None for x in lengths),
-                     len(jobs), out)
+                    statuses[name]["clips"][target.name] = {
+                        "midi": midi.name,
+                        "seconds": round(seconds, 3),
+                    }
+            log.info(
+                "rendered %d of %d clips -> %s", sum(x is not None for x in lengths), len(jobs), out
+            )
         for name, status in statuses.items():
             write_json(tmp / name / STATUS, status)
     return statuses

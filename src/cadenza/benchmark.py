@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 
 LOW, KEYS = 21, 88  # MIDI 21..108
 SPLITS = ("train", "valid", "test")
-DATASETS = {"jsb": "bl_jsb", "nottingham": "bl_nottingham", "musedata": "bl_musedata",
-            "piano_midi_de": "bl_piano_midi"}  # -> the source registry
+DATASETS = {
+    "jsb": "bl_jsb",
+    "nottingham": "bl_nottingham",
+    "musedata": "bl_musedata",
+    "piano_midi_de": "bl_piano_midi",
+}  # -> the source registry
 # test NLL per frame, from ../shared/reference/benchmarks.md (Bai et al. 2018, Table 1;
 # Boulanger-Lewandowski et al. 2012)
 PUBLISHED = {
@@ -46,10 +50,18 @@ PUBLISHED = {
     "LSTM (Bai et al. 2018)": {"jsb": 8.45, "nottingham": 3.29},
     "GRU (Bai et al. 2018)": {"jsb": 8.43, "nottingham": 3.46},
     "TCN (Bai et al. 2018)": {"jsb": 8.10, "nottingham": 3.07},
-    "RNN-RBM (B-L 2012)": {"jsb": 6.27, "nottingham": 2.39, "musedata": 6.01,
-                           "piano_midi_de": 7.09},
-    "RNN-NADE (B-L 2012)": {"jsb": 5.56, "nottingham": 2.31, "musedata": 5.60,
-                            "piano_midi_de": 7.05},
+    "RNN-RBM (B-L 2012)": {
+        "jsb": 6.27,
+        "nottingham": 2.39,
+        "musedata": 6.01,
+        "piano_midi_de": 7.09,
+    },
+    "RNN-NADE (B-L 2012)": {
+        "jsb": 5.56,
+        "nottingham": 2.31,
+        "musedata": 5.60,
+        "piano_midi_de": 7.05,
+    },
 }
 
 
@@ -87,12 +99,14 @@ def load_bl(path: Path) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def batches(pieces: list[np.ndarray], batch_size: int,
-            generator: torch.Generator | None = None):
+def batches(pieces: list[np.ndarray], batch_size: int, generator: torch.Generator | None = None):
     """(x, y, mask): y = whole pieces padded to the longest in the batch, x = y delayed by
     one frame (a silent frame first), mask = the real frames."""
-    order = (torch.randperm(len(pieces), generator=generator).tolist() if generator
-             else range(len(pieces)))
+    order = (
+        torch.randperm(len(pieces), generator=generator).tolist()
+        if generator
+        else range(len(pieces))
+    )
     order = list(order)
     for i in range(0, len(order), batch_size):
         chunk = [pieces[j] for j in order[i : i + batch_size]]
@@ -110,8 +124,9 @@ def delayed(y: torch.Tensor) -> torch.Tensor:
     return F.pad(y[:, :-1], (0, 0, 1, 0))
 
 
-def conditionals(model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
-                 ) -> torch.Tensor:
+def conditionals(
+    model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """Logits of P(y | past): independent per pitch (roll_lstm) or, for the pitch-
     autoregressive families, of each pitch given the pitches below it; either way the frame
     NLL is their summed BCE."""
@@ -132,8 +147,9 @@ def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str
-          ) -> dict[str, float]:
+def score(
+    model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str
+) -> dict[str, float]:
     """Frame NLL (nats) and Bay et al.'s accuracy over every frame of `pieces`. The
     accuracy's prediction is p > 0.5 per pitch, or the greedy frame where pitches are
     autoregressive."""
@@ -150,8 +166,11 @@ def score(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device:
         else:
             predicted.append(probs[-1] > 0.5)
     p, t = np.concatenate(probs), np.concatenate(targets)
-    return {"nll": frame_nll(p, t), "accuracy": frame_accuracy(np.concatenate(predicted), t),
-            "frames": len(t)}
+    return {
+        "nll": frame_nll(p, t),
+        "accuracy": frame_accuracy(np.concatenate(predicted), t),
+        "frames": len(t),
+    }
 
 
 def transpose(y: torch.Tensor, shift: int) -> torch.Tensor:
@@ -167,8 +186,15 @@ def transpose(y: torch.Tensor, shift: int) -> torch.Tensor:
     return out
 
 
-def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelParams,
-        seed: int, out_json: Path, transpose_max: int = 0) -> dict:
+def run(
+    dataset: str,
+    data: dict[str, list[np.ndarray]],
+    name: str,
+    mp: ModelParams,
+    seed: int,
+    out_json: Path,
+    transpose_max: int = 0,
+) -> dict:
     """Train on train, early-stop on valid NLL, score the best weights on test.
 
     With `transpose_max` > 0 each training batch is transposed by a random number of
@@ -184,11 +210,15 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        for x, y, mask in tqdm(list(batches(data["train"], cfg.batch_size, generator)),
-                               desc=f"{dataset} {name} epoch {epoch}", leave=False):
+        for x, y, mask in tqdm(
+            list(batches(data["train"], cfg.batch_size, generator)),
+            desc=f"{dataset} {name} epoch {epoch}",
+            leave=False,
+        ):
             if transpose_max:
-                shift = int(torch.randint(-transpose_max, transpose_max + 1, (1,),
-                                          generator=generator))
+                shift = int(
+                    torch.randint(-transpose_max, transpose_max + 1, (1,), generator=generator)
+                )
                 y = transpose(y, shift)
                 x = delayed(y)
             x, y, mask = x.to(device), y.to(device), mask.to(device)
@@ -211,18 +241,33 @@ def run(dataset: str, data: dict[str, list[np.ndarray]], name: str, mp: ModelPar
     model.load_state_dict(best_state)
     test = score(model, mp.family, data["test"], device)
     result = {
-        "dataset": dataset, "model": name, "test_nll": test["nll"],
-        "test_accuracy": test["accuracy"], "test_frames": test["frames"], "valid_nll": best,
-        "epochs": len(history), "seconds": round(time.perf_counter() - start, 1),
-        "device": torch.cuda.get_device_name() if device == "cuda" else
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        "dataset": dataset,
+        "model": name,
+        "test_nll": test["nll"],
+        "test_accuracy": test["accuracy"],
+        "test_frames": test["frames"],
+        "valid_nll": best,
+        "epochs": len(history),
+        "seconds": round(time.perf_counter() - start, 1),
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         "threads)",
-        "params": asdict(mp), "transpose_max": transpose_max, "seed": seed,
+        "params": asdict(mp),
+        "transpose_max": transpose_max,
+        "seed": seed,
         "history": history,
     }
     write_json(out_json, result)
-    log.info("%s %s: test NLL %.3f, accuracy %.3f (%d frames, %.0f s)", dataset, name,
-             test["nll"], test["accuracy"], test["frames"], result["seconds"])
+    log.info(
+        "%s %s: test NLL %.3f, accuracy %.3f (%d frames, %.0f s)",
+        dataset,
+        name,
+        test["nll"],
+        test["accuracy"],
+        test["frames"],
+        result["seconds"],
+    )
     return result
 
 
@@ -255,14 +300,22 @@ def results_table(results: list[dict]) -> str:
         cells = []
         for d in datasets:
             row = next((r for r in results if r["model"] == name and r["dataset"] == d), None)
-            cells.append(f"**{row['test_nll']:.2f}** (acc {row['test_accuracy']:.3f})"
-                         if row else "-")
+            cells.append(
+                f"**{row['test_nll']:.2f}** (acc {row['test_accuracy']:.3f})" if row else "-"
+            )
         lines.append(f"| Cadenza `{name}` | " + " | ".join(cells) + " | this repo |")
-    lines += ["", "Test NLL in nats per frame (lower is better); acc = Bay et al.'s frame "
-              "accuracy. Reproduce a row: `dvc repro benchmarks/bl/dvc.yaml` (all), or "
-              "`cd benchmarks/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
-              "--out results/DATASET_MODEL.json`.", "",
-              "| dataset | model | epochs | seconds | device |", "|---|---|---:|---:|---|"]
-    lines += [f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['seconds']} | "
-              f"{r['device']} |" for r in results]
+    lines += [
+        "",
+        "Test NLL in nats per frame (lower is better); acc = Bay et al.'s frame "
+        "accuracy. Reproduce a row: `dvc repro benchmarks/bl/dvc.yaml` (all), or "
+        "`cd benchmarks/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
+        "--out results/DATASET_MODEL.json`.",
+        "",
+        "| dataset | model | epochs | seconds | device |",
+        "|---|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['seconds']} | {r['device']} |"
+        for r in results
+    ]
     return "\n".join(lines) + "\n"

@@ -34,9 +34,18 @@ DIGEST_KEY = "sha256"
 RETRAIN = "retrain it (`dvc repro` retrains)"
 
 
-def save_checkpoint(path: Path, *, name: str, params: ModelParams, info: dict,
-                    model: torch.nn.Module, epoch: int, step: int, valid_loss: float,
-                    seed: int) -> None:
+def save_checkpoint(
+    path: Path,
+    *,
+    name: str,
+    params: ModelParams,
+    info: dict,
+    model: torch.nn.Module,
+    epoch: int,
+    step: int,
+    valid_loss: float,
+    seed: int,
+) -> None:
     """`info` is what the model keeps from the training data (the vocabulary), plain data.
 
     Each tensor is cloned into a storage of its own: a view would save its whole base
@@ -84,8 +93,9 @@ def content_sha256(payload: dict[str, Any]) -> str:
     tensors: list[tuple[str, torch.Tensor]] = []
     meta = _canonical({k: v for k, v in payload.items() if k != DIGEST_KEY}, "", tensors)
     digest = hashlib.sha256()
-    _update(digest, json.dumps(meta, sort_keys=True, allow_nan=True,
-                               separators=(",", ":")).encode())
+    _update(
+        digest, json.dumps(meta, sort_keys=True, allow_nan=True, separators=(",", ":")).encode()
+    )
     for name, tensor in tensors:
         _update(digest, f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         _update(digest, _tensor_bytes(tensor))
@@ -118,34 +128,39 @@ def _update(digest: Any, data: bytes | memoryview) -> None:
     digest.update(data)
 
 
-def verify_content(payload: dict[str, Any], path: Path, what: str = "checkpoint",
-                   hint: str = "") -> None:
+def verify_content(
+    payload: dict[str, Any], path: Path, what: str = "checkpoint", hint: str = ""
+) -> None:
     """Refuse a payload whose content is not what its writer hashed (see the docstring)."""
     recorded = payload.get(DIGEST_KEY)
     if not isinstance(recorded, str):
-        raise ValueError(f"{path}: no sha256 of its content recorded, so its integrity cannot "
-                         f"be checked{hint}")
+        raise ValueError(
+            f"{path}: no sha256 of its content recorded, so its integrity cannot be checked{hint}"
+        )
     try:
         actual = content_sha256(payload)
     except TypeError as err:
         raise ValueError(f"{path}: tampered {what}: {err}{hint}") from None
     if actual != recorded:
-        raise ValueError(f"{path}: {what} integrity check failed: sha256 of its content is "
-                         f"{actual}, recorded {recorded} (the file was modified or damaged)"
-                         f"{hint}")
+        raise ValueError(
+            f"{path}: {what} integrity check failed: sha256 of its content is "
+            f"{actual}, recorded {recorded} (the file was modified or damaged)"
+            f"{hint}"
+        )
 
 
 def check_finite(state_dict: dict[str, Any], path: Path, hint: str = "") -> None:
     """Refuse NaN or infinite weights: they load, then give NaN metrics or crash sampling."""
     for name in sorted(state_dict):
         tensor = state_dict[name]
-        if isinstance(tensor, torch.Tensor) and (tensor.is_floating_point()
-                                                 or tensor.is_complex()):
+        if isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex()):
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
-                raise ValueError(f"{path}: unusable checkpoint: tensor {name} holds {bad} NaN "
-                                 f"/ inf values (of {tensor.numel()}); the training diverged"
-                                 f"{hint}")
+                raise ValueError(
+                    f"{path}: unusable checkpoint: tensor {name} holds {bad} NaN "
+                    f"/ inf values (of {tensor.numel()}); the training diverged"
+                    f"{hint}"
+                )
 
 
 def load_data(path: Path, what: str, device: str | None = "cpu", hint: str = "") -> Any:
@@ -154,21 +169,25 @@ def load_data(path: Path, what: str, device: str | None = "cpu", hint: str = "")
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(f"{path}: not a loadable {what} ({type(err).__name__}: "
-                         f"{str(err)[:200]}){hint}") from err
+        raise ValueError(
+            f"{path}: not a loadable {what} ({type(err).__name__}: {str(err)[:200]}){hint}"
+        ) from err
 
 
-def load_checkpoint(path: Path, device: str = "cpu"
-                    ) -> tuple[torch.nn.Module, ModelParams, dict[str, Any]]:
+def load_checkpoint(
+    path: Path, device: str = "cpu"
+) -> tuple[torch.nn.Module, ModelParams, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; refuse anything that is not one of ours,
     that is not byte for byte what was written, or whose weights are not finite."""
     payload = load_data(path, "checkpoint", device)
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != FORMAT:
         if isinstance(found, str) and found.startswith(FORMAT_PREFIX):
-            raise ValueError(f"{path}: a {found} checkpoint, from an older Cadenza; this one "
-                             f"reads {FORMAT} only (it carries a sha256 of its content): "
-                             f"{RETRAIN}")
+            raise ValueError(
+                f"{path}: a {found} checkpoint, from an older Cadenza; this one "
+                f"reads {FORMAT} only (it carries a sha256 of its content): "
+                f"{RETRAIN}"
+            )
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
     verify_content(payload, path)
     missing = [k for k in ("params", "info", "state_dict") if k not in payload]
@@ -176,13 +195,17 @@ def load_checkpoint(path: Path, device: str = "cpu"
         raise ValueError(f"{path}: tampered checkpoint: no {', '.join(missing)}")
     params = from_dict(ModelParams, payload["params"], f"{path}:params")  # ParamsError names it
     if not isinstance(payload["state_dict"], dict):
-        raise ValueError(f"{path}: tampered checkpoint: its state_dict is a "
-                         f"{type(payload['state_dict']).__name__}, not a dict")
+        raise ValueError(
+            f"{path}: tampered checkpoint: its state_dict is a "
+            f"{type(payload['state_dict']).__name__}, not a dict"
+        )
     check_finite(payload["state_dict"], path, f": {RETRAIN} (e.g. with a lower train.lr)")
     try:
         model = FAMILIES[params.family].build(params.net, payload["info"])
         model.load_state_dict(payload["state_dict"])
     except Exception as err:  # noqa: BLE001 - wrong shapes, missing or extra tensors, bad info
-        raise ValueError(f"{path}: tampered checkpoint: its weights do not fit its params "
-                         f"({type(err).__name__}: {str(err)[:300]})") from err
+        raise ValueError(
+            f"{path}: tampered checkpoint: its weights do not fit its params "
+            f"({type(err).__name__}: {str(err)[:300]})"
+        ) from err
     return model.to(device).eval(), params, payload

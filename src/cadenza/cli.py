@@ -15,14 +15,19 @@ import typer
 
 from cadenza.config import Params, ParamsError, load_params
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Cadenza: a reproducible pipeline for symbolic-music generation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Cadenza: a reproducible pipeline for symbolic-music generation.",
+)
 flow_app = typer.Typer(no_args_is_help=True, help="Run the DVC DAG as a Prefect flow.")
 app.add_typer(flow_app, name="flow")
 bench_app = typer.Typer(no_args_is_help=True, help="Published benchmarks, reproduced.")
 app.add_typer(bench_app, name="benchmark")
-listen_app = typer.Typer(no_args_is_help=True,
-                         help="A blind listening test: make the page, analyse the answers.")
+listen_app = typer.Typer(
+    no_args_is_help=True, help="A blind listening test: make the page, analyse the answers."
+)
 app.add_typer(listen_app, name="listening-test")
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to validate and use")
@@ -33,9 +38,11 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     from cadenza.settings import analytics_off
 
     analytics_off()
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Prefect's API chatter
 
 
@@ -73,9 +80,12 @@ def check(params_file: Path = PARAMS) -> None:
 
 
 @app.command()
-def fetch(source: str, out: Path = typer.Option(...),
-          cache: Path = typer.Option(..., help="download cache, kept across runs"),
-          params_file: Path = PARAMS) -> None:
+def fetch(
+    source: str,
+    out: Path = typer.Option(...),
+    cache: Path = typer.Option(..., help="download cache, kept across runs"),
+    params_file: Path = PARAMS,
+) -> None:
     """Fetch one registered source into OUT (data/raw/<source>)."""
     from cadenza.sources.fetch import fetch_source
 
@@ -87,8 +97,9 @@ def fetch(source: str, out: Path = typer.Option(...),
 
 
 @app.command()
-def prepare(raw: Path = typer.Option(...), out: Path = typer.Option(...),
-            params_file: Path = PARAMS) -> None:
+def prepare(
+    raw: Path = typer.Option(...), out: Path = typer.Option(...), params_file: Path = PARAMS
+) -> None:
     """Parse, filter, transpose, split and shard every selected source."""
     from cadenza.prepare.run import prepare as run_prepare
 
@@ -97,10 +108,14 @@ def prepare(raw: Path = typer.Option(...), out: Path = typer.Option(...),
 
 
 @app.command()
-def train(model: str, prepared: Path = typer.Option(...), ckpt: Path = typer.Option(...),
-          log: Path = typer.Option(..., help="per-epoch CSV for dvc plots"),
-          metrics: Path = typer.Option(..., help="likelihood on the valid split (JSON)"),
-          params_file: Path = PARAMS) -> None:
+def train(
+    model: str,
+    prepared: Path = typer.Option(...),
+    ckpt: Path = typer.Option(...),
+    log: Path = typer.Option(..., help="per-epoch CSV for dvc plots"),
+    metrics: Path = typer.Option(..., help="likelihood on the valid split (JSON)"),
+    params_file: Path = PARAMS,
+) -> None:
     """Train one model of params.yaml `models:`; write its valid-split metrics."""
     from cadenza.evaluate import evaluate_valid
     from cadenza.train import train as run_train
@@ -113,35 +128,46 @@ def train(model: str, prepared: Path = typer.Option(...), ckpt: Path = typer.Opt
 
 
 @app.command()
-def generate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.Option(...),
-             out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
+def generate(
+    model: str,
+    ckpt: Path = typer.Option(...),
+    prepared: Path = typer.Option(...),
+    out: Path = typer.Option(...),
+    params_file: Path = PARAMS,
+) -> None:
     """Sample pieces from a checkpoint into OUT as MIDI."""
     from cadenza.generate import generate as run_generate
 
     params = _params(params_file)
     _model(params, model)
     with _clear_errors():
-        run_generate(ckpt, prepared, out, params.caps.cap_generate(params.generate),
-                     params.seed)
+        run_generate(ckpt, prepared, out, params.caps.cap_generate(params.generate), params.seed)
 
 
 @app.command()
-def evaluate(model: str, ckpt: Path = typer.Option(...), prepared: Path = typer.Option(...),
-             generated: Path = typer.Option(...), out: Path = typer.Option(...),
-             params_file: Path = PARAMS) -> None:
+def evaluate(
+    model: str,
+    ckpt: Path = typer.Option(...),
+    prepared: Path = typer.Option(...),
+    generated: Path = typer.Option(...),
+    out: Path = typer.Option(...),
+    params_file: Path = PARAMS,
+) -> None:
     """Metrics of one model's samples, plus its likelihood on the test split."""
     from cadenza.evaluate import evaluate_model
 
     params = _params(params_file)
     _model(params, model)
     with _clear_errors():
-        evaluate_model(ckpt, prepared, generated, out, params.evaluate, params.seed,
-                       params.caps.max_test_units)
+        evaluate_model(
+            ckpt, prepared, generated, out, params.evaluate, params.seed, params.caps.max_test_units
+        )
 
 
 @app.command()
-def reference(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
-              params_file: Path = PARAMS) -> None:
+def reference(
+    prepared: Path = typer.Option(...), out: Path = typer.Option(...), params_file: Path = PARAMS
+) -> None:
     """Metrics of real data: train, test, and test with shuffled bars (the reference rows)."""
     from cadenza.evaluate import evaluate_reference
 
@@ -150,21 +176,30 @@ def reference(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
 
 
 @app.command()
-def excerpts(prepared: Path = typer.Option(...), out: Path = typer.Option(...),
-             params_file: Path = PARAMS) -> None:
+def excerpts(
+    prepared: Path = typer.Option(...), out: Path = typer.Option(...), params_file: Path = PARAMS
+) -> None:
     """Cut a few real test pieces to the clip length, as MIDI (the 'real' clips)."""
     from cadenza.excerpts import write_excerpts
 
     params = _params(params_file)
-    write_excerpts(prepared, out, params.listen.n_excerpts, params.listen.clip_seconds,
-                   params.generate.bpm, params.seed)
+    write_excerpts(
+        prepared,
+        out,
+        params.listen.n_excerpts,
+        params.listen.clip_seconds,
+        params.generate.bpm,
+        params.seed,
+    )
 
 
 @app.command()
-def render(generated: Path = typer.Option(..., help="samples: <model>/*.mid"),
-           excerpts: Path = typer.Option(..., help="real test excerpts: *.mid"),
-           out: Path = typer.Option(..., help="audio: <model>/ and reference/"),
-           params_file: Path = PARAMS) -> None:
+def render(
+    generated: Path = typer.Option(..., help="samples: <model>/*.mid"),
+    excerpts: Path = typer.Option(..., help="real test excerpts: *.mid"),
+    out: Path = typer.Option(..., help="audio: <model>/ and reference/"),
+    params_file: Path = PARAMS,
+) -> None:
     """Render every sample of every model of params, and the real excerpts, to short audio
     clips with FluidSynth (or write why not, when no synthesizer or soundfont is installed)."""
     from cadenza.audio import render_folders
@@ -178,53 +213,70 @@ def render(generated: Path = typer.Option(..., help="samples: <model>/*.mid"),
 
 
 @app.command()
-def embeddings(models: Path = typer.Option(..., help="data/models: <model>/ckpt.pt"),
-               out: Path = typer.Option(...), params_file: Path = PARAMS) -> None:
-    """t-SNE maps of the learned embeddings of every model that has one (seed 003)."""
+def embeddings(
+    models: Path = typer.Option(..., help="data/models: <model>/ckpt.pt"),
+    out: Path = typer.Option(...),
+    params_file: Path = PARAMS,
+) -> None:
+    """t-SNE maps of the learned embeddings of every model that has one (paper 003)."""
     from cadenza.embeddings import embedding_maps
 
     params = _params(params_file)
-    ckpts = {m: models / m / "ckpt.pt" for m in params.models
-             if (models / m / "ckpt.pt").exists()}
+    ckpts = {m: models / m / "ckpt.pt" for m in params.models if (models / m / "ckpt.pt").exists()}
     embedding_maps(ckpts, out, params.seed)
 
 
 @app.command()
-def report(metrics: Path = typer.Option(...), train_logs: Path = typer.Option(...),
-           generated: Path = typer.Option(...), out: Path = typer.Option(...),
-           html: Path = typer.Option(...), table: Path = typer.Option(...),
-           plots: Path = typer.Option(...),
-           audio: Path = typer.Option(None, help="audio folders: <model>/, reference/"),
-           excerpts: Path = typer.Option(None, help="the real excerpts' MIDI"),
-           embeddings: Path = typer.Option(None, help="embedding maps: <model>.png"),
-           listening: Path = typer.Option(None, help="`listening-test analyze` result"),
-           prepared: Path = typer.Option(None, help="the prepared data: its _meta.json, "
-                                         "pieces and rejects give the provenance"),
-           params_file: Path = PARAMS) -> None:
+def report(
+    metrics: Path = typer.Option(...),
+    train_logs: Path = typer.Option(...),
+    generated: Path = typer.Option(...),
+    out: Path = typer.Option(...),
+    html: Path = typer.Option(...),
+    table: Path = typer.Option(...),
+    plots: Path = typer.Option(...),
+    audio: Path = typer.Option(None, help="audio folders: <model>/, reference/"),
+    excerpts: Path = typer.Option(None, help="the real excerpts' MIDI"),
+    embeddings: Path = typer.Option(None, help="embedding maps: <model>.png"),
+    listening: Path = typer.Option(None, help="`listening-test analyze` result"),
+    prepared: Path = typer.Option(
+        None, help="the prepared data: its _meta.json, pieces and rejects give the provenance"
+    ),
+    params_file: Path = PARAMS,
+) -> None:
     """Write the markdown and HTML report, its plots, and the metrics table as CSV."""
     from cadenza.report import build_report
 
     params = _params(params_file) if params_file.exists() else None
-    build_report(metrics, train_logs, generated, out, html, table, plots, audio=audio,
-                 excerpts=excerpts, embeddings=embeddings, listening=listening,
-                 prepared=prepared, params=params)
+    build_report(
+        metrics,
+        train_logs,
+        generated,
+        out,
+        html,
+        table,
+        plots,
+        audio=audio,
+        excerpts=excerpts,
+        embeddings=embeddings,
+        listening=listening,
+        prepared=prepared,
+        params=params,
+    )
 
 
 @listen_app.command("make")
-def listening_make(n: int = typer.Option(12, "--n", help="clips on the page"),
-                   n_real: int = typer.Option(None, help="real excerpts among them "
-                                              "(default: a third)"),
-                   model: list[str] = typer.Option(None, "--model", "-m",
-                                                   help="models to include (default: all)"),
-                   audio: Path = typer.Option(Path("data/audio"),
-                                              help="rendered audio: <model>/, reference/"),
-                   out: Path = typer.Option(Path("listening_test"), help="the folder to hand "
-                                            "to listeners"),
-                   key: Path = typer.Option(Path("listening_key.json"),
-                                            help="which clip is which; keep it away from "
-                                            "listeners"),
-                   seed: int = typer.Option(None, help="shuffle seed (default: random)")
-                   ) -> None:
+def listening_make(
+    n: int = typer.Option(12, "--n", help="clips on the page"),
+    n_real: int = typer.Option(None, help="real excerpts among them (default: a third)"),
+    model: list[str] = typer.Option(None, "--model", "-m", help="models to include (default: all)"),
+    audio: Path = typer.Option(Path("data/audio"), help="rendered audio: <model>/, reference/"),
+    out: Path = typer.Option(Path("listening_test"), help="the folder to hand to listeners"),
+    key: Path = typer.Option(
+        Path("listening_key.json"), help="which clip is which; keep it away from listeners"
+    ),
+    seed: int = typer.Option(None, help="shuffle seed (default: random)"),
+) -> None:
     """Write a self-contained folder with one offline HTML page of shuffled, anonymised
     clips: model samples mixed with real test excerpts."""
     import secrets
@@ -235,21 +287,32 @@ def listening_make(n: int = typer.Option(12, "--n", help="clips on the page"),
         typer.echo("error: --n must be at least 2 (one real, one model clip)", err=True)
         raise typer.Exit(2)
     try:
-        made = make_test(audio, out, key, n, seed if seed is not None else
-                         secrets.randbelow(2**31), n_real, model or None)
+        made = make_test(
+            audio,
+            out,
+            key,
+            n,
+            seed if seed is not None else secrets.randbelow(2**31),
+            n_real,
+            model or None,
+        )
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"listening test {made['test_id']}: {len(made['clips'])} clips in {out}/ "
-               f"(open {out / 'index.html'}); key: {key}")
+    typer.echo(
+        f"listening test {made['test_id']}: {len(made['clips'])} clips in {out}/ "
+        f"(open {out / 'index.html'}); key: {key}"
+    )
 
 
 @listen_app.command("analyze")
-def listening_analyze(answers: list[Path] = typer.Argument(..., help="answers_*.json files"),
-                      key: Path = typer.Option(Path("listening_key.json")),
-                      out: Path = typer.Option(Path("reports/listening.json"),
-                                               help="result JSON, read by the report")
-                      ) -> None:
+def listening_analyze(
+    answers: list[Path] = typer.Argument(..., help="answers_*.json files"),
+    key: Path = typer.Option(Path("listening_key.json")),
+    out: Path = typer.Option(
+        Path("reports/listening.json"), help="result JSON, read by the report"
+    ),
+) -> None:
     """Mean and SD of the rating per model, share of yes per question, and a test of each
     model against the real excerpts; plus the power analysis."""
     from cadenza.listening import analyze, power_text, results_table
@@ -260,18 +323,22 @@ def listening_analyze(answers: list[Path] = typer.Argument(..., help="answers_*.
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(results_table(result).to_markdown(floatfmt=".3g"))
-    typer.echo(f"\n{result['n_listeners']} listener(s), {result['n_answers']} rating(s) "
-               f"-> {out}\n{power_text(result['power'])}")
+    typer.echo(
+        f"\n{result['n_listeners']} listener(s), {result['n_answers']} rating(s) "
+        f"-> {out}\n{power_text(result['power'])}"
+    )
 
 
 @app.command()
-def compare(a_rev: str = typer.Argument("HEAD", help="the old commit or experiment"),
-            b_rev: str = typer.Argument(None, help="the new one (default: the workspace)"),
-            show_all: bool = typer.Option(False, "--all",
-                                          help="every metric, changed or not"),
-            changed_only: bool = typer.Option(False, "--changed", hidden=True,
-                                              help="the default now; kept for old scripts"),
-            project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+def compare(
+    a_rev: str = typer.Argument("HEAD", help="the old commit or experiment"),
+    b_rev: str = typer.Argument(None, help="the new one (default: the workspace)"),
+    show_all: bool = typer.Option(False, "--all", help="every metric, changed or not"),
+    changed_only: bool = typer.Option(
+        False, "--changed", hidden=True, help="the default now; kept for old scripts"
+    ),
+    project: Path = typer.Option(Path("."), help="the DVC project folder"),
+) -> None:
     """Metrics that changed between two commits or experiments, per model, with the better
     direction, after warnings when the two used other corpora, prepare params or profile."""
     from dvc.exceptions import DvcException
@@ -287,12 +354,17 @@ def compare(a_rev: str = typer.Argument("HEAD", help="the old commit or experime
 
 
 @app.command()
-def plots(project: Path = typer.Option(Path("."), help="the DVC project folder"),
-          out: Path = typer.Option(Path("dvc_plots"), help="where the page goes"),
-          rev: list[str] = typer.Option(None, "--rev", "-r",
-                                        help="compare revisions (`dvc plots diff`): once for "
-                                        "REV against the workspace, repeat for REV vs REV")
-          ) -> None:
+def plots(
+    project: Path = typer.Option(Path("."), help="the DVC project folder"),
+    out: Path = typer.Option(Path("dvc_plots"), help="where the page goes"),
+    rev: list[str] = typer.Option(
+        None,
+        "--rev",
+        "-r",
+        help="compare revisions (`dvc plots diff`): once for "
+        "REV against the workspace, repeat for REV vs REV",
+    ),
+) -> None:
     """`dvc plots show` (loss curves, metric charts), or `dvc plots diff` with `--rev`, as a
     page that works offline."""
     import subprocess
@@ -307,11 +379,13 @@ def plots(project: Path = typer.Option(Path("."), help="the DVC project folder")
 
 
 @app.command()
-def sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
-          jobs: int = typer.Option(2, "--jobs", "-j", help="experiments run at once"),
-          sweeps_file: Path = typer.Option(Path("sweeps.yaml"), "--sweeps"),
-          project: Path = typer.Option(Path("."), help="the DVC project (a git repo)"),
-          out: Path = typer.Option(None, help="default: reports/sweeps/<name>")) -> None:
+def sweep(
+    name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="experiments run at once"),
+    sweeps_file: Path = typer.Option(Path("sweeps.yaml"), "--sweeps"),
+    project: Path = typer.Option(Path("."), help="the DVC project (a git repo)"),
+    out: Path = typer.Option(None, help="default: reports/sweeps/<name>"),
+) -> None:
     """Run a hyper-parameter sweep as DVC experiments; write its table, plot and summary."""
     from cadenza.sweep import load_sweeps, run_sweep
 
@@ -324,8 +398,9 @@ def sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
         typer.echo(f"error: no sweep {name!r} (known: {', '.join(sweeps)})", err=True)
         raise typer.Exit(2)
     try:
-        table = run_sweep(project, name, sweeps[name], jobs,
-                          out or project / "reports" / "sweeps" / name)
+        table = run_sweep(
+            project, name, sweeps[name], jobs, out or project / "reports" / "sweeps" / name
+        )
     except RuntimeError as err:  # a failed dvc command or a stalled queue: the message says which
         typer.echo(f"error: sweep {name}: {err}", err=True)
         raise typer.Exit(1) from None
@@ -333,12 +408,13 @@ def sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
 
 
 @bench_app.command("bl")
-def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedata or "
-                                             "piano_midi_de"),
-                 model: str = typer.Option(..., help="a model of the benchmark's params"),
-                 out: Path = typer.Option(..., help="result JSON"),
-                 cache: Path = typer.Option(Path(".cache/downloads")),
-                 params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+def benchmark_bl(
+    dataset: str = typer.Option(..., help="jsb, nottingham, musedata or piano_midi_de"),
+    model: str = typer.Option(..., help="a model of the benchmark's params"),
+    out: Path = typer.Option(..., help="result JSON"),
+    cache: Path = typer.Option(Path(".cache/downloads")),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+) -> None:
     """Boulanger-Lewandowski et al.'s polyphonic benchmark: train, early-stop, test NLL."""
     from cadenza.benchmark import DATASETS, dataset_file, load_bl, load_params, run
 
@@ -353,8 +429,15 @@ def benchmark_bl(dataset: str = typer.Option(..., help="jsb, nottingham, musedat
             typer.echo(f"error: bad param: --{name} {value}: not in {params_file}", err=True)
             raise typer.Exit(2)
     path = dataset_file(dataset, params.datasets[dataset], cache)
-    run(dataset, load_bl(path), model, params.models[model], params.seed, out,
-        params.transpose.get(model, 0))
+    run(
+        dataset,
+        load_bl(path),
+        model,
+        params.models[model],
+        params.seed,
+        out,
+        params.transpose.get(model, 0),
+    )
 
 
 @bench_app.command("table")
@@ -370,10 +453,13 @@ def benchmark_table(results: Path = typer.Option(...), out: Path = typer.Option(
 
 
 @flow_app.command("run")
-def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
-                                              help="stages to reproduce (default: all)"),
-             experiment: bool = typer.Option(False, help="record the run as a DVC experiment"),
-             project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+def flow_run(
+    target: list[str] = typer.Option(
+        None, "--target", "-t", help="stages to reproduce (default: all)"
+    ),
+    experiment: bool = typer.Option(False, help="record the run as a DVC experiment"),
+    project: Path = typer.Option(Path("."), help="the DVC project folder"),
+) -> None:
     """Reproduce the DAG of dvc.yaml as a Prefect flow, one task per stage."""
     from cadenza.settings import apply_offline_settings
 
@@ -384,20 +470,26 @@ def flow_run(target: list[str] = typer.Option(None, "--target", "-t",
         with prefect_api():
             stages = reproduce(str(project.resolve()), target or [], experiment)
     except KeyboardInterrupt:  # the running stage's processes are stopped by then
-        typer.echo("flow run interrupted (Ctrl-C): the running stage was stopped; stages "
-                   "finished before it are kept", err=True)
+        typer.echo(
+            "flow run interrupted (Ctrl-C): the running stage was stopped; stages "
+            "finished before it are kept",
+            err=True,
+        )
         raise typer.Exit(130) from None
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
 
 
 @flow_app.command("serve")
-def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"'),
-               timezone: str = typer.Option("UTC", help="the cron's time zone (IANA name)"),
-               name: str = typer.Option("scheduled", help="the deployment's name"),
-               target: list[str] = typer.Option(None, "--target", "-t",
-                                                help="stages to reproduce (default: all)"),
-               experiment: bool = typer.Option(True, help="record each run as an experiment"),
-               project: Path = typer.Option(Path("."), help="the DVC project folder")) -> None:
+def flow_serve(
+    cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"'),
+    timezone: str = typer.Option("UTC", help="the cron's time zone (IANA name)"),
+    name: str = typer.Option("scheduled", help="the deployment's name"),
+    target: list[str] = typer.Option(
+        None, "--target", "-t", help="stages to reproduce (default: all)"
+    ),
+    experiment: bool = typer.Option(True, help="record each run as an experiment"),
+    project: Path = typer.Option(Path("."), help="the DVC project folder"),
+) -> None:
     """Serve the flow on a cron schedule until stopped (Ctrl-C / SIGTERM).
 
     Needs a Prefect server (`prefect server start`, then PREFECT_API_URL): an ephemeral
@@ -412,8 +504,11 @@ def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"
     from cadenza.settings import apply_offline_settings
 
     if not os.environ.get("PREFECT_API_URL"):
-        typer.echo("error: flow serve needs a Prefect server: run `prefect server start` and "
-                   "set PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        typer.echo(
+            "error: flow serve needs a Prefect server: run `prefect server start` and "
+            "set PREFECT_API_URL=http://127.0.0.1:4200/api",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         ZoneInfo(timezone)
@@ -426,18 +521,28 @@ def flow_serve(cron: str = typer.Option(..., help='when to run, e.g. "0 3 * * *"
 
     from pipeline.flow import reproduce
 
-    one_at_a_time = ConcurrencyLimitConfig(limit=1,
-                                           collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
-    reproduce.serve(name=name, schedules=[Cron(cron, timezone=timezone)],
-                    parameters={"project": str(project.resolve()), "targets": target or [],
-                                "experiment": experiment},
-                    pause_on_shutdown=False, global_limit=one_at_a_time, limit=1)
+    one_at_a_time = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+    )
+    reproduce.serve(
+        name=name,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={
+            "project": str(project.resolve()),
+            "targets": target or [],
+            "experiment": experiment,
+        },
+        pause_on_shutdown=False,
+        global_limit=one_at_a_time,
+        limit=1,
+    )
 
 
 @flow_app.command("sweep")
-def flow_sweep(name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
-               project: Path = typer.Option(Path("."), help="the DVC project (a git repo)")
-               ) -> None:
+def flow_sweep(
+    name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
+    project: Path = typer.Option(Path("."), help="the DVC project (a git repo)"),
+) -> None:
     """Run a sweep of sweeps.yaml as a Prefect flow, one task per grid point."""
     from cadenza.settings import apply_offline_settings
 

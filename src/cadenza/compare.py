@@ -44,8 +44,12 @@ COLLAPSE = 3
 CONFIG_PREFIXES = ("params.",)
 CONFIG_KEYS = {"seed", "prefer_fallback"}
 # params.yaml sections whose change means the two revisions measured different things
-HEADER_PARAMS = {"sources": "corpora", "prepare": "prepare params",
-                 "profile": "training profile", "seed": "seed"}
+HEADER_PARAMS = {
+    "sources": "corpora",
+    "prepare": "prepare params",
+    "profile": "training profile",
+    "seed": "seed",
+}
 WIDTH = 100  # header warnings wrap here
 COLUMNS = ["file", "metric", "old", "new", "change", "better", "verdict"]
 
@@ -76,13 +80,15 @@ class Comparison:
     errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
-def metrics_diff(project: str, a_rev: str, b_rev: str | None,
-                 files: list[str] | None = None) -> dict[str, dict[str, dict]]:
+def metrics_diff(
+    project: str, a_rev: str, b_rev: str | None, files: list[str] | None = None
+) -> dict[str, dict[str, dict]]:
     """{file: {metric: {"old", "new", "diff"}}} from DVC, every metric included;
     `b_rev` None means the workspace; `files` None means every metrics file."""
     with Repo(project) as repo:
-        return repo.metrics.diff(a_rev=a_rev, b_rev=b_rev or "workspace", targets=files,
-                                 all=True).get("diff", {})
+        return repo.metrics.diff(
+            a_rev=a_rev, b_rev=b_rev or "workspace", targets=files, all=True
+        ).get("diff", {})
 
 
 def collect(project: str, a_rev: str, b_rev: str | None) -> Comparison:
@@ -97,10 +103,16 @@ def collect(project: str, a_rev: str, b_rev: str | None) -> Comparison:
         for path, err in (failed if isinstance(failed, dict) else {}).items():
             why = "missing" if isinstance(err, FileNotFoundError) else "unreadable"
             errors[path][why].append(rev)
-    values = {key: (v.get("old"), v.get("new"))
-              for key, v in (params.get(PARAMS_FILE) or {}).items()}
-    return Comparison(a_rev, b_rev, metrics.get("diff", {}), values,
-                      {path: dict(why) for path, why in errors.items()})
+    values = {
+        key: (v.get("old"), v.get("new")) for key, v in (params.get(PARAMS_FILE) or {}).items()
+    }
+    return Comparison(
+        a_rev,
+        b_rev,
+        metrics.get("diff", {}),
+        values,
+        {path: dict(why) for path, why in errors.items()},
+    )
 
 
 # ------------------------------------------------------------------ values
@@ -169,21 +181,28 @@ def metric_rows(diff: dict[str, dict[str, dict]]) -> list[Values]:
     rows = []
     for path, metrics in diff.items():
         trained_on = metrics.get("trained_on") or {}
-        tests = [reference_for(_side(reference, side), trained_on.get(side))
-                 for side in ("old", "new")]
+        tests = [
+            reference_for(_side(reference, side), trained_on.get(side)) for side in ("old", "new")
+        ]
         for metric, values in metrics.items():
             old, new = values.get("old"), values.get("new")
             if is_config(metric, old, new):
                 continue
             # real data has no better direction: it is what the models are judged against
             better = "" if path.endswith(REFERENCE_FILE) else direction(metric)
-            rows.append({
-                "file": path, "metric": metric, "old": old, "new": new,
-                "change": new - old if is_number(old) and is_number(new) else None,
-                "better": better,
-                "verdict": verdict(old, new, better, tests[0].get(metric),
-                                   tests[1].get(metric)),
-            })
+            rows.append(
+                {
+                    "file": path,
+                    "metric": metric,
+                    "old": old,
+                    "new": new,
+                    "change": new - old if is_number(old) and is_number(new) else None,
+                    "better": better,
+                    "verdict": verdict(
+                        old, new, better, tests[0].get(metric), tests[1].get(metric)
+                    ),
+                }
+            )
     return rows
 
 
@@ -191,9 +210,11 @@ def config_changes(diff: dict[str, dict[str, dict]]) -> dict[str, list[tuple[str
     """{file: [(key, old, new)]}: the config rows that differ between the revisions."""
     out: dict[str, list[tuple[str, Any, Any]]] = {}
     for path, metrics in diff.items():
-        rows = [(key, v.get("old"), v.get("new")) for key, v in sorted(metrics.items())
-                if is_config(key, v.get("old"), v.get("new"))
-                and v.get("old") != v.get("new")]
+        rows = [
+            (key, v.get("old"), v.get("new"))
+            for key, v in sorted(metrics.items())
+            if is_config(key, v.get("old"), v.get("new")) and v.get("old") != v.get("new")
+        ]
         if rows:
             out[path] = rows
     return out
@@ -218,28 +239,39 @@ def verdict(old, new, better: str, test_old=None, test_new=None) -> str:
 
 def reference_diff(diff: dict[str, dict[str, dict]]) -> dict[str, dict]:
     """The reference data's part of a metrics diff ({} when the diff has none)."""
-    return next((values for path, values in diff.items() if path.endswith(REFERENCE_FILE)),
-                {})
+    return next((values for path, values in diff.items() if path.endswith(REFERENCE_FILE)), {})
 
 
 def reference_for(reference: Values, trained_on: Any) -> Values:
     """The test values a model is judged against (as the report does): the pooled test row,
     or, for a model trained on some of the corpora only (`prefer_sources`), those corpora's
     test rows weighted by their test pieces, so a folk model is not judged against MAESTRO."""
-    pooled = {key.removeprefix(f"{TEST_ROW}."): v for key, v in reference.items()
-              if key.startswith(f"{TEST_ROW}.")}
+    pooled = {
+        key.removeprefix(f"{TEST_ROW}."): v
+        for key, v in reference.items()
+        if key.startswith(f"{TEST_ROW}.")
+    }
     corpora = {key.split(".")[1] for key in reference if key.startswith("by_source.")}
     trained = [s for s in str(trained_on or "").split(", ") if s]
     if not trained or set(trained) >= corpora:
         return pooled
-    rows = [{key.removeprefix(f"by_source.{s}.{TEST_ROW}."): v for key, v in reference.items()
-             if key.startswith(f"by_source.{s}.{TEST_ROW}.")} for s in trained]
+    rows = [
+        {
+            key.removeprefix(f"by_source.{s}.{TEST_ROW}."): v
+            for key, v in reference.items()
+            if key.startswith(f"by_source.{s}.{TEST_ROW}.")
+        }
+        for s in trained
+    ]
     rows = [r for r in rows if _finite(r.get("n_pieces")) and r["n_pieces"] > 0]
     if not rows:
         return pooled
     total = sum(r["n_pieces"] for r in rows)
-    return {m: sum(r[m] * r["n_pieces"] for r in rows) / total for m in MUSIC_METRICS
-            if all(_finite(r.get(m)) for r in rows)}
+    return {
+        m: sum(r[m] * r["n_pieces"] for r in rows) / total
+        for m in MUSIC_METRICS
+        if all(_finite(r.get(m)) for r in rows)
+    }
 
 
 # ------------------------------------------------------------------ header
@@ -251,8 +283,10 @@ def header(comparison: Comparison) -> list[str]:
     the corpora each model says it trained on; and metrics files DVC could not read."""
     lines = [f"compare {comparison.a_rev} -> {comparison.b_rev}"]
     warnings = params_warnings(comparison.params) + data_warnings(comparison.diff)
-    lines += [textwrap.fill(f"WARNING: {w}", WIDTH, subsequent_indent="  ",
-                            break_on_hyphens=False) for w in warnings]
+    lines += [
+        textwrap.fill(f"WARNING: {w}", WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+        for w in warnings
+    ]
     if not warnings:
         lines.append("same corpora, prepare params, profile and seed in both")
     return lines + error_lines(comparison.errors)
@@ -274,17 +308,24 @@ def params_warnings(params: dict[str, tuple[Any, Any]]) -> list[str]:
     in_use = {v for v in params.get("profile", (None, None)) if v}
     groups: dict[str, list[str]] = defaultdict(list)
     changes = {key: pair for key, pair in sorted(params.items()) if pair[0] != pair[1]}
-    groups["sources"] = corpus_changes({key.removeprefix("sources."): pair
-                                        for key, pair in changes.items()
-                                        if key.startswith("sources.")})
+    groups["sources"] = corpus_changes(
+        {
+            key.removeprefix("sources."): pair
+            for key, pair in changes.items()
+            if key.startswith("sources.")
+        }
+    )
     for key, (old, new) in changes.items():
         top = key.split(".")[0]
         if top == "profiles" and key.split(".")[1:2] and key.split(".")[1] in in_use:
             top = "profile"
         if top in HEADER_PARAMS and top != "sources":
             groups[top].append(_param_change(key, old, new))
-    return [f"the revisions differ in {HEADER_PARAMS[top]}: {'; '.join(groups[top])}"
-            for top in HEADER_PARAMS if groups.get(top)]
+    return [
+        f"the revisions differ in {HEADER_PARAMS[top]}: {'; '.join(groups[top])}"
+        for top in HEADER_PARAMS
+        if groups.get(top)
+    ]
 
 
 def corpus_changes(changes: dict[str, tuple[Any, Any]]) -> list[str]:
@@ -312,13 +353,19 @@ def data_warnings(diff: dict[str, dict[str, dict]]) -> list[str]:
     reference = reference_diff(diff)
     old, new = (_corpora(_side(reference, side)) for side in ("old", "new"))
     if old and new and old != new:
-        lines.append(f"the prepared data's corpora differ: {', '.join(sorted(old))} -> "
-                     f"{', '.join(sorted(new))}")
+        lines.append(
+            f"the prepared data's corpora differ: {', '.join(sorted(old))} -> "
+            f"{', '.join(sorted(new))}"
+        )
     pieces = reference.get(f"{TEST_ROW}.n_pieces") or {}
-    if _finite(pieces.get("old")) and _finite(pieces.get("new")) and changed(
-            pieces["old"], pieces["new"]):
-        lines.append(f"the test data differ: {fmt(pieces['old'])} -> {fmt(pieces['new'])} "
-                     "test pieces")
+    if (
+        _finite(pieces.get("old"))
+        and _finite(pieces.get("new"))
+        and changed(pieces["old"], pieces["new"])
+    ):
+        lines.append(
+            f"the test data differ: {fmt(pieces['old'])} -> {fmt(pieces['new'])} test pieces"
+        )
     moves: dict[tuple[str, str], list[str]] = defaultdict(list)
     for path, metrics in sorted(diff.items()):
         trained = metrics.get("trained_on") or {}
@@ -348,17 +395,21 @@ def render(comparison: Comparison, show_all: bool = False) -> str:
         counts["changed"] += len(moved)
         for row in moved:
             counts[row["verdict"] or "not judged"] += 1
-        section = render_section(path, rows, moved, config.get(path, []), comparison,
-                                 show_all)
+        section = render_section(path, rows, moved, config.get(path, []), comparison, show_all)
         if section:
             lines += ["", *section]
     lines += ["", summary(counts, show_all)]
     return "\n".join(lines)
 
 
-def render_section(path: str, rows: list[Values], moved: list[Values],
-                   config: list[tuple[str, Any, Any]], comparison: Comparison,
-                   show_all: bool) -> list[str]:
+def render_section(
+    path: str,
+    rows: list[Values],
+    moved: list[Values],
+    config: list[tuple[str, Any, Any]],
+    comparison: Comparison,
+    show_all: bool,
+) -> list[str]:
     """`name (path): N of M changed, B better, W worse` and a line per metric that changed
     (every metric with `show_all`); a file present in one revision only is one line unless
     `show_all`; [] when nothing in it changed."""
@@ -369,23 +420,24 @@ def render_section(path: str, rows: list[Values], moved: list[Values],
     if only and not show_all:
         return [f"{title}: only in {only}, {len(rows)} metrics (--all lists them)"]
     verdicts = [r["verdict"] for r in moved]
-    judged = "".join(f", {verdicts.count(v)} {v}" for v in ("better", "worse")
-                     if v in verdicts)
+    judged = "".join(f", {verdicts.count(v)} {v}" for v in ("better", "worse") if v in verdicts)
     lines = [f"{title}: {len(moved)} of {len(rows)} changed{judged}"]
     shown = rows if show_all else collapse(moved)
     width = max([len(r["metric"]) for r in shown] + [len(k) for k, _, _ in config] + [0])
-    old_width = max([len(fmt(r["old"])) for r in shown] + [len(fmt(o)) for _, o, _ in config]
-                    + [0])
+    old_width = max([len(fmt(r["old"])) for r in shown] + [len(fmt(o)) for _, o, _ in config] + [0])
     new_width = max([len(fmt(r["new"])) for r in shown] + [0])
     for key, old, new in config:
         lines.append(f"  {key:<{width}}  {fmt(old):>{old_width}} -> {fmt(new)}  (setting)")
     for row in shown:
         if "count" in row:  # a collapsed group of one-sided rows
-            lines.append(f"  {row['metric']:<{width}}  {row['count']} {_note(row)} "
-                         "(--all lists them)")
+            lines.append(
+                f"  {row['metric']:<{width}}  {row['count']} {_note(row)} (--all lists them)"
+            )
             continue
-        lines.append(f"  {row['metric']:<{width}}  {fmt(row['old']):>{old_width}} -> "
-                     f"{fmt(row['new']):<{new_width}}  ({_note(row)})")
+        lines.append(
+            f"  {row['metric']:<{width}}  {fmt(row['old']):>{old_width}} -> "
+            f"{fmt(row['new']):<{new_width}}  ({_note(row)})"
+        )
     return lines
 
 
@@ -398,8 +450,7 @@ def collapse(rows: list[Values]) -> list[Values]:
         side = "new" if row["old"] is None else "gone" if row["new"] is None else ""
         if side and "." in row["metric"]:
             groups[(row["metric"].rsplit(".", 1)[0], side)].append(row)
-    big = {id(r): key for key, group in groups.items() if len(group) >= COLLAPSE
-           for r in group}
+    big = {id(r): key for key, group in groups.items() if len(group) >= COLLAPSE for r in group}
     out, done = [], set()
     for row in rows:
         key = big.get(id(row))
@@ -408,19 +459,25 @@ def collapse(rows: list[Values]) -> list[Values]:
         elif key not in done:
             done.add(key)
             parent, side = key
-            out.append({"metric": f"{parent}.*", "count": len(groups[key]),
-                        "old": None if side == "new" else 0, "new": None})
+            out.append(
+                {
+                    "metric": f"{parent}.*",
+                    "count": len(groups[key]),
+                    "old": None if side == "new" else 0,
+                    "new": None,
+                }
+            )
     return out
 
 
 def summary(counts: dict[str, int], show_all: bool) -> str:
     """One line: how many metrics changed, and which way; what the default view hid."""
     if not counts["changed"]:
-        line = (f"no metric changed at {SIGNIFICANT} significant digits "
-                f"({counts['metrics']} compared)")
+        line = (
+            f"no metric changed at {SIGNIFICANT} significant digits ({counts['metrics']} compared)"
+        )
     else:
-        parts = [f"{counts[v]} {v}" for v in ("better", "worse", "same", "not judged")
-                 if counts[v]]
+        parts = [f"{counts[v]} {v}" for v in ("better", "worse", "same", "not judged") if counts[v]]
         line = f"{counts['changed']} of {counts['metrics']} metrics changed: {', '.join(parts)}"
     hidden = counts["metrics"] - counts["changed"]
     return line if show_all or not hidden else f"{line}; {hidden} unchanged hidden (--all)"
@@ -479,19 +536,26 @@ def _paths(paths: list[str]) -> str:
     by_folder: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         by_folder[str(PurePosixPath(path).parent)].append(path)
-    return ", ".join(f"{folder}/*{PurePosixPath(group[0]).suffix} ({len(group)} files)"
-                     if len(group) > 2 else ", ".join(group)
-                     for folder, group in by_folder.items())
+    return ", ".join(
+        f"{folder}/*{PurePosixPath(group[0]).suffix} ({len(group)} files)"
+        if len(group) > 2
+        else ", ".join(group)
+        for folder, group in by_folder.items()
+    )
 
 
 def _settings(settings: dict[str, tuple[Any, Any]], side: int) -> str:
-    return ", ".join(f"{key}={pair[side]}" if key else str(pair[side])
-                     for key, pair in settings.items())
+    return ", ".join(
+        f"{key}={pair[side]}" if key else str(pair[side]) for key, pair in settings.items()
+    )
 
 
 def _corpora(reference: Values) -> set[str]:
-    return {key.split(".")[1] for key, v in reference.items()
-            if key.startswith("by_source.") and v is not None}
+    return {
+        key.split(".")[1]
+        for key, v in reference.items()
+        if key.startswith("by_source.") and v is not None
+    }
 
 
 def _side(metrics: dict[str, dict], side: str) -> Values:

@@ -59,8 +59,14 @@ MAX_EXCERPTS = 1000
 # MAX_NET_WIDTH too, so a new family is bounded from its first day.
 MAX_NET_WIDTH = 16_384
 NET_INT_MAX: dict[str, int] = {
-    "steps_per_beat": MAX_STEPS_PER_BEAT, "pitches": 128, "layers": 64, "made_layers": 64,
-    "generator_layers": 64, "heads": 256, "max_len": MAX_SEQ_LEN, "ff": 4 * MAX_NET_WIDTH,
+    "steps_per_beat": MAX_STEPS_PER_BEAT,
+    "pitches": 128,
+    "layers": 64,
+    "made_layers": 64,
+    "generator_layers": 64,
+    "heads": 256,
+    "max_len": MAX_SEQ_LEN,
+    "ff": 4 * MAX_NET_WIDTH,
 }
 HEX_DIGITS = frozenset(string.hexdigits)  # 0-9, a-f, A-F
 
@@ -72,8 +78,13 @@ HEX_DIGITS = frozenset(string.hexdigits)  # 0-9, a-f, A-F
 class SourceParams:
     """One entry of `sources:`; the key is a name in the source registry."""
 
-    METADATA_FIELDS: typing.ClassVar[tuple[str, ...]] = ("file", "title", "composer", "year",
-                                                         "split")  # what `columns` may map
+    METADATA_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "file",
+        "title",
+        "composer",
+        "year",
+        "split",
+    )  # what `columns` may map
 
     limit: int = 0  # keep the first N pieces (0 = all); for quick runs and tests
     workers: int = 2  # processes used for conversion
@@ -92,21 +103,33 @@ class SourceParams:
         _check(self.limit >= 0, "limit", "must be >= 0")
         _check(self.limit <= INT32_MAX, "limit", f"must be <= {INT32_MAX} (0 = all)")
         unknown = sorted(set(self.columns) - set(self.METADATA_FIELDS))
-        _check(not unknown, "columns",
-               f"unknown field {unknown[0] if unknown else ''!r} "
-               f"(allowed: {', '.join(self.METADATA_FIELDS)})")
+        _check(
+            not unknown,
+            "columns",
+            f"unknown field {unknown[0] if unknown else ''!r} "
+            f"(allowed: {', '.join(self.METADATA_FIELDS)})",
+        )
         _check(all(self.columns.values()), "columns", "a column name must not be empty")
         _check(self.workers >= 1, "workers", "must be >= 1")
         _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
-        _check(self.max_extract_mb >= 0, "max_extract_mb",
-               "must be >= 1 (MB), or 0 to size the cap from the registry")
-        _check(self.max_extract_mb <= 1_000_000, "max_extract_mb",  # 1 TB: 500x LPD's 1.9 GB
-               "must be <= 1000000 (MB, 1 TB)")
+        _check(
+            self.max_extract_mb >= 0,
+            "max_extract_mb",
+            "must be >= 1 (MB), or 0 to size the cap from the registry",
+        )
+        _check(
+            self.max_extract_mb <= 1_000_000,
+            "max_extract_mb",  # 1 TB: 500x LPD's 1.9 GB
+            "must be <= 1000000 (MB, 1 TB)",
+        )
         _check(self.delay_s >= 0, "delay_s", "must be >= 0")
         _check(self.delay_s <= MAX_DELAY_S, "delay_s", f"must be <= {MAX_DELAY_S:g} seconds")
         _check(self.retries >= 0, "retries", "must be >= 0")
-        _check(self.retries <= MAX_RETRIES, "retries",
-               f"must be <= {MAX_RETRIES} (the backoff doubles on each retry)")
+        _check(
+            self.retries <= MAX_RETRIES,
+            "retries",
+            f"must be <= {MAX_RETRIES} (the backoff doubles on each retry)",
+        )
         _check_sha256(self.sha256, "sha256")
 
 
@@ -128,8 +151,11 @@ class PrepareParams:
             "valid_fraction + test_fraction must be < 1",
         )
         _check(self.min_notes >= 1, "min_notes", "must be >= 1")
-        _check(self.min_notes <= MAX_MIN_NOTES, "min_notes",
-               f"must be <= {MAX_MIN_NOTES} (no piece has more notes: all would be rejected)")
+        _check(
+            self.min_notes <= MAX_MIN_NOTES,
+            "min_notes",
+            f"must be <= {MAX_MIN_NOTES} (no piece has more notes: all would be rejected)",
+        )
 
 
 @dataclass(frozen=True)
@@ -171,14 +197,26 @@ class FlowParams:
 
     def __post_init__(self) -> None:
         for kind, seconds in self.timeout_s.items():
-            _check(0 < seconds <= MAX_STAGE_TIMEOUT_S, f"timeout_s.{kind}",
-                   f"must be in (0, {MAX_STAGE_TIMEOUT_S:g}] seconds")
-        _check(0 <= self.fetch_retries <= MAX_RETRIES, "fetch_retries",
-               f"must be in [0, {MAX_RETRIES}]")
-        _check(0 <= self.lock_wait_s <= MAX_STAGE_TIMEOUT_S, "lock_wait_s",
-               f"must be in [0, {MAX_STAGE_TIMEOUT_S:g}] seconds")
-        _check(self.notify_url == "" or self.notify_url.startswith(("http://", "https://")),
-               "notify_url", "must be empty or an http:// or https:// URL")
+            _check(
+                0 < seconds <= MAX_STAGE_TIMEOUT_S,
+                f"timeout_s.{kind}",
+                f"must be in (0, {MAX_STAGE_TIMEOUT_S:g}] seconds",
+            )
+        _check(
+            0 <= self.fetch_retries <= MAX_RETRIES,
+            "fetch_retries",
+            f"must be in [0, {MAX_RETRIES}]",
+        )
+        _check(
+            0 <= self.lock_wait_s <= MAX_STAGE_TIMEOUT_S,
+            "lock_wait_s",
+            f"must be in [0, {MAX_STAGE_TIMEOUT_S:g}] seconds",
+        )
+        _check(
+            self.notify_url == "" or self.notify_url.startswith(("http://", "https://")),
+            "notify_url",
+            "must be empty or an http:// or https:// URL",
+        )
 
     def timeout_for(self, kind: str) -> float:
         """The timeout of a stage of `kind`: set for it, else its default, else `default`."""
@@ -191,54 +229,84 @@ class TokenParams:
     """How notes become tokens (see `cadenza.representations.tokens`)."""
 
     scheme: Literal["chord", "pitch_next", "melody", "lowest", "event", "midi_message"]
-    steps_per_beat: int = 2  # seed 003 samples at eighth notes (grid schemes only)
-    max_polyphony: int = 4  # seed 003: above this, keep 3 notes chosen at random
+    steps_per_beat: int = 2  # paper 003 samples at eighth notes (grid schemes only)
+    max_polyphony: int = 4  # paper 003: above this, keep 3 notes chosen at random
     min_count: int = 1  # rarer tokens become <unk>
     max_vocab: int = 0  # keep the most frequent tokens only (specials included); 0 = all
     velocity_bins: int = 32  # event scheme: Performance RNN's velocity resolution
-    # pitch_next: `<next>` after every grid step ("step") or, as seed 002 did, after each note
+    # pitch_next: `<next>` after every grid step ("step") or, as paper 002 did, after each note
     # or chord event ("event": the notes of one music21 Note/Chord, same onset and end step)
     next_after: Literal["step", "event"] = "step"
-    # midi_message (seed 003's MIDI tokens "note-on-60-0"): MIDI ticks per beat, the largest
+    # midi_message (paper 003's MIDI tokens "note-on-60-0"): MIDI ticks per beat, the largest
     # delta one token carries (longer ones are split off as `wait-<max_delta_ticks>` tokens),
     # and whether tracks are merged into one timeline or concatenated end to end (the paper;
     # needs the prepared `track` column)
     ticks_per_beat: int = 480
     max_delta_ticks: int = 1920  # 4 beats at 480 ticks per beat
     midi_tracks: Literal["merge", "concat"] = "merge"
-    # seed 001: drop a piece with a note or rest of a duration (beats) this list does not
+    # paper 001: drop a piece with a note or rest of a duration (beats) this list does not
     # accept (tied notes and rests are read as sums; rules in tokens.py); [] = keep all
     durations: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
         _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
-        _check(self.max_polyphony <= MAX_POLYPHONY, "max_polyphony",
-               f"must be <= {MAX_POLYPHONY} (the MIDI pitches)")
+        _check(
+            self.max_polyphony <= MAX_POLYPHONY,
+            "max_polyphony",
+            f"must be <= {MAX_POLYPHONY} (the MIDI pitches)",
+        )
         _check(self.min_count >= 1, "min_count", "must be >= 1")
         _check(self.min_count <= INT32_MAX, "min_count", f"must be <= {INT32_MAX}")
-        _check(self.max_vocab == 0 or self.max_vocab >= 4, "max_vocab",
-               "must be 0 (no limit) or >= 4 (the specials and one token)")
-        _check(self.max_vocab <= INT32_MAX, "max_vocab",
-               f"must be <= {INT32_MAX} (token ids are int32)")
+        _check(
+            self.max_vocab == 0 or self.max_vocab >= 4,
+            "max_vocab",
+            "must be 0 (no limit) or >= 4 (the specials and one token)",
+        )
+        _check(
+            self.max_vocab <= INT32_MAX,
+            "max_vocab",
+            f"must be <= {INT32_MAX} (token ids are int32)",
+        )
         _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
-        _check(self.next_after in ("step", "event"), "next_after",
-               f"must be one of ['step', 'event'], got {self.next_after!r}")
-        _check(self.next_after == "step" or self.scheme == "pitch_next", "next_after",
-               "applies to the pitch_next scheme only")
+        _check(
+            self.next_after in ("step", "event"),
+            "next_after",
+            f"must be one of ['step', 'event'], got {self.next_after!r}",
+        )
+        _check(
+            self.next_after == "step" or self.scheme == "pitch_next",
+            "next_after",
+            "applies to the pitch_next scheme only",
+        )
         _check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
-        _check(self.ticks_per_beat <= MAX_TICKS_PER_BEAT, "ticks_per_beat",
-               f"must be <= {MAX_TICKS_PER_BEAT} (a MIDI division is 15 bits)")
+        _check(
+            self.ticks_per_beat <= MAX_TICKS_PER_BEAT,
+            "ticks_per_beat",
+            f"must be <= {MAX_TICKS_PER_BEAT} (a MIDI division is 15 bits)",
+        )
         _check(self.max_delta_ticks >= 1, "max_delta_ticks", "must be >= 1")
-        _check(self.max_delta_ticks <= MAX_DELTA_TICKS, "max_delta_ticks",
-               f"must be <= {MAX_DELTA_TICKS} (the largest MIDI delta time)")
-        _check(self.midi_tracks in ("merge", "concat"), "midi_tracks",
-               f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}")
-        _check(self.midi_tracks == "merge" or self.scheme == "midi_message", "midi_tracks",
-               "applies to the midi_message scheme only")
+        _check(
+            self.max_delta_ticks <= MAX_DELTA_TICKS,
+            "max_delta_ticks",
+            f"must be <= {MAX_DELTA_TICKS} (the largest MIDI delta time)",
+        )
+        _check(
+            self.midi_tracks in ("merge", "concat"),
+            "midi_tracks",
+            f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}",
+        )
+        _check(
+            self.midi_tracks == "merge" or self.scheme == "midi_message",
+            "midi_tracks",
+            "applies to the midi_message scheme only",
+        )
         _check(all(d > 0 for d in self.durations), "durations", "every duration must be > 0")
-        _check(len(set(self.durations)) == len(self.durations), "durations",
-               "must not repeat a duration")
+        _check(
+            len(set(self.durations)) == len(self.durations),
+            "durations",
+            "must not repeat a duration",
+        )
 
 
 @dataclass(frozen=True)
@@ -247,9 +315,9 @@ class TrainParams:
     batch_size: int = 50
     seq_len: int = 50
     lr: float = 0.002
-    optimizer: Literal["adam", "sgd", "adagrad"] = "adam"  # seed 002 compares the three
+    optimizer: Literal["adam", "sgd", "adagrad"] = "adam"  # paper 002 compares the three
     schedule: Literal["plateau", "cyclic", "constant"] = "plateau"
-    lr_min: float = 1e-4  # cyclic: the triangle runs between lr_min and lr (seed 002)
+    lr_min: float = 1e-4  # cyclic: the triangle runs between lr_min and lr (paper 002)
     cycle_steps: int = 100  # cyclic: steps from lr_min up to lr
     clip: float = 5.0  # max gradient norm; 0 = no clipping (papers that did not clip)
     patience: int = 3  # early stopping: epochs without a better valid loss; 0 = never stop
@@ -257,7 +325,7 @@ class TrainParams:
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
     max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)
     compile: bool = False  # torch.compile the model (on a GPU only)
-    max_pieces: int = 0  # train on the first N training pieces only (seed 004's sweep)
+    max_pieces: int = 0  # train on the first N training pieces only (paper 004's sweep)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -266,8 +334,11 @@ class TrainParams:
             _check(getattr(self, name) >= 1, name, "must be >= 1")
         _check(self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be <= {MAX_BATCH_SIZE}")
         _check(self.seq_len <= MAX_SEQ_LEN, "seq_len", f"must be <= {MAX_SEQ_LEN}")
-        _check(self.batch_size * self.seq_len <= MAX_BATCH_UNITS, "seq_len",
-               f"batch_size * seq_len must be <= {MAX_BATCH_UNITS} (positions in one batch)")
+        _check(
+            self.batch_size * self.seq_len <= MAX_BATCH_UNITS,
+            "seq_len",
+            f"batch_size * seq_len must be <= {MAX_BATCH_UNITS} (positions in one batch)",
+        )
         _check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
         _check(self.lr > 0, "lr", "must be > 0")
         _check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
@@ -294,18 +365,24 @@ class ModelParams:
     tokens: TokenParams | None = None
     net: dict[str, Any] = field(default_factory=dict)
     train: TrainParams = field(default_factory=TrainParams)
-    # train and evaluate on these sources when the prepared data has any of them (seed 001:
+    # train and evaluate on these sources when the prepared data has any of them (paper 001:
     # Essen), else on everything
     prefer_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from cadenza.models import FAMILIES  # late: the model files import this module
 
-        _check(self.family in FAMILIES, "family",
-               f"unknown model family {self.family!r} (known: {', '.join(sorted(FAMILIES))})")
+        _check(
+            self.family in FAMILIES,
+            "family",
+            f"unknown model family {self.family!r} (known: {', '.join(sorted(FAMILIES))})",
+        )
         family = FAMILIES[self.family]
-        _check(family.KIND != "tokens" or self.tokens is not None, "tokens",
-               f"family {self.family} reads tokens: give a token scheme")
+        _check(
+            family.KIND != "tokens" or self.tokens is not None,
+            "tokens",
+            f"family {self.family} reads tokens: give a token scheme",
+        )
         net = self.net if isinstance(self.net, dict) else dataclasses.asdict(self.net)
         try:
             object.__setattr__(self, "net", from_dict(family.Net, net, "net"))
@@ -331,16 +408,24 @@ class ProfileParams:
     max_generate_length: int = 0  # caps generate.length (units sampled after the prompt)
 
     def __post_init__(self) -> None:
-        for name in ("max_epochs", "max_batches", "max_valid_units", "max_test_units",
-                     "max_generate_length"):
+        for name in (
+            "max_epochs",
+            "max_batches",
+            "max_valid_units",
+            "max_test_units",
+            "max_generate_length",
+        ):
             _check(getattr(self, name) >= 0, name, "must be >= 0")
             _check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
 
     def apply(self, train: TrainParams) -> TrainParams:
         epochs = min(train.epochs, self.max_epochs) if self.max_epochs else train.epochs
         return dataclasses.replace(
-            train, epochs=epochs, max_batches=_min_cap(train.max_batches, self.max_batches),
-            max_valid_units=_min_cap(train.max_valid_units, self.max_valid_units))
+            train,
+            epochs=epochs,
+            max_batches=_min_cap(train.max_batches, self.max_batches),
+            max_valid_units=_min_cap(train.max_valid_units, self.max_valid_units),
+        )
 
     def cap_generate(self, gen: GenerateParams) -> GenerateParams:
         if not self.max_generate_length:
@@ -355,7 +440,7 @@ class GenerateParams:
     length: int = 256  # tokens generated after the prompt
     temperature: float = 1.0
     top_k: int = 0  # 0 = no top-k filtering
-    greedy_prob: float = 0.0  # seed 003: share of steps that take the argmax
+    greedy_prob: float = 0.0  # paper 003: share of steps that take the argmax
     bpm: float = 100.0  # tempo written into the MIDI files
 
     def __post_init__(self) -> None:
@@ -365,14 +450,20 @@ class GenerateParams:
         _check(self.prompt_len <= MAX_SEQ_LEN, "prompt_len", f"must be <= {MAX_SEQ_LEN}")
         _check(self.length <= MAX_GENERATE_LENGTH, "length", f"must be <= {MAX_GENERATE_LENGTH}")
         _check(self.temperature > 0, "temperature", "must be > 0")
-        _check(self.temperature >= MIN_TEMPERATURE, "temperature",
-               f"must be >= {MIN_TEMPERATURE:g} (for argmax sampling use greedy_prob: 1)")
+        _check(
+            self.temperature >= MIN_TEMPERATURE,
+            "temperature",
+            f"must be >= {MIN_TEMPERATURE:g} (for argmax sampling use greedy_prob: 1)",
+        )
         _check(self.top_k >= 0, "top_k", "must be >= 0")
         _check(self.top_k <= INT32_MAX, "top_k", f"must be <= {INT32_MAX} (0 = no top-k)")
         _check(0 <= self.greedy_prob <= 1, "greedy_prob", "must be in [0, 1]")
         _check(self.bpm > 0, "bpm", "must be > 0")
-        _check(MIN_BPM <= self.bpm <= MAX_BPM, "bpm",
-               f"must be in [{MIN_BPM:g}, {MAX_BPM:g}] (a MIDI tempo is 24 bits)")
+        _check(
+            MIN_BPM <= self.bpm <= MAX_BPM,
+            "bpm",
+            f"must be in [{MIN_BPM:g}, {MAX_BPM:g}] (a MIDI tempo is 24 bits)",
+        )
 
 
 @dataclass(frozen=True)
@@ -383,8 +474,9 @@ class EvaluateParams:
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
         _check(self.qualified_min_steps >= 1, "qualified_min_steps", "must be >= 1")
-        _check(self.qualified_min_steps <= INT32_MAX, "qualified_min_steps",
-               f"must be <= {INT32_MAX}")
+        _check(
+            self.qualified_min_steps <= INT32_MAX, "qualified_min_steps", f"must be <= {INT32_MAX}"
+        )
 
 
 @dataclass(frozen=True)
@@ -402,8 +494,11 @@ class ListenParams:
         _check(8000 <= self.sample_rate <= 96000, "sample_rate", "must be in [8000, 96000]")
         _check(0 < self.gain <= 10, "gain", "must be in (0, 10]")
         _check(self.clip_seconds > 0, "clip_seconds", "must be > 0")
-        _check(self.clip_seconds <= MAX_CLIP_SECONDS, "clip_seconds",
-               f"must be <= {MAX_CLIP_SECONDS:g} (renders are held in memory)")
+        _check(
+            self.clip_seconds <= MAX_CLIP_SECONDS,
+            "clip_seconds",
+            f"must be <= {MAX_CLIP_SECONDS:g} (renders are held in memory)",
+        )
         _check(self.n_excerpts >= 1, "n_excerpts", "must be >= 1")
         _check(self.n_excerpts <= MAX_EXCERPTS, "n_excerpts", f"must be <= {MAX_EXCERPTS}")
 
@@ -414,8 +509,9 @@ class Params:
     sources: dict[str, SourceParams]
     models: dict[str, ModelParams]
     profile: str = "quick"
-    profiles: dict[str, ProfileParams] = field(default_factory=lambda: {
-        "quick": ProfileParams(), "full": ProfileParams()})
+    profiles: dict[str, ProfileParams] = field(
+        default_factory=lambda: {"quick": ProfileParams(), "full": ProfileParams()}
+    )
     prepare: PrepareParams = field(default_factory=PrepareParams)
     runner: RunnerParams = field(default_factory=RunnerParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
@@ -424,12 +520,18 @@ class Params:
     flow: FlowParams = field(default_factory=FlowParams)
 
     def __post_init__(self) -> None:
-        _check(0 <= self.seed < SEED_LIMIT, "seed",
-               f"must be in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range)")
+        _check(
+            0 <= self.seed < SEED_LIMIT,
+            "seed",
+            f"must be in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range)",
+        )
         _check(len(self.sources) > 0, "sources", "select at least one source")
         _check(len(self.models) > 0, "models", "list at least one model")
-        _check(self.profile in self.profiles, "profile",
-               f"must be one of the profiles: {', '.join(self.profiles)}")
+        _check(
+            self.profile in self.profiles,
+            "profile",
+            f"must be one of the profiles: {', '.join(self.profiles)}",
+        )
 
     @property
     def caps(self) -> ProfileParams:
@@ -518,9 +620,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ParamsError(
-            f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(fields)})"
-        )
+        raise ParamsError(f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -567,16 +667,18 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{key}: expected an integer, got {_show(value)}"
-                              f"{_number_hint(value, want_int=True)}")
+            raise ParamsError(
+                f"{key}: expected an integer, got {_show(value)}"
+                f"{_number_hint(value, want_int=True)}"
+            )
         if not -INT64_MAX - 1 <= value <= INT64_MAX:  # numpy and torch would overflow
-            raise ParamsError(f"{key}: must fit in a 64-bit integer (|value| < 2**63), "
-                              f"got {value}")
+            raise ParamsError(f"{key}: must fit in a 64-bit integer (|value| < 2**63), got {value}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamsError(f"{key}: expected a number, got {_show(value)}"
-                              f"{_number_hint(value, want_int=False)}")
+            raise ParamsError(
+                f"{key}: expected a number, got {_show(value)}{_number_hint(value, want_int=False)}"
+            )
         if not math.isfinite(value):  # .nan / .inf pass every range check silently
             raise ParamsError(f"{key}: expected a finite number, got {_show(value)}")
         return float(value)
@@ -611,16 +713,22 @@ def _number_hint(value: Any, want_int: bool) -> str:
 def _check_sha256(value: str, name: str) -> None:
     """A checksum is compared as text, so a wrong length or a non-hex digit would only show up
     as a mismatch after the whole download: refuse it here."""
-    _check(value == "" or (len(value) == 64 and set(value) <= HEX_DIGITS), name,
-           f"must be empty or exactly 64 hex digits (0-9, a-f), got {len(value)} characters"
-           + ("" if set(value) <= HEX_DIGITS else " with non-hex ones"))
+    _check(
+        value == "" or (len(value) == 64 and set(value) <= HEX_DIGITS),
+        name,
+        f"must be empty or exactly 64 hex digits (0-9, a-f), got {len(value)} characters"
+        + ("" if set(value) <= HEX_DIGITS else " with non-hex ones"),
+    )
 
 
 def _check_steps_per_beat(value: int, name: str) -> None:
     """A grid resolution: step indices are stored as int32, and every roll is steps long."""
     _check(value >= 1, name, "must be >= 1")
-    _check(value <= MAX_STEPS_PER_BEAT, name,
-           f"must be <= {MAX_STEPS_PER_BEAT} (step indices are int32; MuseGAN's grid is 24)")
+    _check(
+        value <= MAX_STEPS_PER_BEAT,
+        name,
+        f"must be <= {MAX_STEPS_PER_BEAT} (step indices are int32; MuseGAN's grid is 24)",
+    )
 
 
 def _check_net_bounds(net: Any) -> None:

@@ -4,7 +4,7 @@ Three kinds of input, named by a family's `KIND`:
 * `tokens`: a token scheme's strings per piece, then one id stream (pieces joined by `<eos>`);
 * `frames`: a binary piano roll per piece on the family's grid, joined by a silent frame;
 * `notes`: (pitch, step, duration) per note, step and duration in seconds (the TensorFlow
-  tutorial's features, seed 004), joined in onset order.
+  tutorial's features, paper 004), joined in onset order.
 Each becomes one tensor; the trainer cuts it into windows. What a model must remember from
 the training data (the vocabulary) is `info`, plain data that goes into the checkpoint.
 """
@@ -35,7 +35,7 @@ from cadenza.representations.tokens import (
 def chosen_sources(prepared: Path, prefer_sources: list[str] | None) -> tuple[list[str], bool]:
     """The sources a model reads, and whether its preferred ones were all missing.
 
-    A model that prefers sources (seed 001: the Essen folk songs) reads only those when the
+    A model that prefers sources (paper 001: the Essen folk songs) reads only those when the
     prepared data holds any of them; otherwise it reads everything, which the train stage
     logs and the report shows, because a folk model trained on MAESTRO is another model.
     """
@@ -51,8 +51,9 @@ def source_of(piece_id: str) -> str:
     return piece_id.split("/", 1)[0]
 
 
-def split_pieces(prepared: Path, split: str, prefer_sources: list[str] | None = None
-                 ) -> dict[str, Piece]:
+def split_pieces(
+    prepared: Path, split: str, prefer_sources: list[str] | None = None
+) -> dict[str, Piece]:
     """Every note column of every piece of one split, keyed by piece id, in id order; only
     the pieces of `prefer_sources` when the prepared data holds any of them."""
     columns = ["piece_id", "source", *NOTE_ARRAYS]
@@ -60,30 +61,40 @@ def split_pieces(prepared: Path, split: str, prefer_sources: list[str] | None = 
     if prefer_sources:
         sources, _ = chosen_sources(prepared, prefer_sources)
         frame = frame[frame.source.isin(sources)]
-    return {str(pid): {c: group[c].to_numpy() for c in columns[2:]}
-            for pid, group in frame.groupby("piece_id", sort=True, observed=True)}
+    return {
+        str(pid): {c: group[c].to_numpy() for c in columns[2:]}
+        for pid, group in frame.groupby("piece_id", sort=True, observed=True)
+    }
 
 
 def piece_notes(prepared: Path, split: str) -> dict[str, Notes]:
     """(onset_beats, duration_beats, pitch) of every piece of one split."""
-    return {pid: (p["onset_beats"], p["duration_beats"], p["pitch"].astype(np.int64))
-            for pid, p in split_pieces(prepared, split).items()}
+    return {
+        pid: (p["onset_beats"], p["duration_beats"], p["pitch"].astype(np.int64))
+        for pid, p in split_pieces(prepared, split).items()
+    }
 
 
-def token_sequences(pieces: dict[str, Piece], params: TokenParams, seed: int
-                    ) -> dict[str, list[str]]:
+def token_sequences(
+    pieces: dict[str, Piece], params: TokenParams, seed: int
+) -> dict[str, list[str]]:
     """Tokens of every piece; the per-piece RNG seed depends only on the id. Pieces that
-    the scheme's duration filter refuses (seed 001, `tokens.durations`) are left out."""
-    return {pid: encode(piece, params, seed=seed + zlib.crc32(pid.encode()))
-            for pid, piece in drop_unacceptable(pieces, params).items()}
+    the scheme's duration filter refuses (paper 001, `tokens.durations`) are left out."""
+    return {
+        pid: encode(piece, params, seed=seed + zlib.crc32(pid.encode()))
+        for pid, piece in drop_unacceptable(pieces, params).items()
+    }
 
 
 def piece_frames(pieces: dict[str, Piece], steps_per_beat: int) -> dict[str, np.ndarray]:
     """A (T, 128) uint8 binary roll per piece: a byte per cell, 4x less than float32 (the
     trainer's batches become float)."""
-    return {pid: notes_to_roll(p["onset_beats"], p["duration_beats"], p["pitch"],
-                               steps_per_beat).astype(np.uint8)
-            for pid, p in pieces.items()}
+    return {
+        pid: notes_to_roll(
+            p["onset_beats"], p["duration_beats"], p["pitch"], steps_per_beat
+        ).astype(np.uint8)
+        for pid, p in pieces.items()
+    }
 
 
 def piece_note_features(pieces: dict[str, Piece]) -> dict[str, np.ndarray]:
@@ -92,8 +103,9 @@ def piece_note_features(pieces: dict[str, Piece]) -> dict[str, np.ndarray]:
     for pid, p in pieces.items():
         order = np.lexsort((p["pitch"], p["onset_s"]))
         onset = p["onset_s"][order]
-        out[pid] = np.stack([p["pitch"][order], np.diff(onset, prepend=onset[:1]),
-                             p["duration_s"][order]], axis=1).astype(np.float32)
+        out[pid] = np.stack(
+            [p["pitch"][order], np.diff(onset, prepend=onset[:1]), p["duration_s"][order]], axis=1
+        ).astype(np.float32)
     return out
 
 
@@ -135,8 +147,10 @@ def _spread_over_sources(piece_ids: list[str], n: int) -> list[str]:
     by_source: dict[str, list[str]] = {}
     for pid in piece_ids:
         by_source.setdefault(source_of(pid), []).append(pid)
-    queues = [sorted(ids, key=lambda pid: (zlib.crc32(pid.encode()), pid))
-              for _, ids in sorted(by_source.items())]
+    queues = [
+        sorted(ids, key=lambda pid: (zlib.crc32(pid.encode()), pid))
+        for _, ids in sorted(by_source.items())
+    ]
     picked: list[str] = []
     for rank in range(max(map(len, queues))):
         picked += [queue[rank] for queue in queues if rank < len(queue)]

@@ -24,19 +24,34 @@ def offline_template_html() -> str:
     vega-embed draws SVG, so the marks are in the DOM."""
     import vl_convert  # only to rebuild the template: bundling takes seconds
 
-    return (f"{TEMPLATE_HEAD}<script>{vl_convert.javascript_bundle()}</script></head>"
-            "<body>{plot_divs}</body></html>\n")
+    return (
+        f"{TEMPLATE_HEAD}<script>{vl_convert.javascript_bundle()}</script></head>"
+        "<body>{plot_divs}</body></html>\n"
+    )
 
 
-def show(project: Path, out: Path, revs: list[str] | None = None,
-         template: Path = TEMPLATE) -> Path:
+def show(
+    project: Path, out: Path, revs: list[str] | None = None, template: Path = TEMPLATE
+) -> Path:
     """`dvc plots show`, or with `revs` `dvc plots diff REV...` (one revision: against the
     workspace), with the offline template, also in a project without the config; returns
     the page it wrote."""
     command = ["diff", *revs] if revs else ["show"]
-    subprocess.run([sys.executable, "-m", "dvc", "plots", *command, "--html-template",
-                    str(template.resolve()), "-o", str(out.resolve())],
-                   cwd=project, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "plots",
+            *command,
+            "--html-template",
+            str(template.resolve()),
+            "-o",
+            str(out.resolve()),
+        ],
+        cwd=project,
+        check=True,
+    )
     return out / "index.html"
 
 

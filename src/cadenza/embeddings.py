@@ -1,10 +1,10 @@
-"""`embeddings`: t-SNE maps of the learned input embeddings, as in seed 003's figs. 6 and 8.
+"""`embeddings`: t-SNE maps of the learned input embeddings, as in paper 003's figs. 6 and 8.
 
 Why: a map shows at a glance whether a model learned something about pitch: neighbouring
 pitches should lie near each other, and note-on and note-off events should form apart.
-Seed 003 drew the note-on events as circles and the note-off events as crosses, coloured
+Paper 003 drew the note-on events as circles and the note-off events as crosses, coloured
 from blue (low) to red (high pitch); so do we. Token models map their token embedding rows;
-the piano-roll LSTM maps its per-pitch embedding (seed 003's fig. 8). Other families have no
+the piano-roll LSTM maps its per-pitch embedding (paper 003's fig. 8). Other families have no
 per-symbol embedding and get no map.
 """
 
@@ -62,19 +62,28 @@ def token_meaning(token: str, scheme: str) -> tuple[float, str]:
     return float("nan"), "other"
 
 
-def embedding_points(model: torch.nn.Module, family: str, scheme: str | None, info: dict,
-                     max_tokens: int = MAX_TOKENS) -> Points | None:
+def embedding_points(
+    model: torch.nn.Module,
+    family: str,
+    scheme: str | None,
+    info: dict,
+    max_tokens: int = MAX_TOKENS,
+) -> Points | None:
     """The rows to map, or None where the family has no per-symbol embedding."""
     if scheme is not None and "vocab" in info:
         vocab = list(info["vocab"])
-        layers = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)
-                  and m.num_embeddings == len(vocab)]
+        layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, torch.nn.Embedding) and m.num_embeddings == len(vocab)
+        ]
         if not layers:
             return None
         weight = layers[0].weight.detach().float().cpu().numpy()[:max_tokens]
         meaning = [token_meaning(t, scheme) for t in vocab[: len(weight)]]
-        return Points(weight, np.array([m[0] for m in meaning]), [m[1] for m in meaning],
-                      vocab[: len(weight)])
+        return Points(
+            weight, np.array([m[0] for m in meaning]), [m[1] for m in meaning], vocab[: len(weight)]
+        )
     layer = getattr(model, "pitch_embedding", None)
     if family == "roll_lstm" and isinstance(layer, torch.nn.Linear):
         weight = layer.weight.detach().float().cpu().numpy().T  # (pitches, d)
@@ -88,29 +97,50 @@ def tsne_2d(vectors: np.ndarray, seed: int) -> np.ndarray:
     """t-SNE to 2-D; perplexity shrinks for small vocabularies (it must stay below n). The
     exact method: for a few hundred points it is faster than Barnes-Hut, and deterministic."""
     perplexity = float(min(30.0, max(2.0, (len(vectors) - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                max_iter=500, method="exact")
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        random_state=seed,
+        max_iter=500,
+        method="exact",
+    )
     return tsne.fit_transform(vectors.astype(np.float64))
 
 
 def plot_map(xy: np.ndarray, points: Points, title: str, out: Path) -> Path:
-    """Circles for note-on, crosses for note-off (seed 003), coloured by pitch; grey dots
+    """Circles for note-on, crosses for note-off (paper 003), coloured by pitch; grey dots
     for the rest."""
     fig, ax = plt.subplots(figsize=(7, 6))
     kinds = np.array(points.kind)
     other = kinds == "other"
     if other.any():
-        ax.scatter(xy[other, 0], xy[other, 1], s=8, c="0.7", marker=".",
-                   label="other (rest, shift, velocity, special)")
+        ax.scatter(
+            xy[other, 0],
+            xy[other, 1],
+            s=8,
+            c="0.7",
+            marker=".",
+            label="other (rest, shift, velocity, special)",
+        )
     pitched = ~np.isnan(points.pitch)
     vmin, vmax = (np.nanmin(points.pitch), np.nanmax(points.pitch)) if pitched.any() else (0, 1)
     scatter = None
     for kind, marker in (("note-on", "o"), ("note-off", "x")):
         sel = (kinds == kind) & pitched
         if sel.any():
-            scatter = ax.scatter(xy[sel, 0], xy[sel, 1], s=22, marker=marker, cmap="coolwarm",
-                                 c=points.pitch[sel], vmin=vmin, vmax=vmax, label=kind,
-                                 alpha=0.8)
+            scatter = ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=22,
+                marker=marker,
+                cmap="coolwarm",
+                c=points.pitch[sel],
+                vmin=vmin,
+                vmax=vmax,
+                label=kind,
+                alpha=0.8,
+            )
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label="MIDI pitch (mean for chords)")
     ax.set(title=title, xticks=[], yticks=[])
@@ -139,8 +169,9 @@ def embedding_maps(models: dict[str, Path], out: Path, seed: int) -> dict[str, s
                 continue
             xy = tsne_2d(points.vectors, seed)
             what = f"{scheme} tokens" if scheme else "pitch embedding"
-            plot_map(xy, points, f"{name}: t-SNE of {len(points.vectors)} {what}",
-                     tmp / f"{name}.png")
+            plot_map(
+                xy, points, f"{name}: t-SNE of {len(points.vectors)} {what}", tmp / f"{name}.png"
+            )
             done[name] = f"{name}.png"
             log.info("embedding map of %s (%d rows)", name, len(points.vectors))
         write_json(tmp / "maps.json", done)

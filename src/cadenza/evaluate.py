@@ -41,10 +41,21 @@ from cadenza.train import eval_batch_size, pick_device, stream_logits
 log = logging.getLogger(__name__)
 
 MUSIC_METRICS = [
-    "empty_bar_ratio", "used_pitch_classes", "qualified_note_ratio", "tonal_distance",
-    "pitch_range", "n_pitches_used", "n_pitch_classes_used", "polyphony", "polyphony_rate",
-    "pitch_in_scale_rate", "scale_consistency", "pitch_entropy", "pitch_class_entropy",
-    "empty_beat_rate", "groove_consistency",
+    "empty_bar_ratio",
+    "used_pitch_classes",
+    "qualified_note_ratio",
+    "tonal_distance",
+    "pitch_range",
+    "n_pitches_used",
+    "n_pitch_classes_used",
+    "polyphony",
+    "polyphony_rate",
+    "pitch_in_scale_rate",
+    "scale_consistency",
+    "pitch_entropy",
+    "pitch_class_entropy",
+    "empty_beat_rate",
+    "groove_consistency",
 ]
 REFERENCE_ROWS = ["train", "test", "test_shuffled_bars"]
 
@@ -55,10 +66,13 @@ def on_grid(notes: Notes, meter: Meter, steps_per_beat: int) -> PieceNotes:
     onset, duration, pitch = notes
     start, end = note_steps(onset, duration, steps_per_beat)
     order = np.lexsort((pitch, start))
-    return PieceNotes(start=start[order], end=end[order],
-                      pitch=np.asarray(pitch, dtype=np.int64)[order],
-                      steps_per_beat=steps_per_beat,
-                      bar_starts=bar_lines(meter, steps_per_beat, int(end.max(initial=0))))
+    return PieceNotes(
+        start=start[order],
+        end=end[order],
+        pitch=np.asarray(pitch, dtype=np.int64)[order],
+        steps_per_beat=steps_per_beat,
+        bar_starts=bar_lines(meter, steps_per_beat, int(end.max(initial=0))),
+    )
 
 
 def piece_roll(p: PieceNotes) -> np.ndarray:
@@ -66,8 +80,9 @@ def piece_roll(p: PieceNotes) -> np.ndarray:
     return steps_to_roll(p.start, p.end, p.pitch)
 
 
-def piece_metrics(p: PieceNotes, params: EvaluateParams,
-                  rng: np.random.Generator | None = None) -> dict[str, float]:
+def piece_metrics(
+    p: PieceNotes, params: EvaluateParams, rng: np.random.Generator | None = None
+) -> dict[str, float]:
     """All music metrics of one piece. With `rng`, the bars of the accompaniment (everything
     but the top voice) are shuffled first: MuseGAN's check that TD measures harmony."""
     roll = piece_roll(p)
@@ -80,8 +95,9 @@ def piece_metrics(p: PieceNotes, params: EvaluateParams,
     return {
         "empty_bar_ratio": musegan.empty_bar_ratio(active),
         "used_pitch_classes": musegan.used_pitch_classes(active),
-        "qualified_note_ratio": musegan.qualified_note_ratio(p.end - p.start,
-                                                             params.qualified_min_steps),
+        "qualified_note_ratio": musegan.qualified_note_ratio(
+            p.end - p.start, params.qualified_min_steps
+        ),
         "tonal_distance": musegan.tonal_distance(top, rest, p.steps_per_beat, p.bar_starts),
         "pitch_range": muspy_set.pitch_range(p.pitch),
         "n_pitches_used": muspy_set.n_pitches_used(p.pitch),
@@ -110,49 +126,67 @@ def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
 def grid_pieces(prepared: Path, split: str, steps_per_beat: int) -> dict[str, PieceNotes]:
     """Every piece of one split of the prepared data, on the metric grid, by piece id."""
     meters = read_pieces(prepared).set_index("piece_id").time_signatures
-    return {pid: on_grid(notes, parse_meter(meters[pid]), steps_per_beat)
-            for pid, notes in piece_notes(prepared, split).items()}
+    return {
+        pid: on_grid(notes, parse_meter(meters[pid]), steps_per_beat)
+        for pid, notes in piece_notes(prepared, split).items()
+    }
 
 
-def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams,
-                       seed: int) -> dict:
+def evaluate_reference(prepared: Path, out_json: Path, params: EvaluateParams, seed: int) -> dict:
     """The reference rows: train, test, and test with the accompaniment's bars shuffled,
     pooled over all sources, then train and test per source."""
     rng = np.random.default_rng(seed)
     per_piece = {
-        "train": _metrics_by_piece(grid_pieces(prepared, "train", params.steps_per_beat),
-                                   params),
-        "test": _metrics_by_piece(test := grid_pieces(prepared, "test", params.steps_per_beat),
-                                  params),
+        "train": _metrics_by_piece(grid_pieces(prepared, "train", params.steps_per_beat), params),
+        "test": _metrics_by_piece(
+            test := grid_pieces(prepared, "test", params.steps_per_beat), params
+        ),
         "test_shuffled_bars": _metrics_by_piece(test, params, rng),
     }
     result: dict = {row: mean_metrics(list(m.values())) for row, m in per_piece.items()}
     sources = sorted({source_of(pid) for m in per_piece.values() for pid in m})
     result["by_source"] = {
-        source: {row: mean_metrics([v for pid, v in per_piece[row].items()
-                                    if source_of(pid) == source]) for row in ("train", "test")}
-        for source in sources}
+        source: {
+            row: mean_metrics([v for pid, v in per_piece[row].items() if source_of(pid) == source])
+            for row in ("train", "test")
+        }
+        for source in sources
+    }
     write_json(out_json, result)
     for row in REFERENCE_ROWS:
-        log.info("reference %s (%d pieces): %s", row, result[row]["n_pieces"],
-                 _fmt(result[row]))
+        log.info("reference %s (%d pieces): %s", row, result[row]["n_pieces"], _fmt(result[row]))
     for source, rows in result["by_source"].items():
-        log.info("reference %s: %d train / %d test pieces", source, rows["train"]["n_pieces"],
-                 rows["test"]["n_pieces"])
+        log.info(
+            "reference %s: %d train / %d test pieces",
+            source,
+            rows["train"]["n_pieces"],
+            rows["test"]["n_pieces"],
+        )
     td_test, td_shuffled = (result[r]["tonal_distance"] for r in REFERENCE_ROWS[1:])
     if not td_shuffled > td_test:
-        log.warning("TD did not rise with shuffled bars (%.3f -> %.3f): too few test pieces?",
-                    td_test, td_shuffled)
+        log.warning(
+            "TD did not rise with shuffled bars (%.3f -> %.3f): too few test pieces?",
+            td_test,
+            td_shuffled,
+        )
     return result
 
 
-def _metrics_by_piece(pieces: dict[str, PieceNotes], params: EvaluateParams,
-                      rng: np.random.Generator | None = None) -> dict[str, dict[str, float]]:
+def _metrics_by_piece(
+    pieces: dict[str, PieceNotes], params: EvaluateParams, rng: np.random.Generator | None = None
+) -> dict[str, dict[str, float]]:
     return {pid: piece_metrics(p, params, rng) for pid, p in pieces.items()}
 
 
-def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
-                   params: EvaluateParams, seed: int, max_test_units: int = 0) -> dict:
+def evaluate_model(
+    ckpt: Path,
+    prepared: Path,
+    generated: Path,
+    out_json: Path,
+    params: EvaluateParams,
+    seed: int,
+    max_test_units: int = 0,
+) -> dict:
     """Music metrics of the samples, test likelihood (capped at `max_test_units`) and Yang &
     Lerch overlap with the test split; pooled, and per source when there are several."""
     samples, unreadable = [], 0
@@ -164,8 +198,13 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
             unreadable += 1
             continue
         n = parsed.notes
-        samples.append(on_grid((n["onset_beats"], n["duration_beats"], n["pitch"]),
-                               parsed.time_signatures, params.steps_per_beat))
+        samples.append(
+            on_grid(
+                (n["onset_beats"], n["duration_beats"], n["pitch"]),
+                parsed.time_signatures,
+                params.steps_per_beat,
+            )
+        )
     result = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
     pooled, by_source, mp = likelihood(ckpt, prepared, seed, max_test_units)
@@ -180,8 +219,9 @@ def evaluate_model(ckpt: Path, prepared: Path, generated: Path, out_json: Path,
     if len(by_source) > 1:
         for source, row in by_source.items():
             source_test = [p for pid, p in test.items() if source_of(pid) == source]
-            row["yl_mean_oa"] = yang_lerch_vs_test(samples, source_test).get(
-                "mean", {}).get("oa", float("nan"))
+            row["yl_mean_oa"] = (
+                yang_lerch_vs_test(samples, source_test).get("mean", {}).get("oa", float("nan"))
+            )
         result["by_source"] = by_source
     write_json(out_json, result)
     log.info("%s: %s", generated.name, _fmt(result))
@@ -196,21 +236,27 @@ def yang_lerch_vs_test(samples: list[PieceNotes], test: list[PieceNotes]) -> dic
     n_steps = int(np.median([int(p.end.max(initial=0)) for p in samples]))
     reference = [excerpt(p, n_steps) for p in test]
     per_feature = yang_lerch.compare_sets(samples, [p for p in reference if len(p.pitch)])
-    per_feature["mean"] = {k: float(np.nanmean([f[k] for f in per_feature.values()]))
-                           for k in ("kl", "oa")}
+    per_feature["mean"] = {
+        k: float(np.nanmean([f[k] for f in per_feature.values()])) for k in ("kl", "oa")
+    }
     return per_feature
 
 
 def excerpt(p: PieceNotes, n_steps: int) -> PieceNotes:
     """The first `n_steps` of a piece; notes cut at the end."""
     keep = p.start < n_steps
-    return PieceNotes(start=p.start[keep], end=np.minimum(p.end[keep], n_steps),
-                      pitch=p.pitch[keep], steps_per_beat=p.steps_per_beat,
-                      bar_starts=p.bar_starts[p.bar_starts < max(n_steps, 1)])
+    return PieceNotes(
+        start=p.start[keep],
+        end=np.minimum(p.end[keep], n_steps),
+        pitch=p.pitch[keep],
+        steps_per_beat=p.steps_per_beat,
+        bar_starts=p.bar_starts[p.bar_starts < max(n_steps, 1)],
+    )
 
 
-def evaluate_valid(ckpt: Path, prepared: Path, out_json: Path, seed: int,
-                   max_units: int = 0) -> dict:
+def evaluate_valid(
+    ckpt: Path, prepared: Path, out_json: Path, seed: int, max_units: int = 0
+) -> dict:
     """The train stage's metrics: the same likelihood as `evaluate_model`'s, on the valid
     split (capped as the trainer's valid pass is). Sweeps choose their best point on these;
     the test split is only read to report the chosen point (issue #17)."""
@@ -221,8 +267,9 @@ def evaluate_valid(ckpt: Path, prepared: Path, out_json: Path, seed: int,
     return result
 
 
-def likelihood(ckpt: Path, prepared: Path, seed: int, max_units: int = 0,
-               split: str = "test") -> tuple[dict[str, float], dict[str, dict], object]:
+def likelihood(
+    ckpt: Path, prepared: Path, seed: int, max_units: int = 0, split: str = "test"
+) -> tuple[dict[str, float], dict[str, dict], object]:
     """Teacher-forced likelihood on one split, where the family defines one: token NLL
     (nats), perplexity, accuracy and `<unk>` share for token models (see
     `cadenza.metrics.likelihood.token_sums`); frame NLL and Bay et al.'s frame accuracy for
@@ -247,8 +294,12 @@ def likelihood(ckpt: Path, prepared: Path, seed: int, max_units: int = 0,
             sums = np.zeros(5)
             stream = to_stream(group, payload["info"])
             for logits, y in stream_logits(model, stream, mp.train.seq_len, device, rows):
-                sums += token_sums(torch.log_softmax(logits, -1).cpu().numpy(),
-                                   y.cpu().numpy(), ignore=PAD_ID, unk=UNK_ID)
+                sums += token_sums(
+                    torch.log_softmax(logits, -1).cpu().numpy(),
+                    y.cpu().numpy(),
+                    ignore=PAD_ID,
+                    unk=UNK_ID,
+                )
             by_source[source] = {f"n_{split}_pieces": len(group), **summarise(*sums)}
             pooled_sums += sums
         pooled = summarise(*pooled_sums)
@@ -266,19 +317,19 @@ def likelihood(ckpt: Path, prepared: Path, seed: int, max_units: int = 0,
         pooled = _frame_scores(np.concatenate(probs), np.concatenate(targets)) if probs else {}
     else:
         pooled = {}
-        by_source = {source: {f"n_{split}_pieces": len(group)}
-                     for source, group in groups.items()}
+        by_source = {source: {f"n_{split}_pieces": len(group)} for source, group in groups.items()}
     pooled["valid_loss"] = payload["valid_loss"]  # the trainer's best, in the family's loss
     return pooled, by_source, mp
 
 
 def _frame_scores(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return {"frame_nll": frame_nll(probs, targets),
-            "frame_accuracy": frame_accuracy(probs > 0.5, targets)}
+    return {
+        "frame_nll": frame_nll(probs, targets),
+        "frame_accuracy": frame_accuracy(probs > 0.5, targets),
+    }
 
 
-def _shuffle_bars(roll: np.ndarray, bar_starts: np.ndarray, rng: np.random.Generator
-                  ) -> np.ndarray:
+def _shuffle_bars(roll: np.ndarray, bar_starts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Whole bars in random order (bars of unequal length move whole); same length out."""
     bars = np.split(roll, bar_starts[1:])
     return np.concatenate([bars[i] for i in rng.permutation(len(bars))])

@@ -21,8 +21,9 @@ from cadenza.representations.midi import write_midi
 log = logging.getLogger(__name__)
 
 
-def write_excerpts(prepared: Path, out: Path, n: int, seconds: float, bpm: float,
-                   seed: int) -> pd.DataFrame:
+def write_excerpts(
+    prepared: Path, out: Path, n: int, seconds: float, bpm: float, seed: int
+) -> pd.DataFrame:
     """The first `seconds` (at `bpm`) of `n` test pieces -> `out/excerpt_<i>.mid`, plus
     `out/excerpts.csv` naming the piece each came from."""
     pieces = piece_notes(prepared, "test")

@@ -31,8 +31,9 @@ from cadenza.train import pick_device
 log = logging.getLogger(__name__)
 
 
-def generate(ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed: int
-             ) -> pd.DataFrame:
+def generate(
+    ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed: int
+) -> pd.DataFrame:
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
     prompts = load_units(prepared, "test", mp, seed)
@@ -44,19 +45,24 @@ def generate(ckpt: Path, prepared: Path, out: Path, params: GenerateParams, seed
     bpm = sample_bpm(mp, params.bpm)
     rows = []
     with atomic_dir(out) as tmp, torch.inference_mode():
-        for i in tqdm(range(params.n_samples), desc=f"generate {payload['name']}",
-                      unit="sample"):
+        for i in tqdm(range(params.n_samples), desc=f"generate {payload['name']}", unit="sample"):
             piece_id = piece_ids[int(torch.randint(len(piece_ids), (1,), generator=generator))]
             prompt = prompts[piece_id][: params.prompt_len]
             notes = sample_fn(model, mp, payload["info"], prompt, params, generator)
             name = f"sample_{i:03d}.mid"
             write_midi(notes, tmp / name, bpm)
-            rows.append({"file": name, "prompt_piece": piece_id, "n_notes": len(notes[2]),
-                         "bpm": bpm})
+            rows.append(
+                {"file": name, "prompt_piece": piece_id, "n_notes": len(notes[2]), "bpm": bpm}
+            )
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "samples.csv", index=False)
-    log.info("wrote %d samples at %g bpm (%d notes in all) -> %s", len(rows), bpm,
-             table.n_notes.sum(), out)
+    log.info(
+        "wrote %d samples at %g bpm (%d notes in all) -> %s",
+        len(rows),
+        bpm,
+        table.n_notes.sum(),
+        out,
+    )
     return table
 
 
@@ -67,6 +73,7 @@ def sample_bpm(mp: ModelParams, bpm: float) -> float:
     `SECONDS_TO_BEATS` beats, that is at 120 bpm, so they are written at 120: at 100 they
     would play 20 % slow.
     """
-    in_seconds = (FAMILIES[mp.family].KIND == "notes"
-                  or (mp.tokens is not None and mp.tokens.scheme == "event"))
+    in_seconds = FAMILIES[mp.family].KIND == "notes" or (
+        mp.tokens is not None and mp.tokens.scheme == "event"
+    )
     return 60.0 * SECONDS_TO_BEATS if in_seconds else bpm

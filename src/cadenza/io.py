@@ -125,8 +125,7 @@ def remove_stale_temps(folder: Path, prefix: str) -> int:
     """Delete the temps a killed atomic write of the same target left in `folder`."""
     removed = 0
     for entry in os.scandir(folder):
-        if entry.name.startswith(prefix) and \
-                _TEMP_TAIL.fullmatch(entry.name[len(prefix):]):
+        if entry.name.startswith(prefix) and _TEMP_TAIL.fullmatch(entry.name[len(prefix) :]):
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(path, ignore_errors=True)

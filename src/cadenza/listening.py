@@ -1,8 +1,8 @@
 """A blind listening test: make an offline page of shuffled clips, then analyse the answers.
 
-Why: objective metrics are half the judgement. Seed 003 asked 26 listeners to rate samples
+Why: objective metrics are half the judgement. Paper 003 asked 26 listeners to rate samples
 from 1 ("completely random noise") through 5 ("musically plausible") to 10 ("composed by a
-novice composer"); seed 004 answered yes or no on melody, rhythm, harmony and uniform mood.
+novice composer"); paper 004 answered yes or no on melody, rhythm, harmony and uniform mood.
 `make_test` puts both questionnaires on one HTML page that works from disk, over anonymised
 clips (model samples mixed with real test excerpts, in a seeded random order). The key that
 maps clips to models is written to a separate file, outside the folder handed to listeners.
@@ -32,37 +32,51 @@ log = logging.getLogger(__name__)
 
 FORMAT = "cadenza-listening/1"
 REAL = "reference"  # the audio folder of the real test excerpts, and their name in the key
-SCALE = {1: "completely random noise", 5: "musically plausible",
-         10: "composed by a novice composer"}  # seed 003's anchors
-QUESTIONS = {  # seed 004's four yes/no criteria
+SCALE = {
+    1: "completely random noise",
+    5: "musically plausible",
+    10: "composed by a novice composer",
+}  # paper 003's anchors
+QUESTIONS = {  # paper 004's four yes/no criteria
     "melody": "Melody: does it have a melody you could follow?",
     "rhythm": "Rhythm: does it have a steady, coherent rhythm?",
     "harmony": "Harmony: do the notes sound well together?",
     "mood": "Uniform mood: does it keep one mood throughout?",
 }
-# seed 003's ratings: 7.0 +- 1.87, 5.3 +- 1.7, 6.2 +- 2.4, so an SD of 2 points
-POWER_ASSUMPTIONS = {"difference": 1.0, "sd": 2.0, "alpha": 0.05, "power": 0.8,
-                     "within_listener_correlation": 0.5}
+# paper 003's ratings: 7.0 +- 1.87, 5.3 +- 1.7, 6.2 +- 2.4, so an SD of 2 points
+POWER_ASSUMPTIONS = {
+    "difference": 1.0,
+    "sd": 2.0,
+    "alpha": 0.05,
+    "power": 0.8,
+    "within_listener_correlation": 0.5,
+}
 
 
 # --------------------------------------------------------------------------- make
 
 
-def choose_clips(audio_root: Path, n: int, n_real: int, models: list[str] | None,
-                 rng: np.random.Generator) -> list[tuple[str, Path]]:
+def choose_clips(
+    audio_root: Path, n: int, n_real: int, models: list[str] | None, rng: np.random.Generator
+) -> list[tuple[str, Path]]:
     """(source, audio file) pairs: `n_real` real excerpts and `n - n_real` model samples,
     spread over the models in turn, then shuffled."""
     real = _clips(audio_root / REAL)
     if not real:
         reason = read_status(audio_root / REAL).get("unavailable") or "no clips"
         raise ValueError(f"no real excerpts to play in {audio_root / REAL}: {reason}")
-    names = models or sorted(p.name for p in audio_root.iterdir()
-                             if p.is_dir() and p.name != REAL and not p.name.startswith("."))
+    names = models or sorted(
+        p.name
+        for p in audio_root.iterdir()
+        if p.is_dir() and p.name != REAL and not p.name.startswith(".")
+    )
     per_model = {m: _clips(audio_root / m) for m in names}
     per_model = {m: rng.permutation(clips).tolist() for m, clips in per_model.items() if clips}
     if not per_model:
-        raise ValueError(f"no rendered model samples under {audio_root} "
-                         "(run `dvc repro` with fluidsynth installed)")
+        raise ValueError(
+            f"no rendered model samples under {audio_root} "
+            "(run `dvc repro` with fluidsynth installed)"
+        )
     n_real = min(n_real, len(real), n - 1)
     chosen = [(REAL, Path(p)) for p in rng.permutation(real)[:n_real]]
     order = list(rng.permutation(sorted(per_model)))
@@ -76,19 +90,32 @@ def choose_clips(audio_root: Path, n: int, n_real: int, models: list[str] | None
 
 
 def _clips(folder: Path) -> list[str]:
-    return [str(folder / name) for name in sorted(read_status(folder).get("clips", {}))
-            if (folder / name).is_file()]
+    return [
+        str(folder / name)
+        for name in sorted(read_status(folder).get("clips", {}))
+        if (folder / name).is_file()
+    ]
 
 
-def make_test(audio_root: Path, out: Path, key_path: Path, n: int, seed: int,
-              n_real: int | None = None, models: list[str] | None = None) -> dict:
+def make_test(
+    audio_root: Path,
+    out: Path,
+    key_path: Path,
+    n: int,
+    seed: int,
+    n_real: int | None = None,
+    models: list[str] | None = None,
+) -> dict:
     """Write `out/index.html` and `out/clips/`, and the key to `key_path` (not in `out`)."""
     if key_path.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"the key {key_path} must not be inside the test folder {out}: "
-                         "listeners would see which clip is which")
+        raise ValueError(
+            f"the key {key_path} must not be inside the test folder {out}: "
+            "listeners would see which clip is which"
+        )
     rng = np.random.default_rng(seed)
-    chosen = choose_clips(audio_root, n, n_real if n_real is not None else max(1, n // 3),
-                          models, rng)
+    chosen = choose_clips(
+        audio_root, n, n_real if n_real is not None else max(1, n // 3), models, rng
+    )
     test_id = secrets.token_hex(4)
     key = {"format": FORMAT, "test_id": test_id, "real": REAL, "clips": {}}
     with atomic_dir(out) as tmp:
@@ -104,7 +131,8 @@ def make_test(audio_root: Path, out: Path, key_path: Path, n: int, seed: int,
         (tmp / "README.txt").write_text(
             "Open index.html in a web browser (double-click it; no internet needed).\n"
             "Listen to every clip, answer its questions, then press 'Download answers'\n"
-            "and send the downloaded JSON file back.\n")
+            "and send the downloaded JSON file back.\n"
+        )
     write_json(key_path, key)
     log.info("listening test %s: %d clips -> %s (key: %s)", test_id, len(clips), out, key_path)
     return key
@@ -116,19 +144,32 @@ def render_page(test_id: str, clips: list[tuple[str, str]]) -> str:
     for number, (clip_id, src) in enumerate(clips, start=1):
         radios = "".join(
             f'<label title="{html.escape(SCALE.get(v, ""))}"><input type="radio" '
-            f'name="{clip_id}-rating" value="{v}">{v}</label>' for v in range(1, 11))
+            f'name="{clip_id}-rating" value="{v}">{v}</label>'
+            for v in range(1, 11)
+        )
         questions = "".join(
             f'<div class="q"><span>{html.escape(text)}</span>'
-            + "".join(f'<label><input type="radio" name="{clip_id}-{q}" value="{v}">'
-                      f"{v}</label>" for v in ("yes", "no")) + "</div>"
-            for q, text in QUESTIONS.items())
+            + "".join(
+                f'<label><input type="radio" name="{clip_id}-{q}" value="{v}">{v}</label>'
+                for v in ("yes", "no")
+            )
+            + "</div>"
+            for q, text in QUESTIONS.items()
+        )
         blocks.append(
             f'<section class="clip" data-clip="{clip_id}"><h2>Clip {number}</h2>'
             f'<audio controls preload="metadata" src="{html.escape(src)}"></audio>'
-            f'<div class="scale"><span>Rating:</span>{radios}</div>{questions}</section>')
+            f'<div class="scale"><span>Rating:</span>{radios}</div>{questions}</section>'
+        )
     anchors = "; ".join(f"{k} = {html.escape(v)}" for k, v in SCALE.items())
-    config = json.dumps({"format": FORMAT, "test_id": test_id,
-                         "clips": [c for c, _ in clips], "questions": list(QUESTIONS)})
+    config = json.dumps(
+        {
+            "format": FORMAT,
+            "test_id": test_id,
+            "clips": [c for c, _ in clips],
+            "questions": list(QUESTIONS),
+        }
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Listening test</title>
@@ -232,16 +273,24 @@ def read_answers(files: list[Path], key: dict) -> pd.DataFrame:
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a {FORMAT} answers file")
         if data.get("test_id") != key["test_id"]:
-            raise ValueError(f"{path}: answers to test {data.get('test_id')}, but the key is "
-                             f"for test {key['test_id']}")
+            raise ValueError(
+                f"{path}: answers to test {data.get('test_id')}, but the key is "
+                f"for test {key['test_id']}"
+            )
         listener = data.get("listener") or f"listener_{i + 1}"
         for answer in data["answers"]:
             clip = answer["clip"]
             if clip not in key["clips"]:
                 raise ValueError(f"{path}: clip {clip} is not in the key")
-            rows.append({"listener": f"{i}:{listener}", "clip": clip,
-                         "source": key["clips"][clip]["source"], "rating": answer.get("rating"),
-                         **{q: answer.get(q) for q in QUESTIONS}})
+            rows.append(
+                {
+                    "listener": f"{i}:{listener}",
+                    "clip": clip,
+                    "source": key["clips"][clip]["source"],
+                    "rating": answer.get("rating"),
+                    **{q: answer.get(q) for q in QUESTIONS},
+                }
+            )
     frame = pd.DataFrame(rows, columns=["listener", "clip", "source", "rating", *QUESTIONS])
     frame["rating"] = pd.to_numeric(frame["rating"], errors="coerce")
     bad = frame.rating.notna() & ~frame.rating.between(1, 10)
@@ -257,10 +306,13 @@ def summarize(frame: pd.DataFrame, real: str = REAL) -> pd.DataFrame:
     rows = []
     for source, group in frame.groupby("source", sort=True):
         ratings = group.rating.dropna().to_numpy(float)
-        row = {"source": source, "listeners": group.listener.nunique(),
-               "ratings": len(ratings),
-               "rating_mean": ratings.mean() if len(ratings) else math.nan,
-               "rating_sd": ratings.std(ddof=1) if len(ratings) > 1 else math.nan}
+        row = {
+            "source": source,
+            "listeners": group.listener.nunique(),
+            "ratings": len(ratings),
+            "rating_mean": ratings.mean() if len(ratings) else math.nan,
+            "rating_sd": ratings.std(ddof=1) if len(ratings) > 1 else math.nan,
+        }
         for q in QUESTIONS:
             answered = group[q].dropna()
             row[f"yes_{q}"] = answered.astype(bool).mean() if len(answered) else math.nan
@@ -270,23 +322,30 @@ def summarize(frame: pd.DataFrame, real: str = REAL) -> pd.DataFrame:
             if len(ratings) > 1 and len(real_ratings) > 1:
                 with warnings.catch_warnings():  # all-equal ratings: scipy warns, p is NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    row["p_welch"] = float(stats.ttest_ind(ratings, real_ratings,
-                                                           equal_var=False).pvalue)
-                row["p_mannwhitney"] = float(stats.mannwhitneyu(
-                    ratings, real_ratings, alternative="two-sided").pvalue)
+                    row["p_welch"] = float(
+                        stats.ttest_ind(ratings, real_ratings, equal_var=False).pvalue
+                    )
+                row["p_mannwhitney"] = float(
+                    stats.mannwhitneyu(ratings, real_ratings, alternative="two-sided").pvalue
+                )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("source")
     order = [real] + [s for s in table.index if s != real] if real in table.index else None
     return table.reindex(order) if order else table
 
 
-def listeners_needed(difference: float = 1.0, sd: float = 2.0, alpha: float = 0.05,
-                     power: float = 0.8, paired_correlation: float | None = None) -> int:
+def listeners_needed(
+    difference: float = 1.0,
+    sd: float = 2.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    paired_correlation: float | None = None,
+) -> int:
     """Smallest number of listeners for a two-sided t-test to detect `difference` rating
     points with the given power, from the exact noncentral t distribution.
 
     Unpaired (`paired_correlation=None`): listeners per group, each rating one clip kind, as
-    in seed 003's comparison of samples. Paired: each listener rates both a model's clip and a
+    in paper 003's comparison of samples. Paired: each listener rates both a model's clip and a
     real clip; the difference of their ratings has SD `sd * sqrt(2 (1 - correlation))`.
     """
     for n in range(2, 100_000):
@@ -306,20 +365,23 @@ def power_analysis() -> dict:
     """How many listeners a 1-point difference needs, under the stated assumptions."""
     a = POWER_ASSUMPTIONS
     unpaired = listeners_needed(a["difference"], a["sd"], a["alpha"], a["power"])
-    paired = listeners_needed(a["difference"], a["sd"], a["alpha"], a["power"],
-                              a["within_listener_correlation"])
+    paired = listeners_needed(
+        a["difference"], a["sd"], a["alpha"], a["power"], a["within_listener_correlation"]
+    )
     return {**a, "listeners_per_group_unpaired": unpaired, "listeners_paired": paired}
 
 
 def power_text(power: dict) -> str:
-    return (f"Power analysis: to detect a difference of {power['difference']:g} point on the "
-            f"1-10 scale with a two-sided t-test at alpha = {power['alpha']:g} and power "
-            f"{power['power']:g}, assuming a rating SD of {power['sd']:g} (seed 003 reports "
-            f"SDs of 1.7-2.4), needs {power['listeners_per_group_unpaired']} listeners per "
-            f"group when each listener rates one kind of clip (seed 003 had 26 in all, too "
-            f"few to separate its samples), or {power['listeners_paired']} listeners when "
-            f"each rates both a model's clips and real clips and their ratings correlate at "
-            f"r = {power['within_listener_correlation']:g}.")
+    return (
+        f"Power analysis: to detect a difference of {power['difference']:g} point on the "
+        f"1-10 scale with a two-sided t-test at alpha = {power['alpha']:g} and power "
+        f"{power['power']:g}, assuming a rating SD of {power['sd']:g} (paper 003 reports "
+        f"SDs of 1.7-2.4), needs {power['listeners_per_group_unpaired']} listeners per "
+        f"group when each listener rates one kind of clip (paper 003 had 26 in all, too "
+        f"few to separate its samples), or {power['listeners_paired']} listeners when "
+        f"each rates both a model's clips and real clips and their ratings correlate at "
+        f"r = {power['within_listener_correlation']:g}."
+    )
 
 
 def analyze(answer_files: list[Path], key_path: Path, out: Path) -> dict:
@@ -330,16 +392,29 @@ def analyze(answer_files: list[Path], key_path: Path, out: Path) -> dict:
     if frame.empty:
         raise ValueError("no answers in the given files")
     table = summarize(frame, key.get("real", REAL))
-    result = {"format": FORMAT, "test_id": key["test_id"], "n_listeners": len(answer_files),
-              "n_answers": int(frame.rating.notna().sum()), "real": key.get("real", REAL),
-              "table": json.loads(table.reset_index().to_json(orient="records")),
-              "power": power_analysis()}
+    result = {
+        "format": FORMAT,
+        "test_id": key["test_id"],
+        "n_listeners": len(answer_files),
+        "n_answers": int(frame.rating.notna().sum()),
+        "real": key.get("real", REAL),
+        "table": json.loads(table.reset_index().to_json(orient="records")),
+        "power": power_analysis(),
+    }
     write_json(out, result)
     return result
 
 
-COLUMNS = ["listeners", "ratings", "rating_mean", "rating_sd", *[f"yes_{q}" for q in QUESTIONS],
-           "diff_vs_real", "p_welch", "p_mannwhitney"]
+COLUMNS = [
+    "listeners",
+    "ratings",
+    "rating_mean",
+    "rating_sd",
+    *[f"yes_{q}" for q in QUESTIONS],
+    "diff_vs_real",
+    "p_welch",
+    "p_mannwhitney",
+]
 
 
 def results_table(result: dict) -> pd.DataFrame:

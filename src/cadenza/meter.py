@@ -56,8 +56,9 @@ def bar_index(steps: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.searchsorted(starts, np.asarray(steps), side="right") - 1
 
 
-def beat_windows(starts: np.ndarray, n_steps: int, steps_per_beat: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def beat_windows(
+    starts: np.ndarray, n_steps: int, steps_per_beat: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Beats that restart at every bar line: (window start steps, bar of each window).
 
     TD measures harmony per beat and averages per bar; a 3/8 bar (1.5 beats) holds one beat

@@ -58,9 +58,11 @@ class Sweep:
 
     def __post_init__(self) -> None:
         if self.test_metric and self.test_metric.split(":")[0] == self.metric.split(":")[0]:
-            raise ValueError(f"sweep metric and test_metric are both read from "
-                             f"{self.metric.split(':')[0]}: choose on the valid split's file "
-                             "and report the test split's")
+            raise ValueError(
+                f"sweep metric and test_metric are both read from "
+                f"{self.metric.split(':')[0]}: choose on the valid split's file "
+                "and report the test split's"
+            )
 
 
 def load_sweeps(path: Path) -> dict[str, Sweep]:
@@ -73,13 +75,19 @@ def from_dict_map(raw: dict) -> dict[str, Sweep]:
 
 def grid_points(sweep: Sweep) -> list[dict[str, Any]]:
     keys = list(sweep.grid)
-    return [dict(zip(keys, values, strict=True))
-            for values in itertools.product(*sweep.grid.values())]
+    return [
+        dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())
+    ]
 
 
 def dvc(project: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=_dvc_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=project,
+        env=_dvc_env(),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -96,9 +104,13 @@ def experiments(project: Path) -> list[dict]:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
-                records.append({"name": rev.get("name"),
-                                "params": _by_file(data.get("params") or {}),
-                                "metrics": _by_file(data.get("metrics") or {})})
+                records.append(
+                    {
+                        "name": rev.get("name"),
+                        "params": _by_file(data.get("params") or {}),
+                        "metrics": _by_file(data.get("metrics") or {}),
+                    }
+                )
     return records
 
 
@@ -106,8 +118,7 @@ def find(records: list[dict], point: dict[str, Any]) -> dict | None:
     """The experiment whose params match the point and that produced metrics."""
     for record in records:
         params = record["params"]
-        if record["metrics"] and all(params.get(f"params.yaml:{k}") == v
-                                     for k, v in point.items()):
+        if record["metrics"] and all(params.get(f"params.yaml:{k}") == v for k, v in point.items()):
             return record
     return None
 
@@ -120,13 +131,19 @@ def _dvc_env() -> dict[str, str]:
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
 
-def run_sweep(project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path,
-              stall_s: float = STALL_S) -> pd.DataFrame:
+def run_sweep(
+    project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path, stall_s: float = STALL_S
+) -> pd.DataFrame:
     """Queue the points not yet done, run the queue, and write the three outputs."""
     points = grid_points(sweep)
     todo = [p for p in points if find(experiments(project), p) is None]
-    log.info("sweep %s: %d points, %d already done, %d to run", name, len(points),
-             len(points) - len(todo), len(todo))
+    log.info(
+        "sweep %s: %d points, %d already done, %d to run",
+        name,
+        len(points),
+        len(points) - len(todo),
+        len(todo),
+    )
     for point in todo:
         overrides = [arg for k, v in point.items() for arg in ("-S", f"{k}={_yaml(v)}")]
         dvc(project, "exp", "run", "--queue", *overrides, sweep.target)
@@ -146,9 +163,16 @@ def results_table(sweep: Sweep, points: list[dict], records: list[dict]) -> pd.D
     rows = []
     for point in points:
         record = find(records, point)
-        rows.append({**point, "experiment": record["name"] if record else None,
-                     **{name: record["metrics"].get(key) if record else None
-                        for name, key in columns.items()}})
+        rows.append(
+            {
+                **point,
+                "experiment": record["name"] if record else None,
+                **{
+                    name: record["metrics"].get(key) if record else None
+                    for name, key in columns.items()
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -161,8 +185,11 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
     out.mkdir(parents=True, exist_ok=True)
     metric, test = label(sweep.metric, "valid"), label(sweep.test_metric, "test")
     with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n"
-                       + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+        tmp.write_text(
+            f"# Sweep {name}\n\n{sweep.about}\n\n"
+            + table.to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
     keys = list(sweep.grid)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     groups = table.groupby(keys[1:]) if len(keys) > 1 else [("", table)]
@@ -171,10 +198,14 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
         series = ", ".join(map(str, values if isinstance(values, tuple) else (values,)))
         ax.plot(x, group[metric].astype(float), marker="o", label=f"{series} valid".strip())
         if test in group:
-            ax.plot(x, group[test].astype(float), marker="x", linestyle="--",
-                    label=f"{series} test".strip())
-    ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric.split(" ", 1)[1],
-           title=f"sweep {name}")
+            ax.plot(
+                x,
+                group[test].astype(float),
+                marker="x",
+                linestyle="--",
+                label=f"{series} test".strip(),
+            )
+    ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric.split(" ", 1)[1], title=f"sweep {name}")
     ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]) or None, fontsize=8)
     fig.tight_layout()
     with atomic_path(out / "plot.png") as tmp:
@@ -184,18 +215,28 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
     if scored.empty:
         best_line = "No point produced the metric."
     else:
-        best = scored.loc[scored[metric].astype(float).idxmax() if sweep.goal == "max"
-                          else scored[metric].astype(float).idxmin()]
+        best = scored.loc[
+            scored[metric].astype(float).idxmax()
+            if sweep.goal == "max"
+            else scored[metric].astype(float).idxmin()
+        ]
         point = ", ".join(f"`{k}={best[k]}`" for k in keys)
-        reported = (f"; {test} {float(best[test]):.4g} (reported, not chosen on)"
-                    if test in best and pd.notna(best[test]) else "")
-        best_line = (f"Best ({sweep.goal} {metric}): {point} -> {float(best[metric]):.4g}"
-                     f"{reported} (experiment `{best['experiment']}`; `dvc exp apply "
-                     f"{best['experiment']}` brings it into the workspace).")
+        reported = (
+            f"; {test} {float(best[test]):.4g} (reported, not chosen on)"
+            if test in best and pd.notna(best[test])
+            else ""
+        )
+        best_line = (
+            f"Best ({sweep.goal} {metric}): {point} -> {float(best[metric]):.4g}"
+            f"{reported} (experiment `{best['experiment']}`; `dvc exp apply "
+            f"{best['experiment']}` brings it into the workspace)."
+        )
     with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(f"# Sweep {name}\n\n{sweep.about}\n\n{best_line}\n\n"
-                       f"{len(scored)} of {len(table)} points done. Table: `table.md`; plot: "
-                       "`plot.png`.\n")
+        tmp.write_text(
+            f"# Sweep {name}\n\n{sweep.about}\n\n{best_line}\n\n"
+            f"{len(scored)} of {len(table)} points done. Table: `table.md`; plot: "
+            "`plot.png`.\n"
+        )
 
 
 def queue_tasks(project: Path) -> dict[str, tuple[str, str]]:
@@ -204,8 +245,10 @@ def queue_tasks(project: Path) -> dict[str, tuple[str, str]]:
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
-        return {entry["rev"][:7]: (entry.get("name") or "", entry["status"])
-                for entry in repo.experiments.celery_queue.status()}
+        return {
+            entry["rev"][:7]: (entry.get("name") or "", entry["status"])
+            for entry in repo.experiments.celery_queue.status()
+        }
 
 
 def live_workers(project: Path) -> int:
@@ -227,15 +270,26 @@ def start_workers(project: Path, jobs: int) -> None:
     its stdout, so a captured (piped) output would block until the last worker exits, and for
     ever with a hung one."""
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
-                              cwd=project, env=_dvc_env(), stdout=out, stderr=out, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+            cwd=project,
+            env=_dvc_env(),
+            stdout=out,
+            stderr=out,
+            text=True,
+        )
         if proc.returncode != 0:
             out.seek(0)
             raise RuntimeError(f"dvc queue start failed:\n{out.read()}")
 
 
-def wait_for_queue(project: Path, jobs: int, stall_s: float = STALL_S,
-                   poll_s: float = 3.0, restart_s: float = RESTART_S) -> None:
+def wait_for_queue(
+    project: Path,
+    jobs: int,
+    stall_s: float = STALL_S,
+    poll_s: float = 3.0,
+    restart_s: float = RESTART_S,
+) -> None:
     """Until no point is queued or running. Points can wait for ever with no worker: the
     workers never started or exited early, or one died (killed, out of memory) and left its
     point `Running`. So queued points with no live worker get workers started again, and once
@@ -244,12 +298,16 @@ def wait_for_queue(project: Path, jobs: int, stall_s: float = STALL_S,
     last_change, last_restart, seen = time.monotonic(), time.monotonic(), None
     while True:
         tasks = queue_tasks(project)
-        waiting = {task: (name, status) for task, (name, status) in tasks.items()
-                   if status in ("Queued", "Running")}
+        waiting = {
+            task: (name, status)
+            for task, (name, status) in tasks.items()
+            if status in ("Queued", "Running")
+        }
         if not waiting:
             if failed := [name for name, status in tasks.values() if status == "Failed"]:
-                log.warning("sweep points failed: %s (why: `dvc queue logs <name>`)",
-                            ", ".join(failed))
+                log.warning(
+                    "sweep points failed: %s (why: `dvc queue logs <name>`)", ", ".join(failed)
+                )
             return
         now = time.monotonic()
         if tasks != seen or live_workers(project):
@@ -264,13 +322,16 @@ def wait_for_queue(project: Path, jobs: int, stall_s: float = STALL_S,
 
 
 def _stalled(waiting: dict[str, tuple[str, str]], stall_s: float) -> str:
-    points = ", ".join(f"{name} ({status.lower()}, task {task})"
-                       for task, (name, status) in waiting.items())
+    points = ", ".join(
+        f"{name} ({status.lower()}, task {task})" for task, (name, status) in waiting.items()
+    )
     first = next(iter(waiting.values()))[0]
-    return (f"sweep: {len(waiting)} point(s) waited {stall_s:.0f} s with no queue worker alive "
-            f"and no progress: {points}. Why: `dvc queue logs {first}` and "
-            f"{WORKER_PIDS}/dvc-exp-worker-*.out; `dvc queue kill <name>` marks a point whose "
-            "worker died as failed, `dvc queue start` runs queued ones, then run the sweep again")
+    return (
+        f"sweep: {len(waiting)} point(s) waited {stall_s:.0f} s with no queue worker alive "
+        f"and no progress: {points}. Why: `dvc queue logs {first}` and "
+        f"{WORKER_PIDS}/dvc-exp-worker-*.out; `dvc queue kill <name>` marks a point whose "
+        "worker died as failed, `dvc queue start` runs queued ones, then run the sweep again"
+    )
 
 
 def _yaml(value: Any) -> str:
@@ -279,5 +340,8 @@ def _yaml(value: Any) -> str:
 
 def _by_file(files: dict) -> dict[str, Any]:
     """DVC's {file: {"data": {...}}} -> {"file:dotted.key": value}"""
-    return {f"{file}:{key}": value for file, content in files.items()
-            for key, value in flatten(content.get("data") or {}).items()}
+    return {
+        f"{file}:{key}": value
+        for file, content in files.items()
+        for key, value in flatten(content.get("data") or {}).items()
+    }

@@ -2,8 +2,8 @@
 
 The training split becomes one stream (tokens, frames or notes, see `cadenza.data`); each
 epoch cuts it into shuffled windows of `seq_len` + 1 and asks the model family for the loss.
-Around that: the optimizer (Adam, SGD or AdaGrad, as seed 002 compares), gradient-norm
-clipping, the learning-rate schedule (annealing on a valid-loss plateau, or seed 002's
+Around that: the optimizer (Adam, SGD or AdaGrad, as paper 002 compares), gradient-norm
+clipping, the learning-rate schedule (annealing on a valid-loss plateau, or paper 002's
 triangular cycle), early stopping, fixed seeds. On a GPU it runs in CUDA with bf16 autocast;
 otherwise on the CPU. Each epoch appends a row to a CSV log (for `dvc plots`), and every
 improvement on the valid loss rewrites the checkpoint atomically, so a killed run leaves the
@@ -35,8 +35,16 @@ from cadenza.models import FAMILIES
 
 log = logging.getLogger(__name__)
 
-LOG_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "lr", "seconds", "units_per_s",
-              "valid_seconds"]
+LOG_FIELDS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "valid_loss",
+    "lr",
+    "seconds",
+    "units_per_s",
+    "valid_seconds",
+]
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 
 
@@ -50,29 +58,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: Path,
-          seed: int) -> dict:
+def train(
+    name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: Path, seed: int
+) -> dict:
     """Train model `name`; write its best checkpoint and per-epoch log; return a summary."""
     seed_everything(seed)
     device = pick_device()
     family, cfg = FAMILIES[mp.family], mp.train
     sources, fallback = chosen_sources(prepared, mp.prefer_sources)
     if fallback:
-        log.warning("%s: none of its preferred sources (%s) is in the prepared data; "
-                    "training on all of it instead: %s", name, ", ".join(mp.prefer_sources),
-                    ", ".join(sources))
+        log.warning(
+            "%s: none of its preferred sources (%s) is in the prepared data; "
+            "training on all of it instead: %s",
+            name,
+            ", ".join(mp.prefer_sources),
+            ", ".join(sources),
+        )
     train_units = load_units(prepared, "train", mp, seed)
     info = make_info(train_units, mp)
     train_stream = to_stream(train_units, info)
     valid_units = load_units(prepared, "valid", mp, seed)
     valid_stream = to_stream(cap_units(valid_units, cfg.max_valid_units, cfg.seq_len + 1), info)
-    log.info("%s (%s) on %s: %d train / %d valid %s%s, device %s", name, mp.family,
-             ", ".join(sources), len(train_stream), len(valid_stream), family.KIND,
-             " (capped)" if cfg.max_valid_units else "", device)
+    log.info(
+        "%s (%s) on %s: %d train / %d valid %s%s, device %s",
+        name,
+        mp.family,
+        ", ".join(sources),
+        len(train_stream),
+        len(valid_stream),
+        family.KIND,
+        " (capped)" if cfg.max_valid_units else "",
+        device,
+    )
     if cfg.epochs and len(train_stream) <= cfg.seq_len:
-        raise ValueError(f"{name}: the training split gives {len(train_stream)} {family.KIND}, "
-                         f"less than one window (train.seq_len + 1 = {cfg.seq_len + 1}); "
-                         "add data or lower seq_len")
+        raise ValueError(
+            f"{name}: the training split gives {len(train_stream)} {family.KIND}, "
+            f"less than one window (train.seq_len + 1 = {cfg.seq_len + 1}); "
+            "add data or lower seq_len"
+        )
     fingerprint = data_fingerprint(train_stream, valid_stream, info)
     model = family.build(mp.net, info).to(device)
     checkpoint = {"name": name, "params": mp, "info": info, "model": model, "seed": seed}
@@ -84,10 +107,14 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
         return {"epochs": 0, "steps": 0}
 
     custom_step = getattr(family, "train_step", None)  # GANs update two networks
-    optimizers = (family.make_optimizers(model, cfg) if custom_step
-                  else [OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr)])
+    optimizers = (
+        family.make_optimizers(model, cfg)
+        if custom_step
+        else [OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr)]
+    )
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizers[0], factor=cfg.plateau_factor, patience=0)
+        optimizers[0], factor=cfg.plateau_factor, patience=0
+    )
     early_stop = getattr(family, "EARLY_STOP", True)
     generator = torch.Generator().manual_seed(seed)
     progress = {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
@@ -103,9 +130,11 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
         # the whole epoch's windows as floats took 5 GB, for 40 batches used)
         n_batches = epoch_batches(len(train_stream), cfg)
         batches = itertools.islice(
-            windows(train_stream, cfg.seq_len, cfg.batch_size, generator), n_batches)
-        for x, y in tqdm(batches, total=n_batches, desc=f"train {name} epoch {epoch}",
-                         unit="batch", leave=False):
+            windows(train_stream, cfg.seq_len, cfg.batch_size, generator), n_batches
+        )
+        for x, y in tqdm(
+            batches, total=n_batches, desc=f"train {name} epoch {epoch}", unit="batch", leave=False
+        ):
             x, y = x.to(device), y.to(device)
             if cfg.schedule == "cyclic":
                 _set_lr(optimizers[0], cyclic_lr(step, cfg))
@@ -118,29 +147,56 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
         train_loss = float(np.mean(losses)) if losses else float("nan")
         seconds = time.perf_counter() - start  # training only: the valid pass is not in it
         valid_start = time.perf_counter()
-        valid_loss = (evaluate_loss(family, model, valid_stream, cfg, device, info)
-                      if len(valid_stream) > cfg.seq_len else train_loss)
+        valid_loss = (
+            evaluate_loss(family, model, valid_stream, cfg, device, info)
+            if len(valid_stream) > cfg.seq_len
+            else train_loss
+        )
         valid_seconds = time.perf_counter() - valid_start
-        rows.append({"epoch": epoch, "step": step, "train_loss": round(train_loss, 5),
-                     "valid_loss": round(valid_loss, 5),
-                     "lr": optimizers[0].param_groups[0]["lr"], "seconds": round(seconds, 2),
-                     "units_per_s": round(n_units / seconds, 1),
-                     "valid_seconds": round(valid_seconds, 2)})
+        rows.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": round(train_loss, 5),
+                "valid_loss": round(valid_loss, 5),
+                "lr": optimizers[0].param_groups[0]["lr"],
+                "seconds": round(seconds, 2),
+                "units_per_s": round(n_units / seconds, 1),
+                "valid_seconds": round(valid_seconds, 2),
+            }
+        )
         _write_log(log_csv, rows)
-        log.info("%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
-                 "%.1f steps/s), valid pass %.1f s", name, epoch, train_loss, valid_loss,
-                 rows[-1]["lr"], seconds, n_units / seconds, family.KIND,
-                 n_batches / seconds, valid_seconds)
+        log.info(
+            "%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
+            "%.1f steps/s), valid pass %.1f s",
+            name,
+            epoch,
+            train_loss,
+            valid_loss,
+            rows[-1]["lr"],
+            seconds,
+            n_units / seconds,
+            family.KIND,
+            n_batches / seconds,
+            valid_seconds,
+        )
         if cfg.schedule == "plateau" and not custom_step:
             plateau.step(valid_loss)
         if valid_loss < best or not early_stop:
             best, stale = min(best, valid_loss), 0
-            save_checkpoint(ckpt_path, **checkpoint, epoch=epoch, step=step,
-                            valid_loss=valid_loss)
+            save_checkpoint(ckpt_path, **checkpoint, epoch=epoch, step=step, valid_loss=valid_loss)
         else:
             stale += 1
-        _save_resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator,
-                     {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows})
+        _save_resume(
+            resume_path,
+            mp,
+            fingerprint,
+            model,
+            optimizers,
+            plateau,
+            generator,
+            {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows},
+        )
         if cfg.patience and stale >= cfg.patience:
             log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
             break
@@ -148,8 +204,7 @@ def train(name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: 
     return {"best_valid_loss": best, "epochs": len(rows), "steps": step}
 
 
-def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict
-                     ) -> str:
+def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict) -> str:
     """sha256 of exactly what the model trains and validates on (and its vocabulary).
 
     Why: a resume file must only continue the run that wrote it. Equal params are not
@@ -167,24 +222,39 @@ RESUME_FORMAT = "cadenza-resume/2"
 RESUME_HINT = "; delete it to train from the start"
 
 
-def _save_resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
-                 generator, progress: dict) -> None:
+def _save_resume(
+    path: Path,
+    mp: ModelParams,
+    fingerprint: str,
+    model,
+    optimizers,
+    plateau,
+    generator,
+    progress: dict,
+) -> None:
     """Everything a resumed run needs to continue exactly as an uninterrupted one would:
     weights, optimizer and scheduler state, every random generator (the CUDA ones too, on a
     GPU), the log so far, and the params and data fingerprint it belongs to; sealed with a
     sha256 of its content, like a checkpoint."""
-    payload = {"format": RESUME_FORMAT, "params": asdict(mp), "data": fingerprint,
-               "model": model.state_dict(),
-               "optimizers": [opt.state_dict() for opt in optimizers],
-               "plateau": plateau.state_dict(), "generator": generator.get_state(),
-               "torch_rng": torch.get_rng_state(), **progress}
+    payload = {
+        "format": RESUME_FORMAT,
+        "params": asdict(mp),
+        "data": fingerprint,
+        "model": model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in optimizers],
+        "plateau": plateau.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        **progress,
+    }
     if torch.cuda.is_available():
         payload["cuda_rng"] = torch.cuda.get_rng_state_all()
     save_data(path, payload)
 
 
-def _resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau,
-            generator) -> dict:
+def _resume(
+    path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau, generator
+) -> dict:
     """The progress saved in `path`, loaded into the live objects; a file left by a run on
     other params or other data is discarded (one log line) and training starts afresh.
 
@@ -193,15 +263,23 @@ def _resume(path: Path, mp: ModelParams, fingerprint: str, model, optimizers, pl
     failing disk; refused, both files stay for the user to judge."""
     payload = load_data(path, "resume file", None, RESUME_HINT)
     if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
-        raise ValueError(f"{path}: not a {RESUME_FORMAT} resume file (a foreign one, or an "
-                         f"older Cadenza's, which carries no sha256 of its content)"
-                         f"{RESUME_HINT}")
+        raise ValueError(
+            f"{path}: not a {RESUME_FORMAT} resume file (a foreign one, or an "
+            f"older Cadenza's, which carries no sha256 of its content)"
+            f"{RESUME_HINT}"
+        )
     verify_content(payload, path, "resume file", RESUME_HINT)
-    mismatch = ("other params" if payload.get("params") != asdict(mp) else
-                "other prepared data" if payload.get("data") != fingerprint else "")
+    mismatch = (
+        "other params"
+        if payload.get("params") != asdict(mp)
+        else "other prepared data"
+        if payload.get("data") != fingerprint
+        else ""
+    )
     if mismatch:
-        log.warning("%s: left by a run on %s; discarding it and training from the start",
-                    path, mismatch)
+        log.warning(
+            "%s: left by a run on %s; discarding it and training from the start", path, mismatch
+        )
         path.unlink()
         return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
     log.info("%s: resuming after epoch %d", path, payload["epoch"])
@@ -223,9 +301,13 @@ def _restore_cuda_rng(states: list[torch.Tensor] | None, path: Path) -> None:
         return
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if have != len(states):
-        log.warning("%s: holds the random state of %d GPU(s), this machine has %d: not "
-                    "restored, so this run will not repeat an uninterrupted one bit for bit",
-                    path, len(states), have)
+        log.warning(
+            "%s: holds the random state of %d GPU(s), this machine has %d: not "
+            "restored, so this run will not repeat an uninterrupted one bit for bit",
+            path,
+            len(states),
+            have,
+        )
         return
     torch.cuda.set_rng_state_all(states)
 
@@ -242,7 +324,7 @@ def _supervised_step(family, model, x, y, optimizer, cfg: TrainParams, device: s
 
 
 def cyclic_lr(step: int, cfg: TrainParams) -> float:
-    """Seed 002's cyclical learning rate (Smith 2017, triangular): from `lr_min` up to `lr`
+    """Paper 002's cyclical learning rate (Smith 2017, triangular): from `lr_min` up to `lr`
     over `cycle_steps` steps, back down over as many, and again."""
     phase = (step % (2 * cfg.cycle_steps)) / cfg.cycle_steps  # 0..2
     return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - abs(phase - 1))
@@ -253,14 +335,18 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def windows(stream: torch.Tensor, seq_len: int, batch_size: int,
-            generator: torch.Generator | None = None):
+def windows(
+    stream: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator | None = None
+):
     """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
     generator is given. Works for any stream whose first axis is time; byte-sized frames
     come out as float."""
     n_windows = (len(stream) - 1) // seq_len
-    order = (torch.randperm(n_windows, generator=generator) if generator is not None
-             else torch.arange(n_windows))
+    order = (
+        torch.randperm(n_windows, generator=generator)
+        if generator is not None
+        else torch.arange(n_windows)
+    )
     as_float = stream.dtype == torch.uint8
     for i in range(0, n_windows, batch_size):
         starts = (order[i : i + batch_size] * seq_len).tolist()
@@ -288,8 +374,14 @@ EVAL_OUTPUT_FLOATS = 1 << 26
 
 
 @torch.inference_mode()
-def evaluate_loss(family, model: torch.nn.Module, stream: torch.Tensor, cfg: TrainParams,
-                  device: str, info: dict | None = None) -> float:
+def evaluate_loss(
+    family,
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    cfg: TrainParams,
+    device: str,
+    info: dict | None = None,
+) -> float:
     """Mean loss over the stream's windows, in order (each window starts fresh)."""
     model.eval()
     total, count = 0.0, 0
@@ -300,8 +392,9 @@ def evaluate_loss(family, model: torch.nn.Module, stream: torch.Tensor, cfg: Tra
 
 
 @torch.inference_mode()
-def stream_logits(model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str,
-                  rows: int = 1):
+def stream_logits(
+    model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str, rows: int = 1
+):
     """Teacher-forced (logits, targets) over a whole token stream, flattened per window.
 
     The stream is cut into up to `rows` contiguous parts scored side by side as one batch,

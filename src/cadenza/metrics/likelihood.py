@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 
-def token_sums(log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1, unk: int = -1
-               ) -> np.ndarray:
+def token_sums(
+    log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1, unk: int = -1
+) -> np.ndarray:
     """Sums over (N, V) log-probs: [-log p(target) over known targets, known targets,
     correct predictions, targets, `<unk>` targets].
 
@@ -31,15 +32,18 @@ def token_sums(log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1, unk
     return np.array([nll, known.sum(), correct, len(t), len(t) - known.sum()], dtype=float)
 
 
-def summarise(nll_sum: float, n_known: float, correct: float, count: float, n_unk: float
-              ) -> dict[str, float]:
+def summarise(
+    nll_sum: float, n_known: float, correct: float, count: float, n_unk: float
+) -> dict[str, float]:
     """Means from `token_sums`: NLL per known target (nats), perplexity, accuracy over all
     targets (`<unk>` ones wrong), and the share of `<unk>` targets."""
     nan = float("nan")
-    return {"nll": nll_sum / n_known if n_known else nan,
-            "perplexity": math.exp(nll_sum / n_known) if n_known else nan,
-            "accuracy": correct / count if count else nan,
-            "unk_share": n_unk / count if count else nan}
+    return {
+        "nll": nll_sum / n_known if n_known else nan,
+        "perplexity": math.exp(nll_sum / n_known) if n_known else nan,
+        "accuracy": correct / count if count else nan,
+        "unk_share": n_unk / count if count else nan,
+    }
 
 
 def frame_nll(probs: np.ndarray, targets: np.ndarray, eps: float = 1e-7) -> float:

@@ -20,11 +20,16 @@ from cadenza.meter import beat_windows
 # Harte, Sandler & Gasser (2006) tonal-centroid projection: rows are r*sin / r*cos of
 # l*7pi/6 (fifths), l*3pi/2 (minor thirds), l*2pi/3 (major thirds), r = 1, 1, 0.5.
 _L = np.arange(12)
-TONAL_MATRIX = np.stack([
-    np.sin(_L * 7 * np.pi / 6), np.cos(_L * 7 * np.pi / 6),
-    np.sin(_L * 3 * np.pi / 2), np.cos(_L * 3 * np.pi / 2),
-    0.5 * np.sin(_L * 2 * np.pi / 3), 0.5 * np.cos(_L * 2 * np.pi / 3),
-])  # (6, 12)
+TONAL_MATRIX = np.stack(
+    [
+        np.sin(_L * 7 * np.pi / 6),
+        np.cos(_L * 7 * np.pi / 6),
+        np.sin(_L * 3 * np.pi / 2),
+        np.cos(_L * 3 * np.pi / 2),
+        0.5 * np.sin(_L * 2 * np.pi / 3),
+        0.5 * np.cos(_L * 2 * np.pi / 3),
+    ]
+)  # (6, 12)
 
 
 def bar_activity(roll: np.ndarray, bar_starts: np.ndarray) -> np.ndarray:
@@ -81,8 +86,9 @@ def tonal_centroids(roll: np.ndarray, window_starts: np.ndarray) -> np.ndarray:
     return normed @ TONAL_MATRIX.T
 
 
-def tonal_distance(roll_a: np.ndarray, roll_b: np.ndarray, steps_per_beat: int,
-                   bar_starts: np.ndarray) -> float:
+def tonal_distance(
+    roll_a: np.ndarray, roll_b: np.ndarray, steps_per_beat: int, bar_starts: np.ndarray
+) -> float:
     """TD: Euclidean distance of two tracks' tonal centroids per beat, averaged per bar, then
     over bars. Beats restart at each bar line (`cadenza.meter.beat_windows`); beats where
     either track is silent are skipped. Smaller = more harmonious."""
@@ -101,8 +107,9 @@ def tonal_distance(roll_a: np.ndarray, roll_b: np.ndarray, steps_per_beat: int,
     return float((sums[valid] / counts[valid]).mean())
 
 
-def drum_pattern(onset_steps: np.ndarray, steps_per_beat: int = 24,
-                 tolerance: float = 0.3) -> float:
+def drum_pattern(
+    onset_steps: np.ndarray, steps_per_beat: int = 24, tolerance: float = 0.3
+) -> float:
     """DP, for drum tracks only: the share of drum onsets on the 16th-note grid (which holds
     the 8th-note grid), an onset one step off the grid counting `tolerance`; the grid is
     shifted circularly by 0 .. grid-1 steps and the best shift is kept.

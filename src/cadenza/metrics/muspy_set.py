@@ -27,8 +27,9 @@ from cadenza.meter import bar_index
 MAJOR_SCALE = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
 MINOR_SCALE = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)  # natural minor
 # (24, 12): the major scales on C..B, then the minor scales on C..B
-ALL_SCALES = np.array([np.roll(scale, root) for scale in (MAJOR_SCALE, MINOR_SCALE)
-                       for root in range(12)])
+ALL_SCALES = np.array(
+    [np.roll(scale, root) for scale in (MAJOR_SCALE, MINOR_SCALE) for root in range(12)]
+)
 
 
 def pitch_range(pitch: np.ndarray) -> float:

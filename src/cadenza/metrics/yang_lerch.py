@@ -29,11 +29,20 @@ from cadenza.meter import bar_index
 
 # the paper's 12 note-length classes, in beats: full, half, quarter, 8th, 16th; dotted half,
 # quarter, 8th, 16th; half, quarter and 8th triplets
-NOTE_LENGTH_CLASSES = np.array([4, 2, 1, 1 / 2, 1 / 4, 3, 3 / 2, 3 / 4, 3 / 8, 4 / 3, 2 / 3,
-                                1 / 3])
-FEATURES = ["total_used_pitch", "used_pitch_per_bar", "pitch_class_histogram",
-            "pitch_class_transition", "pitch_range", "avg_pitch_interval", "total_used_note",
-            "notes_per_bar", "avg_ioi", "note_length_histogram", "note_length_transition"]
+NOTE_LENGTH_CLASSES = np.array([4, 2, 1, 1 / 2, 1 / 4, 3, 3 / 2, 3 / 4, 3 / 8, 4 / 3, 2 / 3, 1 / 3])
+FEATURES = [
+    "total_used_pitch",
+    "used_pitch_per_bar",
+    "pitch_class_histogram",
+    "pitch_class_transition",
+    "pitch_range",
+    "avg_pitch_interval",
+    "total_used_note",
+    "notes_per_bar",
+    "avg_ioi",
+    "note_length_histogram",
+    "note_length_transition",
+]
 GRID_POINTS = 1000
 
 
@@ -55,8 +64,9 @@ def piece_features(p: PieceNotes) -> dict[str, np.ndarray]:
     bar = bar_index(p.start, p.bar_starts)
     pitch_per_bar = len(np.unique(bar * 128 + p.pitch)) / n_bars
     pc = p.pitch % 12
-    length_class = np.abs((p.end - p.start)[:, None] / p.steps_per_beat
-                          - NOTE_LENGTH_CLASSES[None, :]).argmin(axis=1)
+    length_class = np.abs(
+        (p.end - p.start)[:, None] / p.steps_per_beat - NOTE_LENGTH_CLASSES[None, :]
+    ).argmin(axis=1)
     onsets = np.unique(p.start) / p.steps_per_beat
     return {
         "total_used_pitch": np.array([len(np.unique(p.pitch))], float),
@@ -116,16 +126,16 @@ def overlap_area(p: np.ndarray, q: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(np.minimum(p, q), grid))
 
 
-def kl_divergence(p: np.ndarray, q: np.ndarray, grid: np.ndarray,
-                  floor: float = 1e-10) -> float:
+def kl_divergence(p: np.ndarray, q: np.ndarray, grid: np.ndarray, floor: float = 1e-10) -> float:
     """KL(p || q) in nats on the grid; densities are floored at `floor` so that a tail that
     underflows to 0 gives a large, finite value instead of infinity."""
     p, q = np.maximum(p, floor), np.maximum(q, floor)
     return float(np.trapezoid(p * np.log(p / q), grid))
 
 
-def compare_sets(generated: list[PieceNotes], reference: list[PieceNotes]
-                 ) -> dict[str, dict[str, float]]:
+def compare_sets(
+    generated: list[PieceNotes], reference: list[PieceNotes]
+) -> dict[str, dict[str, float]]:
     """Per feature, KL(intra-reference || inter-set) and OA; NaN with under 2 pieces."""
     if len(generated) < 1 or len(reference) < 2:
         return {name: {"kl": float("nan"), "oa": float("nan")} for name in FEATURES}
@@ -147,6 +157,9 @@ def _normalised(counts: np.ndarray) -> np.ndarray:
 
 def _transitions(classes: np.ndarray, k: int) -> np.ndarray:
     """Normalised k x k counts of consecutive (class_i, class_i+1) pairs, flattened."""
-    counts = np.bincount(classes[:-1] * k + classes[1:], minlength=k * k) if len(classes) > 1 \
+    counts = (
+        np.bincount(classes[:-1] * k + classes[1:], minlength=k * k)
+        if len(classes) > 1
         else np.zeros(k * k)
+    )
     return _normalised(counts)

@@ -33,6 +33,17 @@ from cadenza.models import (
 
 FAMILIES: dict[str, ModuleType] = {
     module.__name__.rsplit(".", 1)[-1]: module
-    for module in (token_lm, transformer, unigram, roll_lstm, roll_nade, roll_made, frame_vae,
-                   latent_lstm, note_rnn, note_gan, roll_gan)
+    for module in (
+        token_lm,
+        transformer,
+        unigram,
+        roll_lstm,
+        roll_nade,
+        roll_made,
+        frame_vae,
+        latent_lstm,
+        note_rnn,
+        note_gan,
+        roll_gan,
+    )
 }

@@ -1,6 +1,6 @@
-"""Frame VAE of seed 000: a variational autoencoder over binarized piano-roll frames.
+"""Frame VAE of paper 000: a variational autoencoder over binarized piano-roll frames.
 
-Encoder and decoder have one hidden layer each (seed 000); the loss is binary cross-entropy
+Encoder and decoder have one hidden layer each (paper 000); the loss is binary cross-entropy
 of the reconstruction plus the KL divergence of the posterior from N(0, I), the variant the
 seed found least noisy. Frames are independent: a piece is sampled by drawing one latent per
 frame from the prior and joining the decoded frames, so there is no temporal structure by
@@ -40,10 +40,12 @@ class FrameVAE(nn.Module):
     def __init__(self, net: Net) -> None:
         super().__init__()
         self.beta, self.latent = net.beta, net.latent
-        self.encoder = nn.Sequential(nn.Linear(128, net.hidden), nn.ReLU(),
-                                     nn.Linear(net.hidden, 2 * net.latent))
-        self.decoder = nn.Sequential(nn.Linear(net.latent, net.hidden), nn.ReLU(),
-                                     nn.Linear(net.hidden, 128))
+        self.encoder = nn.Sequential(
+            nn.Linear(128, net.hidden), nn.ReLU(), nn.Linear(net.hidden, 2 * net.latent)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(net.latent, net.hidden), nn.ReLU(), nn.Linear(net.hidden, 128)
+        )
 
     def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.encoder(frames).chunk(2, dim=-1)
@@ -67,8 +69,14 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     """One prior draw per frame, decoded and sampled per pitch; the prompt is not used."""
     model.eval()
     z = torch.randn(gen.length, model.latent, generator=generator) * gen.temperature

@@ -1,4 +1,4 @@
-"""What the two GANs of seed 004 share: the standard (non-saturating) BCE losses and the
+"""What the two GANs of paper 004 share: the standard (non-saturating) BCE losses and the
 alternating update, one discriminator step then one generator step (Goodfellow et al. 2014)."""
 
 from __future__ import annotations
@@ -12,18 +12,21 @@ from torch import nn
 Losses = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def adversarial_losses(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def adversarial_losses(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(discriminator loss on real vs detached fake, generator loss: fake judged real)."""
     d_real, d_fake = discriminator(real), discriminator(fake.detach())
-    d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    d_loss = F.binary_cross_entropy_with_logits(
+        d_real, torch.ones_like(d_real)
+    ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
     g_score = discriminator(fake)
     return d_loss, F.binary_cross_entropy_with_logits(g_score, torch.ones_like(g_score))
 
 
-def alternating_step(losses: Losses, model: nn.Module, x: torch.Tensor,
-                     optimizers: list[torch.optim.Optimizer]) -> float:
+def alternating_step(
+    losses: Losses, model: nn.Module, x: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+) -> float:
     """One discriminator update, then one generator update; returns the generator loss."""
     g_opt, d_opt = optimizers
     if len(x) == 1:  # batch norm needs two samples: a lone last window goes in twice

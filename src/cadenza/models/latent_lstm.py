@@ -1,4 +1,4 @@
-"""Seed 000's proposed next step: an LSTM over the frame VAE's latent sequence.
+"""Paper 000's proposed next step: an LSTM over the frame VAE's latent sequence.
 
 The seed would train the VAE first, encode the corpus, and train an RNN on the latent
 sequences. Here both parts train together in one model with the shared trainer: the loss is
@@ -65,8 +65,14 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     model.eval()
     device = next(model.parameters()).device
     frames = torch.as_tensor(prompt if len(prompt) else np.zeros((1, 128), np.uint8))

@@ -1,11 +1,11 @@
-"""Seed 004's MidiGAN: a dense GAN over single notes, each (pitch, step, duration) z-scored.
+"""Paper 004's MidiGAN: a dense GAN over single notes, each (pitch, step, duration) z-scored.
 
 Generator: noise 100 -> 128 -> 256 -> 512, each with batch norm and LeakyReLU, -> 3 outputs
 with tanh. Discriminator: 3 -> 512 -> 256 -> 128 with dropout 0.3 -> sigmoid. Both trained
-with binary cross-entropy and Adam at 1e-4 (seed 004, sections 4.2.2-4.2.3). A piece is a run
+with binary cross-entropy and Adam at 1e-4 (paper 004, sections 4.2.2-4.2.3). A piece is a run
 of generated notes joined in order.
 
-Scaling (`scaling`): seed 004 (section 4.2.1) normalises the notes "to have a zero mean and a
+Scaling (`scaling`): paper 004 (section 4.2.1) normalises the notes "to have a zero mean and a
 unit standard deviation" (`zscore`, the default): each feature minus its training-set mean,
 over its training-set standard deviation (population, ddof 0; a constant feature keeps
 std 1). The statistics come from the training split through `make_info` (a model built
@@ -44,7 +44,7 @@ class Net:
     noise: int = 100
     max_seconds: float = 4.0  # minmax only: the top of the step and duration range
     lr: float = 1e-4
-    scaling: Literal["zscore", "minmax"] = "zscore"  # seed 004: zero mean, unit std
+    scaling: Literal["zscore", "minmax"] = "zscore"  # paper 004: zero mean, unit std
 
     def __post_init__(self) -> None:
         _check(self.noise >= 1, "noise", "must be >= 1")
@@ -67,8 +67,9 @@ def make_info(train_units: dict[str, np.ndarray], mp: ModelParams) -> dict:
     training note (nothing for `minmax`, whose range is fixed)."""
     if mp.net.scaling != "zscore":
         return {}
-    parts = [np.asarray(u, dtype=np.float64).reshape(-1, len(FEATURES))
-             for u in train_units.values()]
+    parts = [
+        np.asarray(u, dtype=np.float64).reshape(-1, len(FEATURES)) for u in train_units.values()
+    ]
     return note_statistics(np.concatenate(parts) if parts else np.zeros((0, 3)))
 
 
@@ -82,10 +83,17 @@ class NoteGAN(nn.Module):
             width = size
         self.generator = nn.Sequential(*layers, nn.Linear(width, 3), nn.Tanh())
         self.discriminator = nn.Sequential(
-            nn.Linear(3, 512), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-            nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-            nn.Linear(256, 128), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-            nn.Linear(128, 1))  # logits: the sigmoid is inside the BCE
+            nn.Linear(3, 512),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.3),
+            nn.Linear(512, 256),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.3),
+            nn.Linear(256, 128),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.3),
+            nn.Linear(128, 1),
+        )  # logits: the sigmoid is inside the BCE
         if net.scaling == "zscore":  # buffers: saved in the checkpoint with the weights
             given = stats is not None and "mean" in stats and "std" in stats
             mean = stats["mean"] if given else [0.0] * 3
@@ -105,8 +113,7 @@ class NoteGAN(nn.Module):
         """(pitch, step_s, duration_s) rows -> the generator's space (float32)."""
         if self.net.scaling == "zscore":
             return ((notes.double() - self.mean) / self.std).float()
-        top = torch.tensor([127.0, self.net.max_seconds, self.net.max_seconds],
-                           device=notes.device)
+        top = torch.tensor([127.0, self.net.max_seconds, self.net.max_seconds], device=notes.device)
         return torch.minimum(notes, top) / top * 2 - 1
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +129,10 @@ def build(net: Net, info: dict) -> NoteGAN:
 
 
 def make_optimizers(model: NoteGAN, train: TrainParams) -> list[torch.optim.Optimizer]:
-    return [torch.optim.Adam(model.generator.parameters(), lr=model.net.lr),
-            torch.optim.Adam(model.discriminator.parameters(), lr=model.net.lr)]
+    return [
+        torch.optim.Adam(model.generator.parameters(), lr=model.net.lr),
+        torch.optim.Adam(model.discriminator.parameters(), lr=model.net.lr),
+    ]
 
 
 def _losses(model: NoteGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,16 +141,19 @@ def _losses(model: NoteGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return adversarial_losses(model.discriminator, real, fake)
 
 
-def train_step(model: NoteGAN, x: torch.Tensor, y: torch.Tensor,
-               optimizers: list[torch.optim.Optimizer]) -> float:
+def train_step(
+    model: NoteGAN, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+) -> float:
     """One discriminator update, then one generator update; returns the generator loss.
 
     A z-scoring model built without statistics (a caller that did not pass `make_info`'s)
     takes them from its first batch, with a warning: close to, not exactly, the training
     split's."""
     if model.net.scaling == "zscore" and not bool(model.fitted):
-        log.warning("note_gan: no z-score statistics in the model's info (the data loader "
-                    "did not call note_gan.make_info); taking them from the first batch")
+        log.warning(
+            "note_gan: no z-score statistics in the model's info (the data loader "
+            "did not call note_gan.make_info); taking them from the first batch"
+        )
         model.fit(x.reshape(-1, 3))
     return alternating_step(_losses, model, x, optimizers)
 
@@ -152,8 +164,14 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     model.eval()
     noise = torch.randn(gen.length, model.net.noise, generator=generator) * gen.temperature
     device = next(model.parameters()).device

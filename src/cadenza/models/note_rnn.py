@@ -1,4 +1,4 @@
-"""Seed 004's MidiRNN, the TensorFlow tutorial "Generate music with an RNN": an LSTM(128) over
+"""Paper 004's MidiRNN, the TensorFlow tutorial "Generate music with an RNN": an LSTM(128) over
 notes as (pitch, step, duration), with three heads.
 
 Pitch is a 128-way classification (cross-entropy from logits); step and duration (seconds)
@@ -51,8 +51,7 @@ class NoteRNN(nn.Module):
         """notes (B, T, 3) as (pitch, step, duration) -> heads for the next note, state."""
         scaled = notes * torch.tensor([1 / 128, 1.0, 1.0], device=notes.device)
         hidden, state = self.rnn(scaled, state)
-        return (self.pitch(hidden), self.step(hidden)[..., 0],
-                self.duration(hidden)[..., 0]), state
+        return (self.pitch(hidden), self.step(hidden)[..., 0], self.duration(hidden)[..., 0]), state
 
 
 def build(net: Net, info: dict) -> NoteRNN:
@@ -66,15 +65,22 @@ def mse_with_positive_pressure(pred: torch.Tensor, target: torch.Tensor) -> torc
 def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     (pitch, step, duration), _ = model(x)
     net = model.net
-    return (net.pitch_weight * F.cross_entropy(pitch.flatten(0, 1).float(),
-                                               y[..., 0].long().flatten())
-            + net.step_weight * mse_with_positive_pressure(step.float(), y[..., 1])
-            + net.duration_weight * mse_with_positive_pressure(duration.float(), y[..., 2]))
+    return (
+        net.pitch_weight * F.cross_entropy(pitch.flatten(0, 1).float(), y[..., 0].long().flatten())
+        + net.step_weight * mse_with_positive_pressure(step.float(), y[..., 1])
+        + net.duration_weight * mse_with_positive_pressure(duration.float(), y[..., 2])
+    )
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     """The tutorial's loop: draw the pitch at the net's temperature, take step and duration
     as predicted (clipped at 0), append, repeat `gen.length` times."""
     model.eval()

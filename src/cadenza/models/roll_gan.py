@@ -1,11 +1,11 @@
-"""Seed 004's ImageGAN: a DCGAN over piano-roll images of 106 pitches x 100 steps.
+"""Paper 004's ImageGAN: a DCGAN over piano-roll images of 106 pitches x 100 steps.
 
-Generator (seed 004, section 4.3.2): a 10-d latent -> a dense layer with LeakyReLU 0.2 and
+Generator (paper 004, section 4.3.2): a 10-d latent -> a dense layer with LeakyReLU 0.2 and
 dropout 0.2 -> "another 3 Dense layers" -> a transposed convolution up to 106 x 100 -> a
 plain convolution -> sigmoid, with LeakyReLU and dropout between the layers. The seed names
 no widths (its figure is not in the text): ours double from 128 (128, 256, 512), then project
 to 8 x 53 x 25. Discriminator: two blocks of Conv2D(16), dropout 0.2, LeakyReLU 0.2, dropout
-0.2, then flatten, batch norm, dropout and one logit. Adam 2e-4 with beta1 0.5 (seed 004).
+0.2, then flatten, batch norm, dropout and one logit. Adam 2e-4 with beta1 0.5 (paper 004).
 The 106 pitches are MIDI 21-126 and a column is a 16th note, as in the midi2img module the
 seed used. The images are the windows the trainer cuts from the roll stream, so set
 `train.seq_len` to the image width (100). A generated image becomes notes as img2midi reads
@@ -43,7 +43,7 @@ class Net:
     latent: int = 10
     lr: float = 2e-4
     beta1: float = 0.5
-    generator_layers: int = 4  # dense layers before the convolutions (seed 004: 4; was 2)
+    generator_layers: int = 4  # dense layers before the convolutions (paper 004: 4; was 2)
     seed_dropout: bool = True  # dropout after the transposed conv and the critic's batch norm
     decode: Literal["threshold", "sample"] = "threshold"  # img2midi: on where p > 0.5
 
@@ -52,8 +52,11 @@ class Net:
         _check(self.latent >= 1, "latent", "must be >= 1")
         _check(self.lr > 0, "lr", "must be > 0")
         _check(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
-        _check(1 <= self.generator_layers <= MAX_DENSE, "generator_layers",
-               f"must be in [1, {MAX_DENSE}] (seed 004: 4)")
+        _check(
+            1 <= self.generator_layers <= MAX_DENSE,
+            "generator_layers",
+            f"must be in [1, {MAX_DENSE}] (paper 004: 4)",
+        )
 
 
 def dense_widths(layers: int) -> list[int]:
@@ -70,21 +73,30 @@ class RollGAN(nn.Module):
         for size in [*dense_widths(net.generator_layers), PROJECTION]:
             dense += [nn.Linear(width, size), nn.LeakyReLU(0.2), nn.Dropout(0.2)]
             width = size
-        upsample = [nn.ConvTranspose2d(8, 16, kernel_size=(4, 4), stride=(2, 4),
-                                       padding=(1, 0)), nn.LeakyReLU(0.2)]
+        upsample = [
+            nn.ConvTranspose2d(8, 16, kernel_size=(4, 4), stride=(2, 4), padding=(1, 0)),
+            nn.LeakyReLU(0.2),
+        ]
         if net.seed_dropout:
             upsample.append(nn.Dropout(0.2))
         self.generator = nn.Sequential(
-            *dense, nn.Unflatten(1, (8, 53, 25)), *upsample,
-            nn.Conv2d(16, 1, kernel_size=3, padding=1))  # logits of (1, 106, 100)
+            *dense,
+            nn.Unflatten(1, (8, 53, 25)),
+            *upsample,
+            nn.Conv2d(16, 1, kernel_size=3, padding=1),
+        )  # logits of (1, 106, 100)
         blocks = []
         for channels_in in (1, 16):
-            blocks += [nn.Conv2d(channels_in, 16, kernel_size=3, stride=2, padding=1),
-                       nn.Dropout(0.2), nn.LeakyReLU(0.2), nn.Dropout(0.2)]
+            blocks += [
+                nn.Conv2d(channels_in, 16, kernel_size=3, stride=2, padding=1),
+                nn.Dropout(0.2),
+                nn.LeakyReLU(0.2),
+                nn.Dropout(0.2),
+            ]
         head = [nn.Dropout(0.2)] if net.seed_dropout else []
-        self.discriminator = nn.Sequential(*blocks, nn.Flatten(),
-                                           nn.BatchNorm1d(16 * 27 * 25), *head,
-                                           nn.Linear(16 * 27 * 25, 1))
+        self.discriminator = nn.Sequential(
+            *blocks, nn.Flatten(), nn.BatchNorm1d(16 * 27 * 25), *head, nn.Linear(16 * 27 * 25, 1)
+        )
 
     def images(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, 100, 128) frames -> (B, 1, 106, 100) images."""
@@ -101,8 +113,10 @@ def build(net: Net, info: dict) -> RollGAN:
 
 def make_optimizers(model: RollGAN, train: TrainParams) -> list[torch.optim.Optimizer]:
     betas = (model.net.beta1, 0.999)
-    return [torch.optim.Adam(model.generator.parameters(), lr=model.net.lr, betas=betas),
-            torch.optim.Adam(model.discriminator.parameters(), lr=model.net.lr, betas=betas)]
+    return [
+        torch.optim.Adam(model.generator.parameters(), lr=model.net.lr, betas=betas),
+        torch.optim.Adam(model.discriminator.parameters(), lr=model.net.lr, betas=betas),
+    ]
 
 
 def _losses(model: RollGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,8 +124,9 @@ def _losses(model: RollGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return adversarial_losses(model.discriminator, real, model.fake(len(real), real.device))
 
 
-def train_step(model: RollGAN, x: torch.Tensor, y: torch.Tensor,
-               optimizers: list[torch.optim.Optimizer]) -> float:
+def train_step(
+    model: RollGAN, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+) -> float:
     """One discriminator update, then one generator update; returns the generator loss."""
     if x.shape[1] != WIDTH:
         raise ValueError(f"roll_gan needs windows of {WIDTH} frames: set train.seq_len: {WIDTH}")
@@ -124,8 +139,14 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     """Enough images for `gen.length` frames, side by side; a cell is on where its sigmoid
     passes 0.5 (`decode: threshold`, img2midi's reading) or with that probability
     (`decode: sample`)."""

@@ -1,4 +1,4 @@
-"""Piano-roll LSTM with one sigmoid per pitch: seed 003's sigmoid model (Huang & Wu), and the
+"""Piano-roll LSTM with one sigmoid per pitch: paper 003's sigmoid model (Huang & Wu), and the
 factorised-output LSTM of the polyphonic benchmark (Boulanger-Lewandowski et al. 2012).
 
 Each frame's active pitches are summed as pitch embeddings (a multi-hot frame times an
@@ -42,8 +42,13 @@ class RollLSTM(nn.Module):
     def __init__(self, net: Net) -> None:
         super().__init__()
         self.pitch_embedding = nn.Linear(net.pitches, net.embedding, bias=False)  # sum of emb.
-        self.rnn = nn.LSTM(net.embedding, net.hidden, num_layers=net.layers, batch_first=True,
-                           dropout=net.dropout if net.layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            net.embedding,
+            net.hidden,
+            num_layers=net.layers,
+            batch_first=True,
+            dropout=net.dropout if net.layers > 1 else 0.0,
+        )
         self.head = nn.Linear(net.hidden, net.pitches)
 
     def forward(self, frames: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
@@ -76,8 +81,14 @@ def frame_probs(model: nn.Module, frames: torch.Tensor, seq_len: int) -> np.ndar
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     """Continue the prompt frame by frame, each pitch drawn from its temperature-scaled
     sigmoid."""
     model.eval()

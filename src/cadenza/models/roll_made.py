@@ -90,8 +90,9 @@ class RollMADE(nn.Module):
         """Conditionals of every pitch given the pitches below it in `frame`: (..., P)."""
         return self._made(frame, self.context_hidden(context), self.context_out(context))
 
-    def _made(self, frame: torch.Tensor, context_hidden: torch.Tensor,
-              context_out: torch.Tensor) -> torch.Tensor:
+    def _made(
+        self, frame: torch.Tensor, context_hidden: torch.Tensor, context_out: torch.Tensor
+    ) -> torch.Tensor:
         """The masked MLP over `frame`, with the context's projections already computed (so
         `decode` projects each context once, not once per pitch)."""
         h = self.made[0](frame) + context_hidden
@@ -105,8 +106,12 @@ class RollMADE(nn.Module):
         return self.pitch_logits(context, targets)
 
     @torch.no_grad()
-    def decode(self, context: torch.Tensor, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> torch.Tensor:
+    def decode(
+        self,
+        context: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Frames from contexts (N, H + P), pitch by pitch: sampled with a generator, else
         the greedy choice (p > 0.5) at each pitch given the choices below it."""
         frame = torch.zeros(len(context), self.pitches, device=context.device)

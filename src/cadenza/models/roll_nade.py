@@ -64,8 +64,10 @@ class RollNADE(nn.Module):
         of P(pitch p | pitches < p of the target, context)."""
         n, p = target.shape
         below = F.pad(target[:, :-1], (1, 0)).unsqueeze(-1)  # pitch p-1, 0 before the first
-        inputs = torch.cat([below, self.position.weight.expand(n, -1, -1),
-                            context.unsqueeze(1).expand(-1, p, -1)], dim=-1)
+        inputs = torch.cat(
+            [below, self.position.weight.expand(n, -1, -1), context.unsqueeze(1).expand(-1, p, -1)],
+            dim=-1,
+        )
         out, _ = self.pitch_rnn(inputs)
         return self.head(out)[..., 0]
 
@@ -77,8 +79,12 @@ class RollNADE(nn.Module):
         return logits.reshape(b, t, p)
 
     @torch.no_grad()
-    def decode(self, context: torch.Tensor, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> torch.Tensor:
+    def decode(
+        self,
+        context: torch.Tensor,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Frames from contexts (N, H), pitch by pitch: sampled with a generator, else the
         greedy choice (p > 0.5) at each pitch given the choices below it."""
         n = len(context)
@@ -86,8 +92,9 @@ class RollNADE(nn.Module):
         below = torch.zeros(n, 1, 1, device=context.device)
         out = []
         for p in range(self.pitches):
-            step = torch.cat([below, self.position.weight[p].expand(n, 1, -1),
-                              context.unsqueeze(1)], dim=-1)
+            step = torch.cat(
+                [below, self.position.weight[p].expand(n, 1, -1), context.unsqueeze(1)], dim=-1
+            )
             hidden, state = self.pitch_rnn(step, state)
             prob = torch.sigmoid(self.head(hidden)[:, 0, 0].float() / temperature)
             if generator is None:
@@ -109,8 +116,14 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: np.ndarray,
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: np.ndarray,
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     model.eval()
     device = next(model.parameters()).device
     frames = torch.as_tensor(prompt if len(prompt) else np.zeros((1, model.pitches), np.uint8))

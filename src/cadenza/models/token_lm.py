@@ -1,14 +1,14 @@
 """Token language model: embedding -> n recurrent layers (RNN / LSTM / GRU) -> softmax.
 
-The model of seed 003 (Huang & Wu, "Deep Learning for Music": a 2-layer LSTM, embedding 128,
-hidden 128, over chord or MIDI-event tokens), seed 002 (one LSTM layer of 64 over pitch
-symbols with a `<next>` separator), seed 001 (one LSTM layer with dropout over the melody
-time series) and seed 000 (a vanilla RNN with one hidden layer over the lowest note). With
-`train.epochs: 0` it is seed 003's `untrained` baseline. `Net` selects the variant.
+The model of paper 003 (Huang & Wu, "Deep Learning for Music": a 2-layer LSTM, embedding 128,
+hidden 128, over chord or MIDI-event tokens), paper 002 (one LSTM layer of 64 over pitch
+symbols with a `<next>` separator), paper 001 (one LSTM layer with dropout over the melody
+time series) and paper 000 (a vanilla RNN with one hidden layer over the lowest note). With
+`train.epochs: 0` it is paper 003's `untrained` baseline. `Net` selects the variant.
 
-`sample_tokens` implements seed 003's generation, shared by every token family: feed a
+`sample_tokens` implements paper 003's generation, shared by every token family: feed a
 prompt, then draw each next token either greedily (with probability `greedy_prob`) or from
-the temperature-scaled, optionally top-k filtered softmax. Seed 000's "predicting k future
+the temperature-scaled, optionally top-k filtered softmax. Paper 000's "predicting k future
 notes" is this loop run for k steps.
 """
 
@@ -47,7 +47,10 @@ class TokenLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, net.embedding)
         self.rnn = CELLS[net.cell](
-            net.embedding, net.hidden, num_layers=net.layers, batch_first=True,
+            net.embedding,
+            net.hidden,
+            num_layers=net.layers,
+            batch_first=True,
             dropout=net.dropout if net.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(net.dropout)
@@ -69,14 +72,26 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0)
 
 
-def sample(model: nn.Module, mp: ModelParams, info: dict, prompt: list[str],
-           gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: list[str],
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     return sample_tokens(model, mp, info, prompt, gen, generator)
 
 
 @torch.no_grad()
-def sample_tokens(model: nn.Module, mp: ModelParams, info: dict, prompt: list[str],
-                  gen: GenerateParams, generator: torch.Generator) -> Notes:
+def sample_tokens(
+    model: nn.Module,
+    mp: ModelParams,
+    info: dict,
+    prompt: list[str],
+    gen: GenerateParams,
+    generator: torch.Generator,
+) -> Notes:
     """Continue the prompt by `gen.length` tokens (never a special one); decode to notes."""
     vocab = info["vocab"]
     index = {t: i for i, t in enumerate(vocab)}
@@ -100,7 +115,7 @@ def sample_tokens(model: nn.Module, mp: ModelParams, info: dict, prompt: list[st
         out.append(token)
         if state is None:  # a context model (Transformer): feed the whole window again
             ids.append(token)
-            logits, _ = model(torch.tensor([ids[-model.max_len:]], device=device))
+            logits, _ = model(torch.tensor([ids[-model.max_len :]], device=device))
         else:
             logits, state = model(torch.tensor([[token]], device=device), state)
     return decode([vocab[j] for j in out], mp.tokens)

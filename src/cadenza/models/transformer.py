@@ -32,8 +32,11 @@ class Net:
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "d_model", "ff", "max_len"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.d_model % (2 * self.heads) == 0, "d_model",
-               "must be a multiple of 2 x heads (rotary embeddings rotate pairs)")
+        _check(
+            self.d_model % (2 * self.heads) == 0,
+            "d_model",
+            "must be a multiple of 2 x heads (rotary embeddings rotate pairs)",
+        )
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
 
@@ -55,15 +58,23 @@ class Block(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(net.d_model), nn.LayerNorm(net.d_model)
         self.qkv = nn.Linear(net.d_model, 3 * net.d_model)
         self.proj = nn.Linear(net.d_model, net.d_model)
-        self.ff = nn.Sequential(nn.Linear(net.d_model, net.ff), nn.GELU(),
-                                nn.Linear(net.ff, net.d_model), nn.Dropout(net.dropout))
+        self.ff = nn.Sequential(
+            nn.Linear(net.d_model, net.ff),
+            nn.GELU(),
+            nn.Linear(net.ff, net.d_model),
+            nn.Dropout(net.dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         attn = F.scaled_dot_product_attention(
-            rotary(q), rotary(k), v, is_causal=True,
-            dropout_p=self.dropout if self.training else 0.0)
+            rotary(q),
+            rotary(k),
+            v,
+            is_causal=True,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
         x = x + self.proj(attn.transpose(1, 2).reshape(b, t, c))
         return x + self.ff(self.norm2(x))
 
@@ -85,7 +96,6 @@ class Transformer(nn.Module):
         self.head = nn.Linear(net.d_model, vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied, as in GPT-2 / nanoGPT
         self.apply(_init)  # GPT-2's small initial weights: unit-variance logits explode
-
 
     def forward(self, ids: torch.Tensor, state=None) -> tuple[torch.Tensor, None]:
         """ids (B, T) -> logits (B, T, V). No recurrent state: the window is the context."""

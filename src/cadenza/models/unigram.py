@@ -1,4 +1,4 @@
-"""The `unigram` baseline of seed 003: every token drawn by its training-set frequency.
+"""The `unigram` baseline of paper 003: every token drawn by its training-set frequency.
 
 No context and no training: the log-frequencies from the training data are the logits,
 whatever came before. Anything a real model does worse than this, it has not learned.

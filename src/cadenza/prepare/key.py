@@ -1,7 +1,7 @@
 """Key estimation and transposition to C major / A minor.
 
 Transposing every piece to one tonic makes the models' job easier (Boulanger-Lewandowski et
-al. 2012 transpose to C; seed 001 to C major / A minor). The key comes from the file's key
+al. 2012 transpose to C; paper 001 to C major / A minor). The key comes from the file's key
 signature when it has one; otherwise from the Krumhansl-Schmuckler algorithm: correlate the
 duration-weighted pitch-class histogram with the Krumhansl-Kessler profiles rotated to each
 of the 24 keys, and take the best.
@@ -45,8 +45,7 @@ def krumhansl_schmuckler(pitch: np.ndarray, duration: np.ndarray) -> Key:
     All 24 correlations are one matrix product over standardised vectors; ties go to the
     first key in (major C..B, minor C..B) order.
     """
-    hist = np.bincount(np.asarray(pitch) % 12, weights=np.asarray(duration, float),
-                       minlength=12)
+    hist = np.bincount(np.asarray(pitch) % 12, weights=np.asarray(duration, float), minlength=12)
     centred = hist - hist.mean()
     norm = np.linalg.norm(centred)
     if norm == 0:  # flat histogram: no evidence, keep C major
@@ -58,8 +57,9 @@ def krumhansl_schmuckler(pitch: np.ndarray, duration: np.ndarray) -> Key:
 
 def _standardised_profiles() -> np.ndarray:
     """(24, 12): each key's rotated profile, centred and scaled to unit length."""
-    rows = [np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE)
-            for tonic in range(12)]
+    rows = [
+        np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)
+    ]
     centred = np.array(rows) - np.mean(rows, axis=1, keepdims=True)
     return centred / np.linalg.norm(centred, axis=1, keepdims=True)
 
@@ -67,8 +67,9 @@ def _standardised_profiles() -> np.ndarray:
 _KEY_PROFILES = _standardised_profiles()
 
 
-def estimate_key(pitch: np.ndarray, duration: np.ndarray,
-                 key_signature: tuple[int, int] | None) -> Key:
+def estimate_key(
+    pitch: np.ndarray, duration: np.ndarray, key_signature: tuple[int, int] | None
+) -> Key:
     if key_signature is not None:
         return key_from_signature(*key_signature)
     return krumhansl_schmuckler(pitch, duration)

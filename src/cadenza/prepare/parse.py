@@ -42,8 +42,15 @@ from cadenza.meter import COMMON_TIME, Meter
 MAX_FILE_BYTES = 32 << 20  # the largest Lakh / MAESTRO files are ~2 MB; nothing real is near
 MAX_BEATS = 100_000.0  # ~8 h at 200 bpm; MAESTRO's longest performance is ~4,000 beats
 MAX_BPM = 1_000.0  # faster than any notated music: a corrupt tempo, which would crush seconds
-NOTE_ARRAYS = ("track", "pitch", "velocity", "onset_beats", "duration_beats", "onset_s",
-               "duration_s")
+NOTE_ARRAYS = (
+    "track",
+    "pitch",
+    "velocity",
+    "onset_beats",
+    "duration_beats",
+    "onset_s",
+    "duration_s",
+)
 
 
 class RejectedPiece(Exception):
@@ -78,8 +85,9 @@ def read_midi_bytes(path: Path | str) -> bytes:
     try:
         size = Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
-            raise RejectedPiece(f"file too large for a MIDI file: {size:,} bytes "
-                                f"(limit {MAX_FILE_BYTES:,})")
+            raise RejectedPiece(
+                f"file too large for a MIDI file: {size:,} bytes (limit {MAX_FILE_BYTES:,})"
+            )
         with open(path, "rb") as fh:
             return fh.read(MAX_FILE_BYTES + 1)
     except OSError as err:
@@ -114,19 +122,22 @@ def check_midi_bytes(data: bytes) -> None:
     declared = int.from_bytes(data[10:12], "big")
     pos, index, tracks = 14, 0, []
     while len(data) - pos >= 8:  # a few trailing padding bytes are common and harmless
-        kind, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
+        kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
         left = len(data) - pos - 8
         if length > left:
-            raise RejectedPiece(f"chunk {index} ({kind!r}) claims {length:,} bytes, but only "
-                                f"{left:,} are left in the file")
+            raise RejectedPiece(
+                f"chunk {index} ({kind!r}) claims {length:,} bytes, but only "
+                f"{left:,} are left in the file"
+            )
         if kind == b"MTrk":
-            tracks.append(data[pos + 8:pos + 8 + length])
+            tracks.append(data[pos + 8 : pos + 8 + length])
         pos, index = pos + 8 + length, index + 1
     if not tracks:
         raise RejectedPiece("no MTrk chunk in the file")
     if len(tracks) < declared:
-        raise RejectedPiece(f"truncated file: the header declares {declared} tracks, only "
-                            f"{len(tracks)} are present")
+        raise RejectedPiece(
+            f"truncated file: the header declares {declared} tracks, only {len(tracks)} are present"
+        )
     _check_tempo_events(tracks)
 
 
@@ -144,8 +155,10 @@ def _check_tempo_events(tracks: list[bytes]) -> None:
             continue
         for kind, length in _meta_events(track):
             if kind == 0x51 and length != 3:
-                raise RejectedPiece(f"bad tempo event in track {index}: {length} data bytes "
-                                    "where the standard says 3")
+                raise RejectedPiece(
+                    f"bad tempo event in track {index}: {length} data bytes "
+                    "where the standard says 3"
+                )
 
 
 _SUSPECT_TEMPO = re.compile(rb"\xff\x51(?!\x03)")  # FF 51 not followed by a length of 3
@@ -207,11 +220,14 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         raise RejectedPiece(f"unreadable MIDI: {err}") from err
     for tempo in score.tempos:
         if tempo.mspq <= 0:
-            raise RejectedPiece(f"invalid tempo: {tempo.mspq} microseconds per quarter at "
-                                f"tick {tempo.time}")
+            raise RejectedPiece(
+                f"invalid tempo: {tempo.mspq} microseconds per quarter at tick {tempo.time}"
+            )
         if 60e6 / tempo.mspq > MAX_BPM:
-            raise RejectedPiece(f"absurd tempo: {60e6 / tempo.mspq:,.0f} bpm at tick "
-                                f"{tempo.time} (limit {MAX_BPM:,.0f})")
+            raise RejectedPiece(
+                f"absurd tempo: {60e6 / tempo.mspq:,.0f} bpm at tick "
+                f"{tempo.time} (limit {MAX_BPM:,.0f})"
+            )
     beats, seconds = score.to("quarter"), score.to("second")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in NOTE_ARRAYS}
     for tb, ts in zip(beats.tracks, seconds.tracks, strict=True):
@@ -226,8 +242,9 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         parts["onset_s"].append(ns["time"].astype(np.float64))
         parts["duration_s"].append(ns["duration"].astype(np.float64))
     if not parts["track"]:
-        raise RejectedPiece(f"no notes in the kept tracks ({len(score.tracks)} tracks in file)",
-                            stage="filter")
+        raise RejectedPiece(
+            f"no notes in the kept tracks ({len(score.tracks)} tracks in file)", stage="filter"
+        )
     notes = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     _check_times(notes)
     repairs: list[str] = []
@@ -237,13 +254,16 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         if abs(ks.key) <= 7 and ks.tonality in (0, 1):
             key_sig = (int(ks.key), int(ks.tonality))
         else:
-            repairs.append(f"invalid key signature ({ks.key} sharps, mode {ks.tonality}) "
-                           "ignored: key estimated from the notes")
+            repairs.append(
+                f"invalid key signature ({ks.key} sharps, mode {ks.tonality}) "
+                "ignored: key estimated from the notes"
+            )
     meter, bad = time_signatures(beats.time_signatures)
     if bad:
         repairs.append(f"{bad} invalid time signature(s) ignored")
-    return ParsedPiece(notes=notes, key_signature=key_sig, time_signatures=meter,
-                       repairs=tuple(repairs))
+    return ParsedPiece(
+        notes=notes, key_signature=key_sig, time_signatures=meter, repairs=tuple(repairs)
+    )
 
 
 def time_signatures(events) -> tuple[Meter, int]:
@@ -267,11 +287,11 @@ def _check_times(notes: dict[str, np.ndarray]) -> None:
         if not np.all(np.isfinite(notes[name])):
             raise RejectedPiece(f"non-finite note times ({name})")
     if notes["onset_beats"].min() < 0 or notes["onset_s"].min() < 0:
-        raise RejectedPiece("negative note onset: times overflowed 2^31 ticks "
-                            "(huge delta times)")
+        raise RejectedPiece("negative note onset: times overflowed 2^31 ticks (huge delta times)")
     if notes["duration_beats"].min() < 0 or notes["duration_s"].min() < 0:
         raise RejectedPiece("negative note duration")
     end = float((notes["onset_beats"] + notes["duration_beats"]).max())
     if end > MAX_BEATS:
-        raise RejectedPiece(f"piece lasts {end:,.0f} beats (limit {MAX_BEATS:,.0f}): "
-                            "a huge delta time?")
+        raise RejectedPiece(
+            f"piece lasts {end:,.0f} beats (limit {MAX_BEATS:,.0f}): a huge delta time?"
+        )

@@ -35,8 +35,9 @@ def read_piece(folder: Path, row, source: dict) -> ParsedPiece:
     except (RejectedPiece, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - a reader's bug must not cost the whole run
-        raise RejectedPiece(f"unreadable {row.format or 'midi'} file: "
-                            f"{type(err).__name__}: {err}") from err
+        raise RejectedPiece(
+            f"unreadable {row.format or 'midi'} file: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _read(folder: Path, row, source: dict) -> ParsedPiece:
@@ -87,8 +88,9 @@ def _lpd_piece(npz: np.lib.npyio.NpzFile, piano: str) -> ParsedPiece:
     if not isinstance(spb, int) or spb <= 0:
         raise RejectedPiece(f"unreadable npz: info.json gives resolution {spb!r}")
     tracks = [t for t in _lpd_tracks(info) if _is_piano(t, piano)]
-    notes = [n for n in (_csc_notes(npz, f"pianoroll_{t['index']}") for t in tracks)
-             if n is not None]
+    notes = [
+        n for n in (_csc_notes(npz, f"pianoroll_{t['index']}") for t in tracks) if n is not None
+    ]
     if not notes:
         raise RejectedPiece("no piano track", stage="filter")
     if "tempo" not in npz:
@@ -106,9 +108,14 @@ def _lpd_tracks(info: dict) -> list[dict]:
     tracks, index = [], 0
     while str(index) in info:
         meta = info[str(index)]
-        tracks.append({"index": index, "name": meta.get("name"),
-                       "program": 0 if meta.get("program") is None else meta["program"],
-                       "is_drum": bool(meta.get("is_drum"))})
+        tracks.append(
+            {
+                "index": index,
+                "name": meta.get("name"),
+                "program": 0 if meta.get("program") is None else meta["program"],
+                "is_drum": bool(meta.get("is_drum")),
+            }
+        )
         index += 1
     return tracks
 
@@ -119,8 +126,9 @@ def _is_piano(track: dict, piano: str) -> bool:
     return track["name"] == "Piano" if piano == "name" else 0 <= track["program"] <= 7
 
 
-def _csc_notes(npz: np.lib.npyio.NpzFile, name: str
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _csc_notes(
+    npz: np.lib.npyio.NpzFile, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """One track's notes (start step, steps, pitch, velocity), sorted by (start, pitch).
 
     None for a track whose roll is all zero (not kept, as if absent). The CSC columns are
@@ -141,8 +149,7 @@ def _csc_notes(npz: np.lib.npyio.NpzFile, name: str
     return steps[first], length[order], pitch[first], value[first]
 
 
-def _csc_entries(npz: np.lib.npyio.NpzFile, name: str
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _csc_entries(npz: np.lib.npyio.NpzFile, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A stored CSC roll's entries as (step, pitch, value), sorted by (pitch, step).
 
     Checks what scipy would (array sizes, pointer order) and the index bounds it does not;
@@ -151,9 +158,13 @@ def _csc_entries(npz: np.lib.npyio.NpzFile, name: str
     data, indices = _member(npz, f"{name}_csc_data"), _member(npz, f"{name}_csc_indices")
     indptr = _member(npz, f"{name}_csc_indptr").astype(np.int64)
     n_steps, n_pitches = (int(x) for x in np.asarray(_member(npz, f"{name}_csc_shape")).ravel())
-    if data.ndim != 1 or indices.shape != data.shape or indptr.shape != (n_pitches + 1,) \
-            or (len(indptr) and (indptr[0] != 0 or indptr[-1] > len(data))) \
-            or np.any(np.diff(indptr) < 0):
+    if (
+        data.ndim != 1
+        or indices.shape != data.shape
+        or indptr.shape != (n_pitches + 1,)
+        or (len(indptr) and (indptr[0] != 0 or indptr[-1] > len(data)))
+        or np.any(np.diff(indptr) < 0)
+    ):
         raise RejectedPiece(f"unreadable npz: {name} is not a valid CSC matrix")
     count = int(indptr[-1]) if len(indptr) else 0
     steps = indices[:count].astype(np.int64)
@@ -171,18 +182,31 @@ def _csc_entries(npz: np.lib.npyio.NpzFile, name: str
     return steps, pitch, value
 
 
-def _note_columns(index: int, start: np.ndarray, length: np.ndarray, pitch: np.ndarray,
-                  velocity: np.ndarray, clock: np.ndarray, spb: int) -> dict[str, np.ndarray]:
+def _note_columns(
+    index: int,
+    start: np.ndarray,
+    length: np.ndarray,
+    pitch: np.ndarray,
+    velocity: np.ndarray,
+    clock: np.ndarray,
+    spb: int,
+) -> dict[str, np.ndarray]:
     """Note arrays of one track: beats from steps, seconds from the tempo clock."""
     if len(start) and start.max() >= len(clock):
-        raise RejectedPiece(f"unreadable npz: a note starts at step {int(start.max())}, "
-                            f"beyond the {len(clock) - 1}-step tempo array")
+        raise RejectedPiece(
+            f"unreadable npz: a note starts at step {int(start.max())}, "
+            f"beyond the {len(clock) - 1}-step tempo array"
+        )
     end = np.minimum(start + length, len(clock) - 1)
-    return {"track": np.full(len(pitch), index, np.int16),
-            "pitch": pitch.astype(np.int16),
-            "velocity": velocity.astype(np.int16),
-            "onset_beats": start / spb, "duration_beats": length / spb,
-            "onset_s": clock[start], "duration_s": clock[end] - clock[start]}
+    return {
+        "track": np.full(len(pitch), index, np.int16),
+        "pitch": pitch.astype(np.int16),
+        "velocity": velocity.astype(np.int16),
+        "onset_beats": start / spb,
+        "duration_beats": length / spb,
+        "onset_s": clock[start],
+        "duration_s": clock[end] - clock[start],
+    }
 
 
 def read_lpd_dense(path: Path, piano: str = "program") -> ParsedPiece:
@@ -193,9 +217,13 @@ def read_lpd_dense(path: Path, piano: str = "program") -> ParsedPiece:
 
     check_npz(path)
     multitrack = pypianoroll.load(path)
-    tracks = [t for t in multitrack.tracks
-              if (t.name == "Piano" if piano == "name" else 0 <= t.program <= 7)
-              and not t.is_drum and t.pianoroll.any()]
+    tracks = [
+        t
+        for t in multitrack.tracks
+        if (t.name == "Piano" if piano == "name" else 0 <= t.program <= 7)
+        and not t.is_drum
+        and t.pianoroll.any()
+    ]
     if not tracks:
         raise RejectedPiece("no piano track", stage="filter")
     spb = multitrack.resolution
@@ -208,11 +236,17 @@ def read_lpd_dense(path: Path, piano: str = "program") -> ParsedPiece:
         onset, duration, pitch = roll_to_notes(roll > 0, spb)
         start = np.rint(onset * spb).astype(np.int64)
         end = np.minimum(start + np.rint(duration * spb).astype(np.int64), len(clock) - 1)
-        parts.append({"track": np.full(len(pitch), index, np.int16),
-                      "pitch": pitch.astype(np.int16),
-                      "velocity": roll[start, pitch].astype(np.int16),
-                      "onset_beats": onset, "duration_beats": duration,
-                      "onset_s": clock[start], "duration_s": clock[end] - clock[start]})
+        parts.append(
+            {
+                "track": np.full(len(pitch), index, np.int16),
+                "pitch": pitch.astype(np.int16),
+                "velocity": roll[start, pitch].astype(np.int16),
+                "onset_beats": onset,
+                "duration_beats": duration,
+                "onset_s": clock[start],
+                "duration_s": clock[end] - clock[start],
+            }
+        )
     notes = {k: np.concatenate([p[k] for p in parts]) for k in NOTE_ARRAYS}
     return ParsedPiece(notes=notes, key_signature=None)
 
@@ -243,14 +277,17 @@ def _check_npz_members(npz: np.lib.npyio.NpzFile) -> None:
     for key in npz.files:
         if key.endswith("_csc_shape"):
             shape = np.asarray(_member(npz, key)).ravel()
-            if shape.size != 2 or not 0 <= shape[0] <= MAX_ROLL_STEPS \
-                    or not 0 <= shape[1] <= 128:
-                raise RejectedPiece(f"npz roll {key} claims shape {shape.tolist()} "
-                                    f"(at most {MAX_ROLL_STEPS:,} x 128)")
+            if shape.size != 2 or not 0 <= shape[0] <= MAX_ROLL_STEPS or not 0 <= shape[1] <= 128:
+                raise RejectedPiece(
+                    f"npz roll {key} claims shape {shape.tolist()} "
+                    f"(at most {MAX_ROLL_STEPS:,} x 128)"
+                )
 
 
-NPY_1D_HEADER = re.compile(rb"\{'descr': '([<>|=]?[biuf]\d{1,2})', 'fortran_order': False, "
-                           rb"'shape': \((\d{1,12}),\), \} *\n")
+NPY_1D_HEADER = re.compile(
+    rb"\{'descr': '([<>|=]?[biuf]\d{1,2})', 'fortran_order': False, "
+    rb"'shape': \((\d{1,12}),\), \} *\n"
+)
 
 
 def _member(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
@@ -292,8 +329,13 @@ def read_bl(path: Path, split: str, index: int, step_beats: float) -> ParsedPiec
     onset, duration, pitch = roll_to_notes(roll, spb)
     if len(pitch) == 0:
         raise RejectedPiece("empty piece")
-    notes = {"track": np.zeros(len(pitch), np.int16), "pitch": pitch.astype(np.int16),
-             "velocity": np.full(len(pitch), 64, np.int16), "onset_beats": onset,
-             "duration_beats": duration, "onset_s": onset * BL_SECONDS_PER_BEAT,
-             "duration_s": duration * BL_SECONDS_PER_BEAT}
+    notes = {
+        "track": np.zeros(len(pitch), np.int16),
+        "pitch": pitch.astype(np.int16),
+        "velocity": np.full(len(pitch), 64, np.int16),
+        "onset_beats": onset,
+        "duration_beats": duration,
+        "onset_s": onset * BL_SECONDS_PER_BEAT,
+        "duration_s": duration * BL_SECONDS_PER_BEAT,
+    }
     return ParsedPiece(notes=notes, key_signature=None)

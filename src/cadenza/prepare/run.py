@@ -47,8 +47,13 @@ ROLL_COLUMNS = ["pitch", "start", "end"]
 SERIAL = RunnerParams(kind="serial")
 
 
-def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams,
-            runner: RunnerParams = SERIAL) -> dict:
+def prepare(
+    raw_root: Path,
+    sources: list[str],
+    out: Path,
+    params: PrepareParams,
+    runner: RunnerParams = SERIAL,
+) -> dict:
     """Prepare `sources` (folders under `raw_root`) into `out`; return the counts.
 
     The per-file work maps over `runner`; its results arrive in manifest order. When no piece
@@ -70,13 +75,16 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
             rejects.append((name, row.piece_id, row.source_path, "fetch", row.reason))
         ok = manifest[manifest.status == "ok"]
         # absolute: a Dask worker's working directory can be anywhere on the shared filesystem
-        jobs = [FileJob(folder.absolute(), name, SimpleNamespace(**row._asdict()), source,
-                        params) for row in ok.itertuples(index=False)]
+        jobs = [
+            FileJob(folder.absolute(), name, SimpleNamespace(**row._asdict()), source, params)
+            for row in ok.itertuples(index=False)
+        ]
         n_files += len(jobs)
         results = map_ordered(prepare_file, jobs, runner, must_see=[folder.absolute()])
         tally = SourceTally(name, len(jobs))
-        bar = tqdm(zip(jobs, results, strict=True), total=len(jobs), desc=f"prepare {name}",
-                   unit="file")
+        bar = tqdm(
+            zip(jobs, results, strict=True), total=len(jobs), desc=f"prepare {name}", unit="file"
+        )
         for job, mapped in bar:
             result = file_outcome(mapped)
             tally.add(result)
@@ -101,27 +109,37 @@ def prepare(raw_root: Path, sources: list[str], out: Path, params: PrepareParams
     notes_table, notes_rows = _columns_table(pieces_df, notes, NOTE_COLUMNS, with_metadata=True)
     rolls_table, rolls_rows = _columns_table(pieces_df, rolls, ROLL_COLUMNS)
     del notes, rolls  # the tables hold the same buffers
-    counts: dict = {split: {"pieces": int((pieces_df.split == split).sum()),
-                            "notes": notes_rows.get(split, 0)}
-                    for split in SPLITS}
+    counts: dict = {
+        split: {"pieces": int((pieces_df.split == split).sum()), "notes": notes_rows.get(split, 0)}
+        for split in SPLITS
+    }
     counts["rejected"] = int((rejects_df.stage != "filter").sum())
     counts["filtered_out"] = int((rejects_df.stage == "filter").sum())  # e.g. LPD, no piano
     with atomic_dir(out) as tmp:
-        write_partitioned({"notes": (notes_table, notes_rows),
-                           "rolls": (rolls_table, rolls_rows)}, tmp)
+        write_partitioned(
+            {"notes": (notes_table, notes_rows), "rolls": (rolls_table, rolls_rows)}, tmp
+        )
         write_parquet(tmp / "pieces.parquet", pieces_df)
         write_parquet(tmp / "rejects.parquet", rejects_df)
-        write_json(tmp / "_meta.json", {
-            "schema_version": SCHEMA_VERSION,
-            "sources": sources,
-            # the registry entry of each source as fetched: what the report names and cites
-            "corpora": {name: read_json(raw_root / name / "source.json") for name in sources},
-            "encoder": asdict(params),
-            "libraries": _library_versions(),
-            "counts": counts,
-        })
-    log.info("prepared %d pieces (%d notes), rejected %d -> %s",
-             len(pieces_df), len(notes_table), len(rejects_df), out)
+        write_json(
+            tmp / "_meta.json",
+            {
+                "schema_version": SCHEMA_VERSION,
+                "sources": sources,
+                # the registry entry of each source as fetched: what the report names and cites
+                "corpora": {name: read_json(raw_root / name / "source.json") for name in sources},
+                "encoder": asdict(params),
+                "libraries": _library_versions(),
+                "counts": counts,
+            },
+        )
+    log.info(
+        "prepared %d pieces (%d notes), rejected %d -> %s",
+        len(pieces_df),
+        len(notes_table),
+        len(rejects_df),
+        out,
+    )
     return counts
 
 
@@ -174,9 +192,11 @@ def no_usable_piece(sources: list[str], n_files: int, rejects: pd.DataFrame) -> 
     kinds = Counter(reason_kind(r.stage, r.reason) for r in rejects.itertuples())
     top = "; ".join(f"{n} x {kind}" for kind, n in kinds.most_common(TOP_REASONS))
     read = rejects[~rejects.stage.isin(["fetch", "filter"])]
-    return (f"prepare: no usable piece in {sources}: {len(read)} of {n_files} files rejected, "
-            f"{int((rejects.stage == 'filter').sum())} filtered out; commonest reasons: "
-            f"{top or 'none'}; each reject is logged above")
+    return (
+        f"prepare: no usable piece in {sources}: {len(read)} of {n_files} files rejected, "
+        f"{int((rejects.stage == 'filter').sum())} filtered out; commonest reasons: "
+        f"{top or 'none'}; each reject is logged above"
+    )
 
 
 def file_outcome(mapped: PreparedFile | Rejected | WorkerDied) -> PreparedFile | Rejected:
@@ -189,8 +209,13 @@ def file_outcome(mapped: PreparedFile | Rejected | WorkerDied) -> PreparedFile |
 
 def reject_row(source_name: str, job: FileJob, rejected: Rejected) -> tuple:
     """The rejects-table row (`REJECT_COLUMNS`) of one rejected file."""
-    return (source_name, f"{source_name}/{job.row.piece_id}", job.row.path, rejected.stage,
-            rejected.reason)
+    return (
+        source_name,
+        f"{source_name}/{job.row.piece_id}",
+        job.row.path,
+        rejected.stage,
+        rejected.reason,
+    )
 
 
 class SourceTally:
@@ -219,8 +244,9 @@ class SourceTally:
         now = time.perf_counter()
         if now - self.last_log >= self.LOG_EVERY_S:
             self.last_log = now
-            log.info("prepare %s: %d/%d files, %s", self.name, self.done, self.total,
-                     self.postfix())
+            log.info(
+                "prepare %s: %d/%d files, %s", self.name, self.done, self.total, self.postfix()
+            )
 
     @property
     def done(self) -> int:
@@ -231,38 +257,48 @@ class SourceTally:
 
     def summary(self) -> str:
         seconds = time.perf_counter() - self.start
-        why = ", ".join(f"{n} {reason}" if len(self.filtered) > 1 else reason
-                        for reason, n in self.filtered.most_common())
+        why = ", ".join(
+            f"{n} {reason}" if len(self.filtered) > 1 else reason
+            for reason, n in self.filtered.most_common()
+        )
         filtered = f", {self.filtered.total()} filtered out ({why})" if self.filtered else ""
-        return (f"prepare {self.name}: {self.kept} kept, {self.rejected} rejected{filtered}"
-                f" in {seconds:.1f} s, {self.done / max(seconds, 1e-9):.0f} files/s")
+        return (
+            f"prepare {self.name}: {self.kept} kept, {self.rejected} rejected{filtered}"
+            f" in {seconds:.1f} s, {self.done / max(seconds, 1e-9):.0f} files/s"
+        )
 
 
-def prepare_file(job: FileJob
-                 ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]] | Rejected:
+def prepare_file(
+    job: FileJob,
+) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]] | Rejected:
     """Read, key-normalise and encode one file; a bad file comes back as its rejection."""
     row, params = job.row, job.params
     piece_id = f"{job.source_name}/{row.piece_id}"
     try:
         parsed = read_piece(job.folder, row, job.source)
         split = row.split or split_of(piece_id, params.valid_fraction, params.test_fraction)
-        piece, notes, roll = encode_piece(parsed, piece_id, split, params,
-                                          params.transpose and job.source["transpose"])
+        piece, notes, roll = encode_piece(
+            parsed, piece_id, split, params, params.transpose and job.source["transpose"]
+        )
     except RejectedPiece as err:
         return Rejected(err.stage, str(err))
-    piece.update(source=job.source_name, title=row.title, composer=row.composer,
-                 year=row.year, sha256=row.sha256)
+    piece.update(
+        source=job.source_name,
+        title=row.title,
+        composer=row.composer,
+        year=row.year,
+        sha256=row.sha256,
+    )
     return piece, notes, roll
 
 
-def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams,
-                 transpose: bool = True
-                 ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def encode_piece(
+    parsed: ParsedPiece, piece_id: str, split: str, params: PrepareParams, transpose: bool = True
+) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Key-normalise one parsed piece; return its pieces row, note columns and roll runs."""
     notes = parsed.notes
     if len(notes["pitch"]) < params.min_notes:
-        raise RejectedPiece(f"too few notes: {len(notes['pitch'])} < "
-                            f"min_notes={params.min_notes}")
+        raise RejectedPiece(f"too few notes: {len(notes['pitch'])} < min_notes={params.min_notes}")
     key = estimate_key(notes["pitch"], notes["duration_beats"], parsed.key_signature)
     shift = shift_to_c(key) if transpose else 0
     pitch = notes["pitch"] + shift
@@ -272,10 +308,14 @@ def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: Prepare
     cols["pitch"] = pitch[keep][order]
     cols["step_beats"] = np.diff(cols["onset_beats"], prepend=0.0)
     cols["step_s"] = np.diff(cols["onset_s"], prepend=0.0)
-    run_pitch, run_start, run_end = roll_runs(cols["onset_beats"], cols["duration_beats"],
-                                              cols["pitch"], params.steps_per_beat)
-    roll = {"pitch": run_pitch.astype(np.int16), "start": run_start.astype(np.int32),
-            "end": run_end.astype(np.int32)}
+    run_pitch, run_start, run_end = roll_runs(
+        cols["onset_beats"], cols["duration_beats"], cols["pitch"], params.steps_per_beat
+    )
+    roll = {
+        "pitch": run_pitch.astype(np.int16),
+        "start": run_start.astype(np.int32),
+        "end": run_end.astype(np.int32),
+    }
     piece = {
         "piece_id": piece_id,
         "split": split,
@@ -292,21 +332,26 @@ def encode_piece(parsed: ParsedPiece, piece_id: str, split: str, params: Prepare
     return piece, cols, roll
 
 
-def _columns_table(pieces: pd.DataFrame, parts: list[dict[str, np.ndarray]],
-                   columns: list[str], with_metadata: bool = False
-                   ) -> tuple[pa.Table, dict[str, int]]:
+def _columns_table(
+    pieces: pd.DataFrame,
+    parts: list[dict[str, np.ndarray]],
+    columns: list[str],
+    with_metadata: bool = False,
+) -> tuple[pa.Table, dict[str, int]]:
     """Per-piece arrays as one Arrow table, with dictionary-encoded piece ids.
 
     Returns the table and its row count per split (pieces arrive grouped by split).
     """
     lengths = np.array([len(p[columns[0]]) for p in parts])
     piece_index = np.repeat(np.arange(len(parts), dtype=np.int32), lengths)
-    data = {"piece_id": pa.DictionaryArray.from_arrays(
-        piece_index, pa.array(pieces.piece_id.tolist()))}
+    data = {
+        "piece_id": pa.DictionaryArray.from_arrays(piece_index, pa.array(pieces.piece_id.tolist()))
+    }
     for column in PIECE_COLUMNS_IN_NOTES if with_metadata else []:
         codes, names = pd.factorize(pieces[column].astype(str))
         data[column] = pa.DictionaryArray.from_arrays(
-            codes.astype(np.int32)[piece_index], pa.array(list(names), pa.string()))
+            codes.astype(np.int32)[piece_index], pa.array(list(names), pa.string())
+        )
     for name in columns:  # zero-copy: one chunk per piece, no 7 M-row concatenation
         data[name] = pa.chunked_array([p[name] for p in parts])
     rows = pd.Series(lengths).groupby(pieces.split.to_numpy(), sort=False).sum()

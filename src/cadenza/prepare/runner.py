@@ -49,8 +49,9 @@ class WorkerDied:
     reason: str
 
 
-def map_ordered(fn: Callable[[Any], Any], items: list, runner: RunnerParams,
-                must_see: Sequence[Path] = ()) -> Iterator[Any]:
+def map_ordered(
+    fn: Callable[[Any], Any], items: list, runner: RunnerParams, must_see: Sequence[Path] = ()
+) -> Iterator[Any]:
     """`map(fn, items)` on the chosen runner, lazily, results in input order.
 
     On the process and Dask runners an item whose worker dies gives `WorkerDied` as its result
@@ -82,9 +83,11 @@ def check_workers_see(client: Any, folders: Sequence[Path]) -> None:
     blind = {worker: gone for worker, gone in missing.items() if gone}
     if blind:
         named = "; ".join(f"{worker} lacks {', '.join(gone)}" for worker, gone in blind.items())
-        raise RuntimeError(f"prepare: {len(blind)} of {len(missing)} Dask workers cannot see "
-                           f"the raw files ({named}); start them where these paths exist, "
-                           "e.g. on a shared filesystem")
+        raise RuntimeError(
+            f"prepare: {len(blind)} of {len(missing)} Dask workers cannot see "
+            f"the raw files ({named}); start them where these paths exist, "
+            "e.g. on a shared filesystem"
+        )
 
 
 def missing_folders(folders: list[str]) -> list[str]:
@@ -130,9 +133,12 @@ def _process_map(fn: Callable, items: list, workers: int) -> Iterator[Any]:
                     done += 1
             return
         except BrokenProcessPool:
-            suspects = items[done:done + (workers + 1) * chunk]
-            log.warning("prepare: a worker process died; redoing %d files one at a time to "
-                        "find the one that killed it", len(suspects))
+            suspects = items[done : done + (workers + 1) * chunk]
+            log.warning(
+                "prepare: a worker process died; redoing %d files one at a time to "
+                "find the one that killed it",
+                len(suspects),
+            )
             for result in _isolated_map(fn, suspects):
                 yield result
                 done += 1
@@ -240,8 +246,18 @@ def _dask_client(runner: RunnerParams, workers: int) -> Iterator[Any]:
         with Client(runner.dask_address) as client:
             yield client
         return
-    log.info("prepare: mapping over a local Dask cluster (%d workers, processes=%s)",
-             workers, runner.dask_processes)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=runner.dask_processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    log.info(
+        "prepare: mapping over a local Dask cluster (%d workers, processes=%s)",
+        workers,
+        runner.dask_processes,
+    )
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=runner.dask_processes,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

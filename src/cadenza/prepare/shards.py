@@ -1,7 +1,7 @@
 """The prepared dataset on disk: Parquet shards partitioned by split, plus small tables.
 
 Layout of `data/prepared/`:
-    notes/split=<s>/part-0.parquet   one row per note (seed 004's representation)
+    notes/split=<s>/part-0.parquet   one row per note (paper 004's representation)
     rolls/split=<s>/part-0.parquet   the piano roll of each piece as runs (pitch, start, end)
     pieces.parquet                   one row per kept piece: split, key, shift, counts
     rejects.parquet                  one row per rejected file: source, file, stage, reason
@@ -27,8 +27,7 @@ SPLITS = ("train", "valid", "test")
 REJECT_COLUMNS = ["source", "piece_id", "file", "stage", "reason"]
 
 
-def write_partitioned(tables: dict[str, tuple[pa.Table, dict[str, int]]], folder: Path
-                      ) -> None:
+def write_partitioned(tables: dict[str, tuple[pa.Table, dict[str, int]]], folder: Path) -> None:
     """Write each `name: (table, rows_per_split)` as `<name>/split=<s>/part-0.parquet` (zstd).
 
     A table's rows come grouped by split in SPLITS order, `rows_per_split[s]` of them for
@@ -53,8 +52,9 @@ def write_partitioned(tables: dict[str, tuple[pa.Table, dict[str, int]]], folder
         list(pool.map(lambda job: pq.write_table(*job, compression="zstd"), jobs))
 
 
-def read_table(prepared: Path | str, name: str, split: str | None = None,
-               columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    prepared: Path | str, name: str, split: str | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
     """Read `notes` or `rolls`, optionally one split only (the other files stay unread)."""
     folder = Path(prepared) / name
     if split is not None:

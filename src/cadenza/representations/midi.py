@@ -13,8 +13,7 @@ from cadenza.representations.tokens import Notes
 TICKS_PER_QUARTER = 480
 
 
-def write_midi(notes: Notes, path: Path, bpm: float, velocity: int = 80,
-               program: int = 0) -> None:
+def write_midi(notes: Notes, path: Path, bpm: float, velocity: int = 80, program: int = 0) -> None:
     """Write one piano track in 4/4 at `bpm`; onsets and durations are in beats."""
     onset, duration, pitch = notes
     score = symusic.Score(TICKS_PER_QUARTER)
@@ -23,8 +22,7 @@ def write_midi(notes: Notes, path: Path, bpm: float, velocity: int = 80,
     track = symusic.Track("piano", program=program)
     starts = np.rint(np.asarray(onset) * TICKS_PER_QUARTER).astype(int)
     lengths = np.maximum(np.rint(np.asarray(duration) * TICKS_PER_QUARTER).astype(int), 1)
-    for t, d, p in zip(starts.tolist(), lengths.tolist(), np.asarray(pitch).tolist(),
-                       strict=True):
+    for t, d, p in zip(starts.tolist(), lengths.tolist(), np.asarray(pitch).tolist(), strict=True):
         track.notes.append(symusic.Note(t, d, int(p), velocity))
     score.tracks.append(track)
     with atomic_path(path) as tmp:

@@ -12,23 +12,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def note_steps(onset: np.ndarray, duration: np.ndarray, steps_per_beat: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def note_steps(
+    onset: np.ndarray, duration: np.ndarray, steps_per_beat: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Quantise onsets/durations in beats to (start, end) steps, end exclusive, end > start."""
     start = np.rint(np.asarray(onset, dtype=np.float64) * steps_per_beat).astype(np.int64)
     end = np.rint((np.asarray(onset) + np.asarray(duration)) * steps_per_beat).astype(np.int64)
     return start, np.maximum(end, start + 1)
 
 
-def notes_to_roll(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
-                  steps_per_beat: int, n_steps: int | None = None) -> np.ndarray:
+def notes_to_roll(
+    onset: np.ndarray,
+    duration: np.ndarray,
+    pitch: np.ndarray,
+    steps_per_beat: int,
+    n_steps: int | None = None,
+) -> np.ndarray:
     """Dense boolean roll (T, 128); T covers the last offset unless `n_steps` is given."""
     start, end = note_steps(onset, duration, steps_per_beat)
     return steps_to_roll(start, end, pitch, n_steps)
 
 
-def steps_to_roll(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
-                  n_steps: int | None = None) -> np.ndarray:
+def steps_to_roll(
+    start: np.ndarray, end: np.ndarray, pitch: np.ndarray, n_steps: int | None = None
+) -> np.ndarray:
     """Dense boolean roll (T, 128) of notes given in steps (`end` exclusive).
 
     Only the sounding cells are touched (a few per step), never all T x 128 of them.
@@ -43,15 +50,17 @@ def steps_to_roll(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
     return roll if n_steps is None else roll[:n_steps]
 
 
-def roll_runs(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
-              steps_per_beat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roll_runs(
+    onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray, steps_per_beat: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The roll of these notes as runs (pitch, start, end), without building the dense roll."""
     start, end = note_steps(onset, duration, steps_per_beat)
     return merge_runs(start, end, pitch)
 
 
-def merge_runs(start: np.ndarray, end: np.ndarray, pitch: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_runs(
+    start: np.ndarray, end: np.ndarray, pitch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Notes in steps -> runs (pitch, start, end), sorted by (pitch, start).
 
     Notes of one pitch that overlap or touch merge into one run, exactly as the dense roll
@@ -73,19 +82,23 @@ def merge_runs(start: np.ndarray, end: np.ndarray, pitch: np.ndarray
     return p[first], s[first], reach[last]
 
 
-def sounding_counts(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
-                    n_steps: int | None = None) -> np.ndarray:
+def sounding_counts(
+    start: np.ndarray, end: np.ndarray, pitch: np.ndarray, n_steps: int | None = None
+) -> np.ndarray:
     """How many distinct pitches sound at each step: the row sums of the roll, in O(notes + T)
     without building it."""
     _, run_start, run_end = merge_runs(start, end, pitch)
     n_steps = int(run_end.max(initial=0)) if n_steps is None else n_steps
-    diff = (np.bincount(run_start, minlength=n_steps + 1)[: n_steps + 1]
-            - np.bincount(run_end, minlength=n_steps + 1)[: n_steps + 1])
+    diff = (
+        np.bincount(run_start, minlength=n_steps + 1)[: n_steps + 1]
+        - np.bincount(run_end, minlength=n_steps + 1)[: n_steps + 1]
+    )
     return np.cumsum(diff[:n_steps])
 
 
-def runs_to_roll(pitch: np.ndarray, start: np.ndarray, end: np.ndarray,
-                 n_steps: int | None = None) -> np.ndarray:
+def runs_to_roll(
+    pitch: np.ndarray, start: np.ndarray, end: np.ndarray, n_steps: int | None = None
+) -> np.ndarray:
     n_steps = int(np.max(end)) if n_steps is None and len(end) else (n_steps or 0)
     roll = np.zeros((n_steps, 128), dtype=bool)
     for p, s, e in zip(pitch.tolist(), start.tolist(), end.tolist(), strict=True):
@@ -106,5 +119,4 @@ def roll_to_notes(roll: np.ndarray, steps_per_beat: int) -> tuple[np.ndarray, ..
     off = np.lexsort((off_t, off_p))
     onset, pitch, end = on_t[on], on_p[on], off_t[off]
     order = np.lexsort((pitch, onset))
-    return (onset[order] / steps_per_beat, (end - onset)[order] / steps_per_beat,
-            pitch[order])
+    return (onset[order] / steps_per_beat, (end - onset)[order] / steps_per_beat, pitch[order])

@@ -1,10 +1,10 @@
 """Token schemes for language models over music, each with an exact decode where it can be.
 
-* `chord` (seed 003, Huang & Wu): one token per grid step naming the sounding pitches,
+* `chord` (paper 003, Huang & Wu): one token per grid step naming the sounding pitches,
   e.g. "60-64-67"; an empty step is "rest". When more than `max_polyphony` pitches sound, the
   paper keeps 3 of them chosen at random; we keep `max_polyphony - 1`, chosen by a seeded RNG
   so that the encoding is reproducible.
-* `pitch_next` (seed 002): pitch symbols, lowest first, each group closed by a `<next>`
+* `pitch_next` (paper 002): pitch symbols, lowest first, each group closed by a `<next>`
   separator. With `next_after: step` a group is the pitches whose notes *start* at a grid
   step and every step has a `<next>`, empty or not: time is on the grid. With
   `next_after: event` (the paper's own placement: its code appends `<NEXT>` after each
@@ -16,13 +16,13 @@
   paper drops durations; both decode each `<next>` as one grid step and a note as lasting
   until the next onset (legato), so `event` tokens come back as one event per step (a 16th
   note at `steps_per_beat: 4`), the order and pitches exact, the rhythm not.
-* `melody` (seed 001, the time-series encoding): one token per 16th step of the top voice:
+* `melody` (paper 001, the time-series encoding): one token per 16th step of the top voice:
   the MIDI pitch where a note starts, `_` while it is held, `r` for silence.
-* `lowest` (seed 000): one token per step, the lowest sounding pitch or `rest`.
+* `lowest` (paper 000): one token per step, the lowest sounding pitch or `rest`.
 * `event` (Performance RNN): `on_<p>`, `off_<p>`, `shift_<k>` (k x 10 ms, k <= 100) and
   `vel_<b>` (32 velocity bins), timed in seconds. Decoding reads seconds as beats at 120 bpm
   (`SECONDS_TO_BEATS`), the convention of every seconds-based model here.
-* `midi_message` (seed 003's MIDI experiments): one token per MIDI note message, the whole
+* `midi_message` (paper 003's MIDI experiments): one token per MIDI note message, the whole
   message as the paper wrote it: `note-on-60-0` then `note-off-60-480` play middle C for 480
   ticks. The last field is the delta in ticks since the previous message, at
   `ticks_per_beat` (480: the paper's quarter note); no velocity (the paper's tokens show
@@ -34,7 +34,7 @@
   the messages: exact on the tick grid for merged tracks (concatenated tracks come back one
   after the other, as the flattened file would play).
 
-`durations` (seed 001's filter of "songs that have non-acceptable durations"): the paper's
+`durations` (paper 001's filter of "songs that have non-acceptable durations"): the paper's
 code drops a whole song when any note or rest of `song.flat.notesAndRests` lasts other than
 [0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4] quarter notes. The prepared notes hold tied notes as one
 note (music21 strips ties when it writes MIDI) and rests only as gaps, so a piece is dropped
@@ -74,15 +74,16 @@ SHIFT_S, MAX_SHIFT = 0.01, 100  # Performance RNN: time shifts of 10 ms, up to 1
 SECONDS_TO_BEATS = 2.0  # seconds-based schemes decode at 120 bpm
 DURATION_TOL = 1e-3  # beats: a prepared duration this close to an accepted one is that one
 # the durations (beats) one written note can have: 128th note to breve, up to three dots
-SINGLE_NOTE_BEATS = np.array(sorted({2.0**k * dots for k in range(-5, 4)
-                                     for dots in (1, 1.5, 1.75, 1.875)}))
+SINGLE_NOTE_BEATS = np.array(
+    sorted({2.0**k * dots for k in range(-5, 4) for dots in (1, 1.5, 1.75, 1.875)})
+)
 
 Notes = tuple[np.ndarray, np.ndarray, np.ndarray]  # onset_beats, duration_beats, pitch
 Piece = dict[str, np.ndarray]  # the prepared note columns of one piece (NOTE_ARRAYS)
 
 
 def encode(piece: Piece, params: TokenParams, seed: int = 0) -> list[str]:
-    """One piece's tokens (`drop_unacceptable` applies seed 001's duration filter)."""
+    """One piece's tokens (`drop_unacceptable` applies paper 001's duration filter)."""
     onset, duration, pitch = piece["onset_beats"], piece["duration_beats"], piece["pitch"]
     if params.scheme == "chord":
         return _encode_chord(onset, duration, pitch, params, seed)
@@ -100,17 +101,22 @@ def encode(piece: Piece, params: TokenParams, seed: int = 0) -> list[str]:
 def decode(tokens: Iterable[str], params: TokenParams) -> Notes:
     """Tokens -> notes; special and malformed tokens are skipped, `<eos>` ends the piece."""
     tokens = list(_until_eos(tokens))
-    decoders = {"chord": _decode_chord, "pitch_next": _decode_pitch_next,
-                "melody": _decode_melody, "lowest": _decode_lowest, "event": _decode_events,
-                "midi_message": _decode_midi_messages}
+    decoders = {
+        "chord": _decode_chord,
+        "pitch_next": _decode_pitch_next,
+        "melody": _decode_melody,
+        "lowest": _decode_lowest,
+        "event": _decode_events,
+        "midi_message": _decode_midi_messages,
+    }
     return decoders[params.scheme](tokens, params)
 
 
-# --------------------------------------------------------------------------- seed 001's filter
+# --------------------------------------------------------------------------- paper 001's filter
 
 
 def unacceptable_durations(piece: Piece, durations: list[float]) -> int:
-    """How many notes and rests (gaps between notes) of a piece break seed 001's filter with
+    """How many notes and rests (gaps between notes) of a piece break paper 001's filter with
     the accepted `durations` (beats); see the module docstring for the rules."""
     if not durations:
         return 0
@@ -142,14 +148,24 @@ def drop_unacceptable(pieces: dict[str, Piece], params: TokenParams) -> dict[str
             kept[pid] = piece
     total_notes = sum(len(p["pitch"]) for p in pieces.values())
     if pieces and not kept:  # performed MIDI (MAESTRO, LPD) has free durations: all fail
-        log.warning("durations filter (seed 001) would drop all %d pieces (%d notes or "
-                    "rests outside %s): these are not notated songs; keeping them unfiltered",
-                    len(pieces), bad, params.durations)
+        log.warning(
+            "durations filter (paper 001) would drop all %d pieces (%d notes or "
+            "rests outside %s): these are not notated songs; keeping them unfiltered",
+            len(pieces),
+            bad,
+            params.durations,
+        )
         return pieces
-    log.info("durations filter (seed 001): dropped %d of %d pieces, %d of %d notes "
-             "(%d notes or rests rejected with durations %s)",
-             len(pieces) - len(kept), len(pieces), dropped_notes, total_notes, bad,
-             params.durations)
+    log.info(
+        "durations filter (paper 001): dropped %d of %d pieces, %d of %d notes "
+        "(%d notes or rests rejected with durations %s)",
+        len(pieces) - len(kept),
+        len(pieces),
+        dropped_notes,
+        total_notes,
+        bad,
+        params.durations,
+    )
     return kept
 
 
@@ -162,7 +178,7 @@ def _on_unit(values: np.ndarray, unit: float) -> np.ndarray:
 
 
 def _common_unit(durations: list[float]) -> float:
-    """The largest duration every listed one is a multiple of (0.25 for seed 001's list)."""
+    """The largest duration every listed one is a multiple of (0.25 for paper 001's list)."""
     fractions = [Fraction(d).limit_denominator(960) for d in durations]
     denominator = math.lcm(*(f.denominator for f in fractions))
     numerator = math.gcd(*(int(f * denominator) for f in fractions))
@@ -201,8 +217,15 @@ def _encode_pitch_next(onset, duration, pitch, track, params: TokenParams) -> li
     if params.next_after == "event":  # one music21 Note or Chord: one track, onset and end
         track = np.zeros_like(start) if track is None else np.asarray(track, dtype=np.int64)
         groups: dict[tuple[int, int, int], list[int]] = {}
-        for s, t, e, p in sorted(zip(start.tolist(), track.tolist(), end.tolist(),
-                                     np.asarray(pitch).tolist(), strict=True)):
+        for s, t, e, p in sorted(
+            zip(
+                start.tolist(),
+                track.tolist(),
+                end.tolist(),
+                np.asarray(pitch).tolist(),
+                strict=True,
+            )
+        ):
             groups.setdefault((s, t, e), []).append(p)
         for key in sorted(groups):
             tokens.extend(str(p) for p in dict.fromkeys(groups[key]))
@@ -231,8 +254,9 @@ def _decode_pitch_next(tokens: list[str], params: TokenParams) -> Notes:
     # legato: a note lasts until the next step that has an onset (one beat for the last one)
     nxt = np.searchsorted(onset_steps, onsets_arr, side="right")
     last = onset_steps[-1] + params.steps_per_beat if len(onset_steps) else 0
-    ends = np.where(nxt < len(onset_steps), onset_steps[np.minimum(nxt, len(onset_steps) - 1)],
-                    last)
+    ends = np.where(
+        nxt < len(onset_steps), onset_steps[np.minimum(nxt, len(onset_steps) - 1)], last
+    )
     spb = params.steps_per_beat
     return onsets_arr / spb, (ends - onsets_arr) / spb, np.asarray(pitches, dtype=np.int64)
 
@@ -247,8 +271,9 @@ def _encode_melody(onset, duration, pitch, params: TokenParams) -> list[str]:
     start, end, pitch = start[first], end[first], pitch[first]
     tokens = [SILENT] * int(end.max())
     next_start = np.r_[start[1:], np.iinfo(np.int64).max]
-    for s, e, p in zip(start.tolist(), np.minimum(end, next_start).tolist(), pitch.tolist(),
-                       strict=True):
+    for s, e, p in zip(
+        start.tolist(), np.minimum(end, next_start).tolist(), pitch.tolist(), strict=True
+    ):
         tokens[s] = str(p)
         tokens[s + 1 : e] = [HOLD] * (e - s - 1)
     return tokens
@@ -271,8 +296,9 @@ def _decode_melody(tokens: list[str], params: TokenParams) -> Notes:
 def _encode_lowest(onset, duration, pitch, params: TokenParams) -> list[str]:
     roll = notes_to_roll(onset, duration, pitch, params.steps_per_beat)
     lowest = np.argmax(roll, axis=1)
-    return [str(p) if any_ else REST for p, any_ in zip(lowest.tolist(), roll.any(axis=1),
-                                                        strict=True)]
+    return [
+        str(p) if any_ else REST for p, any_ in zip(lowest.tolist(), roll.any(axis=1), strict=True)
+    ]
 
 
 def _decode_lowest(tokens: list[str], params: TokenParams) -> Notes:
@@ -291,10 +317,13 @@ def _encode_events(piece: Piece, params: TokenParams) -> list[str]:
     end = np.maximum(np.rint((piece["onset_s"] + piece["duration_s"]) / SHIFT_S), onset + 1)
     velocity_bin = np.asarray(piece["velocity"], dtype=np.int64) * params.velocity_bins // 128
     # (time, order, kind, value): at one instant, note-offs come before note-ons
-    events = sorted([(int(t), 0, "off", int(p)) for t, p in zip(end, piece["pitch"],
-                                                                strict=True)]
-                    + [(int(t), 1, "on", (int(p), int(v))) for t, p, v in
-                       zip(onset, piece["pitch"], velocity_bin, strict=True)])
+    events = sorted(
+        [(int(t), 0, "off", int(p)) for t, p in zip(end, piece["pitch"], strict=True)]
+        + [
+            (int(t), 1, "on", (int(p), int(v)))
+            for t, p, v in zip(onset, piece["pitch"], velocity_bin, strict=True)
+        ]
+    )
     tokens, now, velocity = [], 0, -1
     for time, _, kind, value in events:
         while time > now:
@@ -330,14 +359,16 @@ def _encode_midi_messages(piece: Piece, params: TokenParams) -> list[str]:
     if params.midi_tracks == "merge":
         return _track_messages(onset, duration, pitch, params)
     if "track" not in piece:
-        raise ValueError("tokens.midi_tracks: concat needs the prepared `track` column, "
-                         "which this piece lacks")
+        raise ValueError(
+            "tokens.midi_tracks: concat needs the prepared `track` column, which this piece lacks"
+        )
     track = np.asarray(piece["track"])
     tokens = []
     for t in np.unique(track):  # the tracks end to end, each timed from its own start
         keep = track == t
-        tokens += _track_messages(np.asarray(onset)[keep], np.asarray(duration)[keep],
-                                  np.asarray(pitch)[keep], params)
+        tokens += _track_messages(
+            np.asarray(onset)[keep], np.asarray(duration)[keep], np.asarray(pitch)[keep], params
+        )
     return tokens
 
 
@@ -348,8 +379,10 @@ def _track_messages(onset, duration, pitch, params: TokenParams) -> list[str]:
     off = np.maximum(off, on + 1)
     pitch = np.asarray(pitch).tolist()
     # (tick, 0 = off / 1 = on, pitch): at one tick, note-offs come before note-ons
-    messages = sorted([(t, 0, p) for t, p in zip(off.tolist(), pitch, strict=True)]
-                      + [(t, 1, p) for t, p in zip(on.tolist(), pitch, strict=True)])
+    messages = sorted(
+        [(t, 0, p) for t, p in zip(off.tolist(), pitch, strict=True)]
+        + [(t, 1, p) for t, p in zip(on.tolist(), pitch, strict=True)]
+    )
     tokens, now = [], 0
     for tick, is_on, p in messages:
         delta = tick - now
@@ -367,15 +400,20 @@ def _decode_midi_messages(tokens: list[str], params: TokenParams) -> Notes:
         parts = token.split("-")
         if len(parts) == 2 and parts[0] == WAIT and parts[1].isdigit():
             now += int(parts[1])
-        elif (len(parts) == 4 and parts[0] == "note" and parts[1] in ("on", "off")
-              and parts[2].isdigit() and parts[3].isdigit() and int(parts[2]) < 128):
+        elif (
+            len(parts) == 4
+            and parts[0] == "note"
+            and parts[1] in ("on", "off")
+            and parts[2].isdigit()
+            and parts[3].isdigit()
+            and int(parts[2]) < 128
+        ):
             now += int(parts[3])
             messages.append((now, parts[1], int(parts[2])))
     return _play(messages, now, 1 / params.ticks_per_beat)
 
 
-def _play(messages: list[tuple[int, str, int]], end_time: int, beats_per_unit: float
-          ) -> Notes:
+def _play(messages: list[tuple[int, str, int]], end_time: int, beats_per_unit: float) -> Notes:
     """Notes of (time, "on" | "off", pitch) messages in time order: an off, or a re-strike,
     ends the sounding note of that pitch; notes still sounding end at `end_time` (at least
     one unit after they start). Times are integer units of `beats_per_unit` beats."""
@@ -390,8 +428,11 @@ def _play(messages: list[tuple[int, str, int]], end_time: int, beats_per_unit: f
     notes = [n for n in notes if n[1] > n[0]]
     onset, end, pitch = (np.array([n[i] for n in notes], dtype=np.float64) for i in range(3))
     order = np.lexsort((pitch, onset))
-    return (onset[order] * beats_per_unit, (end - onset)[order] * beats_per_unit,
-            pitch[order].astype(np.int64))
+    return (
+        onset[order] * beats_per_unit,
+        (end - onset)[order] * beats_per_unit,
+        pitch[order].astype(np.int64),
+    )
 
 
 def _steps_to_notes(notes: list[list[int]], steps_per_beat: int) -> Notes:
@@ -417,14 +458,15 @@ def _until_eos(tokens: Iterable[str]) -> Iterable[str]:
 # --------------------------------------------------------------------------- vocabulary
 
 
-def build_vocab(sequences: Iterable[list[str]], min_count: int, max_size: int = 0
-                ) -> list[str]:
+def build_vocab(sequences: Iterable[list[str]], min_count: int, max_size: int = 0) -> list[str]:
     """Specials first, then tokens seen >= min_count times, most frequent first (ties by name),
     at most `max_size` in all (0 = no limit): on MAESTRO, chord tokens seen twice number
     80,000, and a softmax that wide costs 3.6 s a batch on a CPU."""
     counts = Counter(t for seq in sequences for t in seq)
-    kept = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
-                  key=lambda t: (-counts[t], t))
+    kept = sorted(
+        (t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
+        key=lambda t: (-counts[t], t),
+    )
     vocab = SPECIALS + kept
     return vocab[:max_size] if max_size else vocab
 

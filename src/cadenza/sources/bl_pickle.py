@@ -44,13 +44,17 @@ class _NoCodeUnpickler(pickle.Unpickler):
         self.path = path
 
     def find_class(self, module: str, name: str):
-        raise BLPickleError(f"{self.path}: refused: the pickle names the global "
-                            f"{module}.{name}; a B-L pickle holds only lists and ints, and "
-                            f"nothing a download names is ever loaded or called")
+        raise BLPickleError(
+            f"{self.path}: refused: the pickle names the global "
+            f"{module}.{name}; a B-L pickle holds only lists and ints, and "
+            f"nothing a download names is ever loaded or called"
+        )
 
     def persistent_load(self, pid):
-        raise BLPickleError(f"{self.path}: refused: the pickle holds a persistent id "
-                            f"({type(pid).__name__}); a B-L pickle holds only lists and ints")
+        raise BLPickleError(
+            f"{self.path}: refused: the pickle holds a persistent id "
+            f"({type(pid).__name__}); a B-L pickle holds only lists and ints"
+        )
 
 
 def load(path: Path, pitches: range = MIDI_PITCHES) -> dict[str, list]:
@@ -60,24 +64,28 @@ def load(path: Path, pitches: range = MIDI_PITCHES) -> dict[str, list]:
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_BYTES:
-        raise BLPickleError(f"{path}: refused: {size:,} bytes, over the {MAX_BYTES:,}-byte "
-                            f"limit for a B-L pickle (the largest published one is ~4 MB)")
+        raise BLPickleError(
+            f"{path}: refused: {size:,} bytes, over the {MAX_BYTES:,}-byte "
+            f"limit for a B-L pickle (the largest published one is ~4 MB)"
+        )
     with open(path, "rb") as fh:  # bounded again as read: a pipe or device has no size
         raw = fh.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:
-        raise BLPickleError(f"{path}: refused: over the {MAX_BYTES:,}-byte limit for a B-L "
-                            f"pickle (the largest published one is ~4 MB)")
+        raise BLPickleError(
+            f"{path}: refused: over the {MAX_BYTES:,}-byte limit for a B-L "
+            f"pickle (the largest published one is ~4 MB)"
+        )
     stream = io.BytesIO(raw)
     try:
         data = _NoCodeUnpickler(stream, path).load()
     except (BLPickleError, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - any malformed stream is one kind of refusal
-        raise BLPickleError(f"{path}: not a readable pickle: {type(err).__name__}: {err}"
-                            ) from err
+        raise BLPickleError(f"{path}: not a readable pickle: {type(err).__name__}: {err}") from err
     if stream.tell() != len(raw):
-        raise BLPickleError(f"{path}: refused: {len(raw) - stream.tell():,} bytes follow the "
-                            f"pickle's STOP opcode")
+        raise BLPickleError(
+            f"{path}: refused: {len(raw) - stream.tell():,} bytes follow the pickle's STOP opcode"
+        )
     check(data, path, pitches)
     return data
 
@@ -86,40 +94,46 @@ def check(data: object, path: Path, pitches: range = MIDI_PITCHES) -> None:
     """Raise `BLPickleError` unless `data` has the published shape, naming the split, the
     piece and the step that is wrong, so a bad mirror is told apart from a bug here."""
     if type(data) is not dict:
-        raise BLPickleError(f"{path}: expected a dict of splits {list(SPLITS)}, "
-                            f"got {type(data).__name__}")
+        raise BLPickleError(
+            f"{path}: expected a dict of splits {list(SPLITS)}, got {type(data).__name__}"
+        )
     if set(data) != set(SPLITS):
-        raise BLPickleError(f"{path}: expected exactly the splits {list(SPLITS)}, "
-                            f"got the keys {_shown(list(data))}")
+        raise BLPickleError(
+            f"{path}: expected exactly the splits {list(SPLITS)}, got the keys {_shown(list(data))}"
+        )
     total = 0
     for split in SPLITS:
         pieces = data[split]
         if type(pieces) not in (list, tuple):
-            raise BLPickleError(f"{path}: split {split!r} is {_shown(pieces)}, "
-                                f"not a list of pieces")
+            raise BLPickleError(
+                f"{path}: split {split!r} is {_shown(pieces)}, not a list of pieces"
+            )
         for index, piece in enumerate(pieces):
             _check_piece(piece, f"{path}: split {split!r}, piece {index}", pitches)
             total += len(piece)
             if total > MAX_TOTAL_STEPS:
-                raise BLPickleError(f"{path}: refused: over {MAX_TOTAL_STEPS:,} time steps in "
-                                    f"all (at split {split!r}, piece {index})")
+                raise BLPickleError(
+                    f"{path}: refused: over {MAX_TOTAL_STEPS:,} time steps in "
+                    f"all (at split {split!r}, piece {index})"
+                )
 
 
 def _check_piece(piece: object, where: str, pitches: range) -> None:
     if type(piece) not in (list, tuple):
         raise BLPickleError(f"{where} is {_shown(piece)}, not a list of time steps")
     if len(piece) > MAX_PIECE_STEPS:
-        raise BLPickleError(f"{where}: {len(piece):,} time steps, over the limit of "
-                            f"{MAX_PIECE_STEPS:,}")
+        raise BLPickleError(
+            f"{where}: {len(piece):,} time steps, over the limit of {MAX_PIECE_STEPS:,}"
+        )
     low, high = pitches.start, pitches.stop - 1
     for t, step in enumerate(piece):
         if type(step) not in (list, tuple):
-            raise BLPickleError(f"{where}, step {t} is {_shown(step)}, "
-                                f"not a list of pitches")
+            raise BLPickleError(f"{where}, step {t} is {_shown(step)}, not a list of pitches")
         for pitch in step:
             if type(pitch) is not int or not low <= pitch <= high:
-                raise BLPickleError(f"{where}, step {t}: {_shown(pitch)} is not a pitch "
-                                    f"(an int in {low}..{high})")
+                raise BLPickleError(
+                    f"{where}, step {t}: {_shown(pitch)} is not a pitch (an int in {low}..{high})"
+                )
 
 
 def _shown(value: object) -> str:
@@ -148,5 +162,7 @@ def load_fetched(path: Path, cached: Path, source: str, origin: str) -> dict[str
             path.unlink(missing_ok=True)
             cached.with_name(cached.name + ".sha256").unlink(missing_ok=True)
         fate = "deleted it from the download cache" if in_cache else "left the file in place"
-        raise BLPickleError(f"{source}: {origin} is not a Boulanger-Lewandowski pickle in the "
-                            f"published format; refused it and {fate}: {err}") from err
+        raise BLPickleError(
+            f"{source}: {origin} is not a Boulanger-Lewandowski pickle in the "
+            f"published format; refused it and {fate}: {err}"
+        ) from err

@@ -58,8 +58,10 @@ class PoliteFetcher:
         if local_path(url) is None:
             cache = self.cache.resolve()
             if not (cache / name).resolve().is_relative_to(cache):
-                raise ValueError(f"{url}: its cache file {name} would lie outside the "
-                                 f"download cache {self.cache}; refused")
+                raise ValueError(
+                    f"{url}: its cache file {name} would lie outside the "
+                    f"download cache {self.cache}; refused"
+                )
             if not (self.cache / name).exists():
                 wait = self._last + self.delay_s - time.monotonic()
                 if wait > 0:
@@ -68,12 +70,14 @@ class PoliteFetcher:
         return fetch_file(url, self.cache, name, first_use=False)  # the site changes
 
 
-def crawl_piano_midi_de(index_url: str, out: Path, cache: Path, delay_s: float,
-                        limit: int) -> list[dict]:
+def crawl_piano_midi_de(
+    index_url: str, out: Path, cache: Path, delay_s: float, limit: int
+) -> list[dict]:
     fetcher = PoliteFetcher(cache, delay_s)
     index = fetcher.get(index_url).read_text(errors="replace")
-    pages = sorted({u for u in confined(links(index, index_url), index_url, (".htm",))
-                    if u != index_url})
+    pages = sorted(
+        {u for u in confined(links(index, index_url), index_url, (".htm",)) if u != index_url}
+    )
     midis: list[str] = []
     for page in tqdm(pages, desc="crawl piano-midi.de pages", unit="page"):
         html = fetcher.get(page).read_text(errors="replace")
@@ -90,10 +94,20 @@ def crawl_piano_midi_de(index_url: str, out: Path, cache: Path, delay_s: float,
             raise ValueError(f"{url}: would be written outside {out} as {rel}; refused")
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fetcher.get(url), out / rel)
-        rows.append({"piece_id": f"{composer}/{path.stem}", "title": path.stem,
-                     "composer": composer, "format": "midi", "path": str(rel),
-                     "source_path": url, "size": (out / rel).stat().st_size,
-                     "sha256": sha256_file(out / rel), "status": "ok", "reason": ""})
+        rows.append(
+            {
+                "piece_id": f"{composer}/{path.stem}",
+                "title": path.stem,
+                "composer": composer,
+                "format": "midi",
+                "path": str(rel),
+                "source_path": url,
+                "size": (out / rel).stat().st_size,
+                "sha256": sha256_file(out / rel),
+                "status": "ok",
+                "reason": "",
+            }
+        )
     log.info("piano-midi.de: %d composer pages, %d files", len(pages), len(rows))
     return rows
 

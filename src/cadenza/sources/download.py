@@ -88,7 +88,8 @@ class Limits:
 
 
 _FETCHED: contextvars.ContextVar[list[dict] | None] = contextvars.ContextVar(
-    "cadenza_fetched", default=None)
+    "cadenza_fetched", default=None
+)
 
 
 @contextlib.contextmanager
@@ -104,10 +105,21 @@ def recording() -> Iterator[list[dict]]:
         _FETCHED.reset(token)
 
 
-def fetch_file(url: str, cache: Path, name: str, sha256: str = "", size: int = 0, *,
-               retries: int = 5, backoff_s: float = 1.0, timeout_s: float = 60.0,
-               deadline_s: float = DEADLINE_S, min_rate: float = MIN_RATE,
-               rate_window_s: float = RATE_WINDOW_S, first_use: bool = True) -> Path:
+def fetch_file(
+    url: str,
+    cache: Path,
+    name: str,
+    sha256: str = "",
+    size: int = 0,
+    *,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    timeout_s: float = 60.0,
+    deadline_s: float = DEADLINE_S,
+    min_rate: float = MIN_RATE,
+    rate_window_s: float = RATE_WINDOW_S,
+    first_use: bool = True,
+) -> Path:
     """Return a verified local copy of `url` (a URL, `file://` URL or path).
 
     `first_use`: with no `sha256`, record the hash of the first fetch and hold every later
@@ -151,8 +163,9 @@ def fetch_file(url: str, cache: Path, name: str, sha256: str = "", size: int = 0
         raise
     except ContentError as err:
         part.unlink(missing_ok=True)
-        raise ContentError(f"{err}; that is the server's answer, so it was not retried, and "
-                           f"nothing was kept") from err
+        raise ContentError(
+            f"{err}; that is the server's answer, so it was not retried, and nothing was kept"
+        ) from err
     os.replace(part, target)
     if origin == FIRST_FETCH and not expected:
         _record_first(sidecar, digest, name, url)
@@ -185,8 +198,9 @@ def verify(path: Path, sha256: str, size: int, url: str = "") -> str:
 # --------------------------------------------------------------------------- verification
 
 
-def _accept(path: Path, url: str, name: str, expected: str, size: int, origin: str,
-            sidecar: Path) -> str:
+def _accept(
+    path: Path, url: str, name: str, expected: str, size: int, origin: str, sidecar: Path
+) -> str:
     """Sniff, then size and checksum (pinned or recorded at first fetch); return the sha256."""
     problem, _ = sniff(path, name)
     if problem:
@@ -197,7 +211,8 @@ def _accept(path: Path, url: str, name: str, expected: str, size: int, origin: s
             raise ChecksumError(
                 f"{url}: the bytes changed since the first fetch: sha256 {digest}, first "
                 f"fetch {expected} (recorded in {sidecar}). If the new file is right, delete "
-                f"{sidecar} or set sources.<source>.sha256 to the new hash")
+                f"{sidecar} or set sources.<source>.sha256 to the new hash"
+            )
         return digest
     return verify(path, expected, size, url)
 
@@ -222,23 +237,35 @@ def _record_first(sidecar: Path, digest: str, name: str, url: str) -> None:
 def _note(first_use: bool, name: str, url: str, digest: str, path: Path, origin: str) -> None:
     entries = _FETCHED.get()
     if first_use and entries is not None:
-        entries.append({"name": name, "url": url, "sha256": digest,
-                        "size": path.stat().st_size, "hash": origin})
+        entries.append(
+            {
+                "name": name,
+                "url": url,
+                "sha256": digest,
+                "size": path.stat().st_size,
+                "hash": origin,
+            }
+        )
 
 
 # --------------------------------------------------------------------------- transfer
 
 
-def _download_with_retries(url: str, part: Path, name: str, limits: Limits, retries: int,
-                           backoff_s: float) -> None:
+def _download_with_retries(
+    url: str, part: Path, name: str, limits: Limits, retries: int, backoff_s: float
+) -> None:
     """`_download` until the bytes are complete, within the deadline; retried with backoff."""
     deadline = time.monotonic() + limits.deadline_s
     for attempt in range(retries + 1):
         try:
             length_known = _download(url, part, limits, deadline)
             problem, cut = sniff(part, name)
-            if not length_known and not problem and expected_kind(name) == "gzip" \
-                    and not gzip_complete(part):
+            if (
+                not length_known
+                and not problem
+                and expected_kind(name) == "gzip"
+                and not gzip_complete(part)
+            ):
                 problem, cut = "a gzip stream that ends before its trailer", True
             if cut and not length_known:
                 part.unlink(missing_ok=True)  # no length: resuming could not be checked
@@ -246,15 +273,22 @@ def _download_with_retries(url: str, part: Path, name: str, limits: Limits, retr
             return
         except TransientError as err:
             if attempt == retries:
-                raise RuntimeError(f"{url}: giving up after {retries + 1} attempts; last "
-                                   f"error: {err}") from err
+                raise RuntimeError(
+                    f"{url}: giving up after {retries + 1} attempts; last error: {err}"
+                ) from err
             delay = backoff_s * 2**attempt
             if time.monotonic() + delay > deadline:
                 raise DownloadTimeout(
                     f"{url}: not finished within the {limits.deadline_s:g} s deadline "
-                    f"(deadline_s) after {attempt + 1} attempts; last error: {err}") from err
-            log.warning("%s: %s; retrying in %.1f s (resuming at %d bytes)", url, err, delay,
-                        part.stat().st_size if part.exists() else 0)
+                    f"(deadline_s) after {attempt + 1} attempts; last error: {err}"
+                ) from err
+            log.warning(
+                "%s: %s; retrying in %.1f s (resuming at %d bytes)",
+                url,
+                err,
+                delay,
+                part.stat().st_size if part.exists() else 0,
+            )
             time.sleep(delay)
 
 
@@ -264,8 +298,13 @@ class _NoDowngrade(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
         if urlparse(req.full_url).scheme == "https" and urlparse(newurl).scheme != "https":
             raise urllib.error.HTTPError(
-                req.full_url, code, f"redirect from https to {newurl} refused (a download "
-                "that starts on https stays on https)", headers, fp)
+                req.full_url,
+                code,
+                f"redirect from https to {newurl} refused (a download "
+                "that starts on https stays on https)",
+                headers,
+                fp,
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -288,9 +327,12 @@ def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
             have = 0  # the server ignored Range: start over
         total = response.headers.get("Content-Length")
         total_bytes = int(total) + have if total and total.isdigit() else None
-        with open(part, "ab" if have else "wb") as fh, tqdm(
-                total=total_bytes, initial=have, unit="B", unit_scale=True,
-                desc=part.name[:-5]) as bar:
+        with (
+            open(part, "ab" if have else "wb") as fh,
+            tqdm(
+                total=total_bytes, initial=have, unit="B", unit_scale=True, desc=part.name[:-5]
+            ) as bar,
+        ):
             _stream(url, response, fh, bar, limits, deadline)
     got = part.stat().st_size
     if total_bytes is not None and got < total_bytes:
@@ -298,8 +340,9 @@ def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
     return total_bytes is not None
 
 
-def _open(request: urllib.request.Request, have: int, limits: Limits, deadline: float
-          ) -> http.client.HTTPResponse | None:
+def _open(
+    request: urllib.request.Request, have: int, limits: Limits, deadline: float
+) -> http.client.HTTPResponse | None:
     """The response, or None when a resumed `.part` is already complete (HTTP 416)."""
     url = request.full_url
     try:
@@ -320,8 +363,14 @@ def _open(request: urllib.request.Request, have: int, limits: Limits, deadline: 
         raise TransientError(f"network error: {err!r}") from err
 
 
-def _stream(url: str, response: http.client.HTTPResponse, fh: BinaryIO, bar: tqdm,
-            limits: Limits, deadline: float) -> None:
+def _stream(
+    url: str,
+    response: http.client.HTTPResponse,
+    fh: BinaryIO,
+    bar: tqdm,
+    limits: Limits,
+    deadline: float,
+) -> None:
     """Copy the body, enforcing the deadline and the minimum rate. `read1` returns what has
     arrived, so a server dripping bytes cannot hold one read open, and the socket timeout
     (at most the rate window) bounds a silent one: the deadline is overrun by at most one
@@ -339,14 +388,18 @@ def _stream(url: str, response: http.client.HTTPResponse, fh: BinaryIO, bar: tqd
         now = time.monotonic()
         if now > deadline:
             fh.flush()
-            raise DownloadTimeout(f"{url}: not finished within the {limits.deadline_s:g} s "
-                                  f"deadline (deadline_s); the partial file is kept")
+            raise DownloadTimeout(
+                f"{url}: not finished within the {limits.deadline_s:g} s "
+                f"deadline (deadline_s); the partial file is kept"
+            )
         window_bytes += len(chunk)
         if now - window_start >= limits.rate_window_s:
             rate = window_bytes / (now - window_start)
             if rate < limits.min_rate:
-                raise TransientError(f"too slow: {rate:.0f} B/s over {now - window_start:.1f}"
-                                     f" s (minimum {limits.min_rate:g} B/s)")
+                raise TransientError(
+                    f"too slow: {rate:.0f} B/s over {now - window_start:.1f}"
+                    f" s (minimum {limits.min_rate:g} B/s)"
+                )
             window_start, window_bytes = now, 0
 
 
@@ -354,6 +407,7 @@ def _socket_timeout(limits: Limits, deadline: float, url: str) -> float:
     """One read may wait no longer than the rate window, the timeout or what is left."""
     left = deadline - time.monotonic()
     if left <= 0:
-        raise DownloadTimeout(f"{url}: not finished within the {limits.deadline_s:g} s "
-                              f"deadline (deadline_s)")
+        raise DownloadTimeout(
+            f"{url}: not finished within the {limits.deadline_s:g} s deadline (deadline_s)"
+        )
     return max(0.01, min(limits.timeout_s, limits.rate_window_s, left))

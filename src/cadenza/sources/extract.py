@@ -52,11 +52,19 @@ RATIO_CAP = 50
 MAX_CAP = 20_000_000_000
 MIN_CAP = 10_000_000
 
-_MAGIC = {b"PK\x03\x04": "zip", b"PK\x05\x06": "zip", b"\x1f\x8b": "gzip", b"BZh": "bz2",
-          b"\xfd7zXZ\x00": "xz"}
+_MAGIC = {
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\xfd7zXZ\x00": "xz",
+}
 _OPEN: dict[str, Callable[[Path], IO[bytes]]] = {
-    "gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile,
-    "tar": lambda path: open(path, "rb")}  # noqa: SIM115 - closed by the caller's `with`
+    "gzip": gzip.GzipFile,
+    "bz2": bz2.BZ2File,
+    "xz": lzma.LZMAFile,
+    "tar": lambda path: open(path, "rb"),  # noqa: SIM115 - closed by the caller's `with`
+}
 
 
 class UnsafeArchive(RuntimeError):
@@ -78,8 +86,9 @@ def extract_cap(archive: Path, max_extract_mb: int, unpacked: int) -> int:
     return min(MAX_CAP, max(MIN_CAP, RATIO_CAP * archive.stat().st_size))
 
 
-def safe_extract(archive: Path, target: Path, max_bytes: int,
-                 members: Select | None = None, param: str = PARAM) -> None:
+def safe_extract(
+    archive: Path, target: Path, max_bytes: int, members: Select | None = None, param: str = PARAM
+) -> None:
     """Extract `archive` (or the entries `members` selects) into `target`, checked and verified
     first; `param` is the setting named when the archive is over `max_bytes`."""
     _corrupt_as_such(archive, _safe_extract, archive, target, max_bytes, members, param)
@@ -99,10 +108,19 @@ def _corrupt_as_such(archive: Path, fn: Callable[..., T], *args: object) -> T:
         return fn(*args)
     except (UnsafeArchive, CorruptArchive, MemoryError):
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
-            OSError, ValueError, UnicodeDecodeError) as err:
-        raise CorruptArchive(f"{archive}: corrupt or truncated archive "
-                             f"({type(err).__name__}: {err})") from err
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+        ValueError,
+        UnicodeDecodeError,
+    ) as err:
+        raise CorruptArchive(
+            f"{archive}: corrupt or truncated archive ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _kind(archive: Path) -> str:
@@ -119,8 +137,9 @@ def _kind(archive: Path) -> str:
         return "zip"
     if tarfile.is_tarfile(archive):  # a pre-POSIX tar, without the ustar magic
         return "tar"
-    raise UnsafeArchive(f"{archive}: neither a zip nor a tar archive (it starts with "
-                        f"{head[:8]!r}); refused")
+    raise UnsafeArchive(
+        f"{archive}: neither a zip nor a tar archive (it starts with {head[:8]!r}); refused"
+    )
 
 
 def _list_members(archive: Path) -> list[str]:
@@ -132,8 +151,9 @@ def _list_members(archive: Path) -> list[str]:
     return names
 
 
-def _safe_extract(archive: Path, target: Path, max_bytes: int, select: Select | None,
-                  param: str) -> None:
+def _safe_extract(
+    archive: Path, target: Path, max_bytes: int, select: Select | None, param: str
+) -> None:
     kind = _kind(archive)
     if kind == "zip":
         _extract_zip(archive, target, max_bytes, select, param)
@@ -148,12 +168,15 @@ def _open_zip(archive: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(archive)
     except zipfile.BadZipFile as err:
-        raise CorruptArchive(f"{archive}: truncated or corrupt zip ({err}: no readable "
-                             "end-of-central-directory record)") from err
+        raise CorruptArchive(
+            f"{archive}: truncated or corrupt zip ({err}: no readable "
+            "end-of-central-directory record)"
+        ) from err
 
 
-def _extract_zip(archive: Path, target: Path, max_bytes: int, select: Select | None,
-                 param: str) -> None:
+def _extract_zip(
+    archive: Path, target: Path, max_bytes: int, select: Select | None, param: str
+) -> None:
     with _open_zip(archive) as zf:
         infos = zf.infolist()
         for info in infos:
@@ -172,8 +195,12 @@ def _extract_zip(archive: Path, target: Path, max_bytes: int, select: Select | N
 
 def _verify_zip(archive: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
     """Read each member to its end, so zipfile checks its CRC-32; nothing is kept."""
-    log.info("verifying %s (%d members, %.1f MB unpacked)", archive, len(infos),
-             sum(i.file_size for i in infos) / 1e6)
+    log.info(
+        "verifying %s (%d members, %.1f MB unpacked)",
+        archive,
+        len(infos),
+        sum(i.file_size for i in infos) / 1e6,
+    )
     for info in infos:
         if info.is_dir():
             continue
@@ -185,19 +212,28 @@ def _verify_zip(archive: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
             why = "bad CRC" if "CRC" in str(err) else f"corrupt ({err})"
             raise CorruptArchive(f"{archive}: zip member {info.filename}: {why}") from err
         except EOFError as err:
-            raise CorruptArchive(f"{archive}: zip member {info.filename}: truncated "
-                                 "(its data ends early)") from err
-        except (zlib.error, lzma.LZMAError, OSError, NotImplementedError, RuntimeError,
-                ValueError) as err:  # bad deflate data, unknown method, encrypted
-            raise CorruptArchive(f"{archive}: zip member {info.filename}: corrupt "
-                                 f"({type(err).__name__}: {err})") from err
+            raise CorruptArchive(
+                f"{archive}: zip member {info.filename}: truncated (its data ends early)"
+            ) from err
+        except (
+            zlib.error,
+            lzma.LZMAError,
+            OSError,
+            NotImplementedError,
+            RuntimeError,
+            ValueError,
+        ) as err:  # bad deflate data, unknown method, encrypted
+            raise CorruptArchive(
+                f"{archive}: zip member {info.filename}: corrupt ({type(err).__name__}: {err})"
+            ) from err
 
 
 # --------------------------------------------------------------------------- tar
 
 
-def _extract_tar(archive: Path, kind: str, target: Path, max_bytes: int,
-                 select: Select | None, param: str) -> None:
+def _extract_tar(
+    archive: Path, kind: str, target: Path, max_bytes: int, select: Select | None, param: str
+) -> None:
     _, chosen, links = _scan_tar(archive, kind, max_bytes, select, param)
     target.mkdir(parents=True, exist_ok=True)
     # a stream is inflated once more, front to back; a hard link to an entry not extracted
@@ -207,8 +243,9 @@ def _extract_tar(archive: Path, kind: str, target: Path, max_bytes: int,
         tf.extractall(target, members=wanted, filter="data")
 
 
-def _scan_tar(archive: Path, kind: str, max_bytes: int, select: Select | None, param: str
-              ) -> tuple[list[str], set[int], bool]:
+def _scan_tar(
+    archive: Path, kind: str, max_bytes: int, select: Select | None, param: str
+) -> tuple[list[str], set[int], bool]:
     """One pass over the whole archive: every header checked, the chosen entries' sizes
     counted against the cap (a bomb is refused at its first oversized header), and the
     compressed stream read to its very end so its checksums are verified.
@@ -290,13 +327,17 @@ def _check_link(archive: Path, member: tarfile.TarInfo) -> None:
         if depth < 0:
             break
     if depth < 0:
-        raise UnsafeArchive(f"{archive}: {member.name} -> {member.linkname}: a link "
-                            "pointing outside the target is refused")
+        raise UnsafeArchive(
+            f"{archive}: {member.name} -> {member.linkname}: a link "
+            "pointing outside the target is refused"
+        )
 
 
 def _check_total(archive: Path, total: int, max_bytes: int, param: str, exact: bool) -> None:
     if total > max_bytes:
         size = f"{total:,}" if exact else f"at least {total:,}"
-        raise UnsafeArchive(f"{archive}: would unpack to {size} bytes, more than "
-                            f"{max_bytes:,} bytes (the cap); refused, nothing written "
-                            f"(raise {param}, in MB, if this is expected)")
+        raise UnsafeArchive(
+            f"{archive}: would unpack to {size} bytes, more than "
+            f"{max_bytes:,} bytes (the cap); refused, nothing written "
+            f"(raise {param}, in MB, if this is expected)"
+        )

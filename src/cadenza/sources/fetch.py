@@ -25,16 +25,27 @@ from cadenza.sources.registry import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["piece_id", "title", "composer", "year", "split", "format", "path",
-                    "member", "source_path", "sha256", "status", "reason"]
+MANIFEST_COLUMNS = [
+    "piece_id",
+    "title",
+    "composer",
+    "year",
+    "split",
+    "format",
+    "path",
+    "member",
+    "source_path",
+    "sha256",
+    "status",
+    "reason",
+]
 
 
 def fetch_source(name: str, out: Path, cache: Path, params: SourceParams) -> Path:
     """Fetch source `name` into `out`; return the manifest path."""
     source = SOURCES[name]
     with atomic_dir(out) as tmp, recording() as fetched:
-        manifest = write_manifest(tmp, LAYOUTS[source.layout](source, params, cache, tmp),
-                                  source)
+        manifest = write_manifest(tmp, LAYOUTS[source.layout](source, params, cache, tmp), source)
         if fetched:  # a folder read in place or music21's corpus: no file was fetched
             write_json(tmp / "downloads.json", sorted(fetched, key=lambda e: e["name"]))
     n_ok = int((manifest.status == "ok").sum())

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
 MIDI_SUFFIXES = (".mid", ".midi")  # compared case-insensitively: .MID, .Midi
-PIANO_MIDI_DE_COPY = "a local copy of piano-midi.de (a folder holding midis/<Composer>/*.mid " \
-    "and metadata.csv)"
+PIANO_MIDI_DE_COPY = (
+    "a local copy of piano-midi.de (a folder holding midis/<Composer>/*.mid and metadata.csv)"
+)
 
 
 def tree_key(rel: str | PurePosixPath) -> tuple[str, ...]:
@@ -34,20 +35,21 @@ def tree_key(rel: str | PurePosixPath) -> tuple[str, ...]:
     return PurePosixPath(rel).parts
 
 
-def piano_midi_de_copy(folder: Path, out: Path, params: SourceParams, key: str
-                       ) -> list[dict]:
+def piano_midi_de_copy(folder: Path, out: Path, params: SourceParams, key: str) -> list[dict]:
     """`midis/<Composer>/*.mid` in tree order, described by `metadata.csv` where it has a
     row for the file. Its `midi` column is matched to the real files ignoring case (in the
     August 2021 copy four Schubert rows say D850 where the files say d850). The piece id
     lower-cases the composer folder, as the site's URLs do, so a piece has the same id (and
     hash split) whether it was crawled or copied."""
     if not (folder / "midis").is_dir():
-        raise FileNotFoundError(f"{key}: {shown(folder)}: no midis/ folder in it; expected "
-                                f"{PIANO_MIDI_DE_COPY}")
+        raise FileNotFoundError(
+            f"{key}: {shown(folder)}: no midis/ folder in it; expected {PIANO_MIDI_DE_COPY}"
+        )
     rels = [f"midis/{rel}" for rel in _midi_files(folder / "midis")]
     if not rels:
-        raise FileNotFoundError(f"{key}: {shown(folder)}: no .mid files under midis/; "
-                                f"expected {PIANO_MIDI_DE_COPY}")
+        raise FileNotFoundError(
+            f"{key}: {shown(folder)}: no .mid files under midis/; expected {PIANO_MIDI_DE_COPY}"
+        )
     meta = _piano_midi_de_metadata(folder, rels)
     rows = []
     for rel in rels[: params.limit or None]:
@@ -55,11 +57,20 @@ def piano_midi_de_copy(folder: Path, out: Path, params: SourceParams, key: str
         info = meta.get(rel, {})
         ident = PurePosixPath(path.parts[1].lower(), *path.parts[2:]).with_suffix("")
         folder_composer = path.parts[1] if len(path.parts) > 2 else ""
-        rows.append({"piece_id": str(ident), "title": info.get("title") or path.stem,
-                     "composer": info.get("composer") or folder_composer,
-                     "year": info.get("year", ""), "format": "midi", "path": rel,
-                     "source_path": rel, **_copy_checksummed(folder / rel, out / rel),
-                     "status": "ok", "reason": ""})
+        rows.append(
+            {
+                "piece_id": str(ident),
+                "title": info.get("title") or path.stem,
+                "composer": info.get("composer") or folder_composer,
+                "year": info.get("year", ""),
+                "format": "midi",
+                "path": rel,
+                "source_path": rel,
+                **_copy_checksummed(folder / rel, out / rel),
+                "status": "ok",
+                "reason": "",
+            }
+        )
     log.info("piano-midi.de: %d files read from the local copy %s", len(rows), folder)
     return rows
 
@@ -73,8 +84,10 @@ def _piano_midi_de_metadata(folder: Path, rels: list[str]) -> dict[str, dict[str
         return {}
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     if "midi" not in table.columns:
-        raise ValueError(f"{csv}: no 'midi' column (the file of each row); expected the "
-                         "published columns composer, title, year, midi, duration")
+        raise ValueError(
+            f"{csv}: no 'midi' column (the file of each row); expected the "
+            "published columns composer, title, year, midi, duration"
+        )
     exact, folded = set(rels), {rel.lower(): rel for rel in rels}
     meta, missing = {}, []
     for row in table.to_dict("records"):
@@ -83,11 +96,11 @@ def _piano_midi_de_metadata(folder: Path, rels: list[str]) -> dict[str, dict[str
         if rel is None:
             missing.append(name)
             continue
-        meta.setdefault(rel, {k: str(row.get(k, "")).strip()
-                              for k in ("title", "composer", "year")})
+        meta.setdefault(
+            rel, {k: str(row.get(k, "")).strip() for k in ("title", "composer", "year")}
+        )
     if missing:
-        log.warning("%s: %d rows name no file of the copy, e.g. %s", csv, len(missing),
-                    missing[0])
+        log.warning("%s: %d rows name no file of the copy, e.g. %s", csv, len(missing), missing[0])
     return meta
 
 
@@ -99,26 +112,39 @@ def midi_dir(source: Source, params: SourceParams, cache: Path, out: Path) -> li
     so a second own folder is only a second registry entry with this layout.
     """
     key = f"sources.{source.name}"
-    folder = _local_folder(params.url, f"{key}.url",
-                           "a folder of .mid/.midi files (searched recursively)")
+    folder = _local_folder(
+        params.url, f"{key}.url", "a folder of .mid/.midi files (searched recursively)"
+    )
     rels = _midi_files(folder)
     if not rels:
         raise FileNotFoundError(
             f"{key}.url: {shown(folder)}: no .mid/.midi files in it or its subfolders "
-            "(hidden files and folders are skipped); expected a folder of MIDI files")
+            "(hidden files and folders are skipped); expected a folder of MIDI files"
+        )
     meta = _midi_dir_metadata(folder, rels, params, key)
     rows: list[dict] = []
     first: dict[str, str] = {}  # piece id -> the file that has it
     for rel in rels[: params.limit or None]:
         piece_id = str(PurePosixPath(rel).with_suffix(""))
         info = meta.get(rel, {})
-        row = {"piece_id": piece_id, "title": info.get("title") or PurePosixPath(rel).stem,
-               "composer": info.get("composer", ""), "year": info.get("year", ""),
-               "split": info.get("split", ""), "format": "midi", "path": f"files/{rel}",
-               "source_path": rel, "status": "ok", "reason": ""}
+        row = {
+            "piece_id": piece_id,
+            "title": info.get("title") or PurePosixPath(rel).stem,
+            "composer": info.get("composer", ""),
+            "year": info.get("year", ""),
+            "split": info.get("split", ""),
+            "format": "midi",
+            "path": f"files/{rel}",
+            "source_path": rel,
+            "status": "ok",
+            "reason": "",
+        }
         if piece_id in first:  # a.mid next to a.MIDI: one id must name one piece
-            row.update(path="", status="rejected",
-                       reason=f"same piece id as {first[piece_id]} (only the suffix differs)")
+            row.update(
+                path="",
+                status="rejected",
+                reason=f"same piece id as {first[piece_id]} (only the suffix differs)",
+            )
         else:
             first[piece_id] = rel
             row.update(_copy_checksummed(folder / rel, out / "files" / rel))
@@ -133,8 +159,9 @@ def _local_folder(url: str, key: str, expected: str) -> Path:
         raise ValueError(f"{key}: not set; expected {expected} (a path or file:// URL)")
     path = local_path(url)
     if path is None:
-        raise ValueError(f"{key}: {url}: not a local path; expected {expected} "
-                         "(a path or file:// URL)")
+        raise ValueError(
+            f"{key}: {url}: not a local path; expected {expected} (a path or file:// URL)"
+        )
     if not path.is_dir():
         what = "not a folder" if path.exists() else "no such folder"
         raise FileNotFoundError(f"{key}: {shown(path)}: {what}; expected {expected}")
@@ -157,14 +184,14 @@ def _midi_files(folder: Path) -> list[str]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             path = Path(dirpath, name)
-            if (not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES)
-                    and path.is_file()):
+            if not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES) and path.is_file():
                 found.append(PurePosixPath(path.relative_to(folder).as_posix()))
     return [str(rel) for rel in sorted(found, key=tree_key)]
 
 
-def _midi_dir_metadata(folder: Path, rels: list[str], params: SourceParams, key: str
-                       ) -> dict[str, dict[str, str]]:
+def _midi_dir_metadata(
+    folder: Path, rels: list[str], params: SourceParams, key: str
+) -> dict[str, dict[str, str]]:
     """Title, composer, year and split per file from `params.metadata`; {} without one.
 
     Fields map to the CSV's columns by `params.columns`, else to a column of their own name
@@ -174,25 +201,32 @@ def _midi_dir_metadata(folder: Path, rels: list[str], params: SourceParams, key:
     """
     if not params.metadata:
         if params.columns:
-            raise ValueError(f"{key}.columns: given without {key}.metadata (the CSV they "
-                             "name columns of)")
+            raise ValueError(
+                f"{key}.columns: given without {key}.metadata (the CSV they name columns of)"
+            )
         return {}
     csv = Path(params.metadata).expanduser()
     csv = csv if csv.is_absolute() else folder / csv
     if not csv.is_file():
-        raise FileNotFoundError(f"{key}.metadata: {shown(csv)}: no such file; expected a "
-                                f"CSV describing the files (relative to {key}.url, or absolute)")
+        raise FileNotFoundError(
+            f"{key}.metadata: {shown(csv)}: no such file; expected a "
+            f"CSV describing the files (relative to {key}.url, or absolute)"
+        )
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     table.columns = [str(c).strip() for c in table.columns]
     for name, column in params.columns.items():
         if column not in table.columns:
-            raise ValueError(f"{key}.columns.{name}: no column {column!r} in {csv} (its "
-                             f"columns: {', '.join(table.columns)})")
+            raise ValueError(
+                f"{key}.columns.{name}: no column {column!r} in {csv} (its "
+                f"columns: {', '.join(table.columns)})"
+            )
     used = {name: params.columns.get(name, name) for name in SourceParams.METADATA_FIELDS}
     used = {name: column for name, column in used.items() if column in table.columns}
     if "file" not in used:
-        raise ValueError(f"{key}.metadata: {csv} has no column 'file' naming each row's MIDI "
-                         f"file; name the column that does with {key}.columns.file")
+        raise ValueError(
+            f"{key}.metadata: {csv} has no column 'file' naming each row's MIDI "
+            f"file; name the column that does with {key}.columns.file"
+        )
     exact = set(rels)
     by_name: dict[str, list[str]] = {}
     for rel in rels:
@@ -210,19 +244,26 @@ def _midi_dir_metadata(folder: Path, rels: list[str], params: SourceParams, key:
             continue
         if rel in meta:
             raise ValueError(f"{key}.metadata: {csv}: line {line}: a second row for {rel}")
-        info = {field: str(row[column]).strip() for field, column in used.items()
-                if field != "file"}
+        info = {
+            field: str(row[column]).strip() for field, column in used.items() if field != "file"
+        }
         if "split" in info:
             value = info["split"].lower()
             if value and value not in SPLIT_NAMES:
                 raise ValueError(
                     f"{key}.metadata: {csv}: line {line}: split {info['split']!r} for {rel} "
-                    "is not one of train, valid, validation, test (empty: the hash split)")
+                    "is not one of train, valid, validation, test (empty: the hash split)"
+                )
             info["split"] = SPLIT_NAMES.get(value, "")
         meta[rel] = info
     if unmatched:
-        log.warning("%s: %d rows name no MIDI file of %s (or an ambiguous bare name), e.g. %r",
-                    csv, len(unmatched), folder, unmatched[0])
+        log.warning(
+            "%s: %d rows name no MIDI file of %s (or an ambiguous bare name), e.g. %r",
+            csv,
+            len(unmatched),
+            folder,
+            unmatched[0],
+        )
     return meta
 
 

@@ -55,7 +55,8 @@ def download(source: Source, params: SourceParams, cache: Path) -> Path:
         raise RuntimeError(
             f"{source.name} has no stable public address; download {remote.name} yourself "
             f"and set sources.{source.name}.url (a path or URL) or "
-            f"CADENZA_MIRROR_{source.name.upper()}")
+            f"CADENZA_MIRROR_{source.name.upper()}"
+        )
     # a mirror or local copy must hold the published bytes, unless the params say otherwise
     sha256, size = (params.sha256, 0) if params.sha256 else (remote.sha256, remote.size)
     return fetch_file(url, cache, remote.name, sha256, size, retries=params.retries)
@@ -65,25 +66,25 @@ def _env_mirror(source: Source) -> str:
     return os.environ.get(f"CADENZA_MIRROR_{source.name.upper()}", "")
 
 
-def _unpack(source: Source, params: SourceParams, cache: Path, out: Path,
-            choose: Chooser | None = None) -> Path:
+def _unpack(
+    source: Source, params: SourceParams, cache: Path, out: Path, choose: Chooser | None = None
+) -> Path:
     """Download and extract; under `limit`, only the entries `choose` picks are written."""
     archive = download(source, params, cache)
     files = out / "files"
     # `max_extract_mb` when set, else from what the registry knows the file unpacks to, else
     # from the archive's size
     max_bytes = extract_cap(archive, params.max_extract_mb, source.files[0].unpacked)
-    select = (choose(archive, files, params, max_bytes)
-              if choose is not None and params.limit else None)
-    safe_extract(archive, files, max_bytes, select,
-                 param=f"sources.{source.name}.max_extract_mb")
+    select = (
+        choose(archive, files, params, max_bytes) if choose is not None and params.limit else None
+    )
+    safe_extract(archive, files, max_bytes, select, param=f"sources.{source.name}.max_extract_mb")
     return files
 
 
 def _first_entries(archive: Path, keep: Callable[[str], bool], limit: int) -> Select:
     """The first `limit` entries `keep` accepts, in tree order (the unlimited run's order)."""
-    names = sorted((str(PurePosixPath(n)) for n in list_members(archive) if keep(n)),
-                   key=tree_key)
+    names = sorted((str(PurePosixPath(n)) for n in list_members(archive) if keep(n)), key=tree_key)
     wanted = set(names[:limit])
     return lambda name: str(PurePosixPath(name)) in wanted
 
@@ -99,8 +100,7 @@ def _limit(rows: list[dict], params: SourceParams) -> list[dict]:
 # --------------------------------------------------------------------------- layouts
 
 
-def music21_chorales(source: Source, params: SourceParams, cache: Path, out: Path
-                     ) -> list[dict]:
+def music21_chorales(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
     from music21 import corpus
 
     names = sorted(set(corpus.chorales.Iterator(returnType="filename")), key=_natural_key)
@@ -116,21 +116,32 @@ def maestro(source: Source, params: SourceParams, cache: Path, out: Path) -> lis
     (csv,) = sorted(files.glob("*/maestro-v*.csv"))
     table = pd.read_csv(csv)
     top = csv.parent.relative_to(out)
-    rows = [{"piece_id": str(Path(r.midi_filename).with_suffix("")),
-             "title": r.canonical_title, "composer": r.canonical_composer, "year": r.year,
-             "split": SPLIT_NAMES[r.split], "format": "midi",
-             "path": str(top / r.midi_filename), "source_path": r.midi_filename,
-             "status": "ok", "reason": ""}
-            for r in table.itertuples()]
+    rows = [
+        {
+            "piece_id": str(Path(r.midi_filename).with_suffix("")),
+            "title": r.canonical_title,
+            "composer": r.canonical_composer,
+            "year": r.year,
+            "split": SPLIT_NAMES[r.split],
+            "format": "midi",
+            "path": str(top / r.midi_filename),
+            "source_path": r.midi_filename,
+            "status": "ok",
+            "reason": "",
+        }
+        for r in table.itertuples()
+    ]
     return _limit(rows, params)
 
 
-def _maestro_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int
-                     ) -> Select:
+def _maestro_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int) -> Select:
     """The CSV and the first `limit` performances it lists (CSV order), nothing else: the
     CSV is read from the archive first (extracted alone, with the same checks)."""
-    (csv,) = [n for n in list_members(archive)
-              if re.fullmatch(r"[^/]+/maestro-v[^/]*\.csv", str(PurePosixPath(n)))]
+    (csv,) = [
+        n
+        for n in list_members(archive)
+        if re.fullmatch(r"[^/]+/maestro-v[^/]*\.csv", str(PurePosixPath(n)))
+    ]
     safe_extract(archive, files, max_bytes, lambda name: name == csv)
     top = PurePosixPath(csv).parts[0]
     table = pd.read_csv(files / csv, nrows=params.limit)
@@ -144,20 +155,30 @@ def lpd(source: Source, params: SourceParams, cache: Path, out: Path) -> list[di
     for path in sorted(files.rglob("*.npz"), key=lambda p: tree_key(p.relative_to(files))):
         rel = path.relative_to(files)
         if _under(str(rel), params.subset):
-            rows.append({"piece_id": f"{path.parent.name}/{path.stem}", "title": path.stem,
-                         "format": "npz", "path": str(path.relative_to(out)),
-                         "source_path": str(rel), "status": "ok", "reason": ""})
+            rows.append(
+                {
+                    "piece_id": f"{path.parent.name}/{path.stem}",
+                    "title": path.stem,
+                    "format": "npz",
+                    "path": str(path.relative_to(out)),
+                    "source_path": str(rel),
+                    "status": "ok",
+                    "reason": "",
+                }
+            )
     return _limit(rows, params)
 
 
 def _lpd_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int) -> Select:
     """The first `limit` rolls under `subset`, listed in a first pass over the tarball."""
-    return _first_entries(archive, lambda name: name.endswith(".npz") and _under(
-        str(PurePosixPath(name)), params.subset), params.limit)
+    return _first_entries(
+        archive,
+        lambda name: name.endswith(".npz") and _under(str(PurePosixPath(name)), params.subset),
+        params.limit,
+    )
 
 
-def piano_midi_de(source: Source, params: SourceParams, cache: Path, out: Path
-                  ) -> list[dict]:
+def piano_midi_de(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
     """Crawled from the site (or a copy of its pages), or read from a local copy of the
     published corpus, which needs no crawl and no politeness delay."""
     location = params.url or _env_mirror(source) or source.files[0].url
@@ -167,9 +188,9 @@ def piano_midi_de(source: Source, params: SourceParams, cache: Path, out: Path
     if local is not None and not local.is_file():
         raise FileNotFoundError(
             f"sources.{source.name}.url: {shown(local)}: no such file or folder; expected "
-            f"{PIANO_MIDI_DE_COPY}, or the site's index page midis.htm (URL or path)")
-    return crawl_piano_midi_de(location, out, cache / source.name, params.delay_s,
-                               params.limit)
+            f"{PIANO_MIDI_DE_COPY}, or the site's index page midis.htm (URL or path)"
+        )
+    return crawl_piano_midi_de(location, out, cache / source.name, params.delay_s, params.limit)
 
 
 def essen_kern(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
@@ -192,11 +213,15 @@ def essen_kern(source: Source, params: SourceParams, cache: Path, out: Path) -> 
     return rows
 
 
-def _essen_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int
-                   ) -> Select:
+def _essen_entries(archive: Path, files: Path, params: SourceParams, max_bytes: int) -> Select:
     """The first `limit` kern files under `subset` (a collection path, as in the manifest)."""
-    return _first_entries(archive, lambda name: name.endswith(".krn") and _under(
-        str(_essen_rel(PurePosixPath(name))), params.subset), params.limit)
+    return _first_entries(
+        archive,
+        lambda name: (
+            name.endswith(".krn") and _under(str(_essen_rel(PurePosixPath(name))), params.subset)
+        ),
+        params.limit,
+    )
 
 
 def _essen_rel(rel: PurePosixPath) -> PurePosixPath:
@@ -209,14 +234,12 @@ def _essen_abc(params: SourceParams, out: Path) -> list[dict]:
     """One job per tune (`path#X`), so `limit` applies before the slow conversion."""
     from music21 import corpus
 
-    paths = sorted(p for p in corpus.getPaths(fileExtensions=["abc"])
-                   if "essenFolksong" in str(p))
+    paths = sorted(p for p in corpus.getPaths(fileExtensions=["abc"]) if "essenFolksong" in str(p))
     jobs = []
     for path in paths:
         text = Path(path).read_text(encoding="latin-1")
         for number in re.findall(r"^X:\s*(\d+)", text, flags=re.MULTILINE):
-            jobs.append((f"essenFolksong/{Path(path).stem}/{int(number):04d}",
-                         f"{path}#{number}"))
+            jobs.append((f"essenFolksong/{Path(path).stem}/{int(number):04d}", f"{path}#{number}"))
     return convert_all(_limit(jobs, params), out, params.workers, "fetch essen (ABC)")
 
 
@@ -235,10 +258,19 @@ def bl_pickle(source: Source, params: SourceParams, cache: Path, out: Path) -> l
     rows = []
     for split in ("train", "valid", "test"):
         for index in range(len(data[split])):
-            rows.append({"piece_id": f"{split}/{index:04d}", "title": f"{split} {index}",
-                         "split": split, "format": "bl_pickle",
-                         "path": str(target.relative_to(out)), "member": index,
-                         "source_path": source.files[0].name, "status": "ok", "reason": ""})
+            rows.append(
+                {
+                    "piece_id": f"{split}/{index:04d}",
+                    "title": f"{split} {index}",
+                    "split": split,
+                    "format": "bl_pickle",
+                    "path": str(target.relative_to(out)),
+                    "member": index,
+                    "source_path": source.files[0].name,
+                    "status": "ok",
+                    "reason": "",
+                }
+            )
     return _limit(rows, params)
 
 
@@ -246,6 +278,12 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-LAYOUTS = {"music21_chorales": music21_chorales, "maestro": maestro, "lpd": lpd,
-           "piano_midi_de": piano_midi_de, "essen_kern": essen_kern, "bl_pickle": bl_pickle,
-           "midi_dir": midi_dir}
+LAYOUTS = {
+    "music21_chorales": music21_chorales,
+    "maestro": maestro,
+    "lpd": lpd,
+    "piano_midi_de": piano_midi_de,
+    "essen_kern": essen_kern,
+    "bl_pickle": bl_pickle,
+    "midi_dir": midi_dir,
+}

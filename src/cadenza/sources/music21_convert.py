@@ -82,9 +82,16 @@ def _write(piece_id: str, score, what: str, out: Path) -> dict:
 
 
 def _row(piece_id: str, what: str, title: str = "", reason: str = "") -> dict:
-    return {"piece_id": piece_id, "title": title or piece_id, "source_path": what,
-            "format": "midi", "path": "", "sha256": "",
-            "status": "rejected" if reason else "ok", "reason": reason}
+    return {
+        "piece_id": piece_id,
+        "title": title or piece_id,
+        "source_path": what,
+        "format": "midi",
+        "path": "",
+        "sha256": "",
+        "status": "rejected" if reason else "ok",
+        "reason": reason,
+    }
 
 
 def _title(score, fallback: str) -> str:

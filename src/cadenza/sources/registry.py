@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Layout = Literal["music21_chorales", "maestro", "lpd", "piano_midi_de", "essen_kern",
-                 "bl_pickle", "midi_dir"]
+Layout = Literal[
+    "music21_chorales", "maestro", "lpd", "piano_midi_de", "essen_kern", "bl_pickle", "midi_dir"
+]
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,18 @@ class Source:
     options: dict[str, str] = field(default_factory=dict)  # layout-specific settings
 
 
-_MAESTRO = ("Hawthorne et al., Enabling Factorized Piano Music Modeling and Generation with "
-            "the MAESTRO Dataset, ICLR 2019")
-_LPD = ("Dong et al., MuseGAN: Multi-track Sequential Generative Adversarial Networks for "
-        "Symbolic Music Generation and Accompaniment, AAAI 2018")
-_BL = ("Boulanger-Lewandowski, Bengio & Vincent, Modeling Temporal Dependencies in "
-       "High-Dimensional Sequences, ICML 2012")
+_MAESTRO = (
+    "Hawthorne et al., Enabling Factorized Piano Music Modeling and Generation with "
+    "the MAESTRO Dataset, ICLR 2019"
+)
+_LPD = (
+    "Dong et al., MuseGAN: Multi-track Sequential Generative Adversarial Networks for "
+    "Symbolic Music Generation and Accompaniment, AAAI 2018"
+)
+_BL = (
+    "Boulanger-Lewandowski, Bengio & Vincent, Modeling Temporal Dependencies in "
+    "High-Dimensional Sequences, ICML 2012"
+)
 _BL_URL = "http://www-etud.iro.umontreal.ca/~boulanni/"
 
 
@@ -65,80 +72,127 @@ _ESSEN_UNPACKED = 6_393_255
 def _maestro(version: str, sha256: str = "", size: int = 0) -> Source:
     base = "https://storage.googleapis.com/magentadata/datasets/maestro"
     return Source(
-        name="maestro" if version == "v3.0.0" else "maestro_v2", layout="maestro",
+        name="maestro" if version == "v3.0.0" else "maestro_v2",
+        layout="maestro",
         description=f"MAESTRO {version}: virtuoso piano performances (MIDI only)",
-        license="CC BY-NC-SA 4.0", citation=_MAESTRO, track_filter="piano",
+        license="CC BY-NC-SA 4.0",
+        citation=_MAESTRO,
+        track_filter="piano",
         official_split=True,
-        files=(RemoteFile(f"{base}/{version}/maestro-{version}-midi.zip",
-                          f"maestro-{version}-midi.zip", sha256, size,
-                          _MAESTRO_UNPACKED),),
+        files=(
+            RemoteFile(
+                f"{base}/{version}/maestro-{version}-midi.zip",
+                f"maestro-{version}-midi.zip",
+                sha256,
+                size,
+                _MAESTRO_UNPACKED,
+            ),
+        ),
     )
 
 
 def _lpd(name: str, archive: str, piano: str) -> Source:
     return Source(
-        name=name, layout="lpd",
+        name=name,
+        layout="lpd",
         description=f"Lakh Pianoroll Dataset, {archive} (21,425 cleansed multitrack rolls)",
-        license="CC BY 4.0", citation=_LPD, track_filter="piano",
+        license="CC BY 4.0",
+        citation=_LPD,
+        track_filter="piano",
         files=(RemoteFile("", archive, unpacked=_LPD_UNPACKED),),  # on cloud drives: a path
         options={"piano": piano},
     )
 
 
-def _bl(name: str, file: str, title: str, step_beats: float, sha256: str = "",
-        size: int = 0) -> Source:
+def _bl(
+    name: str, file: str, title: str, step_beats: float, sha256: str = "", size: int = 0
+) -> Source:
     return Source(
-        name=name, layout="bl_pickle",
+        name=name,
+        layout="bl_pickle",
         description=f"{title}: Boulanger-Lewandowski polyphonic benchmark (piano rolls)",
-        license="as the source corpora", citation=_BL, official_split=True, transpose=False,
+        license="as the source corpora",
+        citation=_BL,
+        official_split=True,
+        transpose=False,
         step_beats=step_beats,
         files=(RemoteFile(_BL_URL + "icml2012/" + file.replace(" ", "%20"), file, sha256, size),),
     )
 
 
-SOURCES: dict[str, Source] = {s.name: s for s in [
-    Source(
-        name="bach_chorales", layout="music21_chorales",
-        description="J.S. Bach's four-part chorales shipped with music21 (MusicXML -> MIDI)",
-        license="public domain music; music21 corpus (BSD / LGPL)",
-        citation="Cuthbert & Ariza, music21: A Toolkit for Computer-Aided Musicology, "
-        "ISMIR 2010",
-    ),
-    _maestro("v3.0.0", "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c",
-             58_416_533),
-    _maestro("v2.0.0"),
-    _lpd("lpd_cleansed", "lpd_cleansed.tar.gz", "program"),
-    _lpd("lpd_5_cleansed", "lpd_5_cleansed.tar.gz", "name"),
-    _lpd("lpd_17_cleansed", "lpd_17_cleansed.tar.gz", "program"),
-    Source(
-        name="piano_midi_de", layout="piano_midi_de",
-        description="piano-midi.de (Bernd Krueger): classical piano pieces, crawled politely "
-        "(or read from a local copy: url = its folder)",
-        license="CC BY-SA Germany", citation="Krueger, piano-midi.de", track_filter="piano",
-        files=(RemoteFile("http://www.piano-midi.de/midis.htm", "midis.htm"),),
-    ),
-    Source(
-        name="essen", layout="essen_kern",
-        description="Essen Folksong Collection, CCARH Humdrum **kern edition (8,473 songs)",
-        license="CCARH academic, non-commercial",
-        citation="Schaffrath, The Essen Folksong Collection, ed. D. Huron, CCARH 1995",
-        files=(RemoteFile("https://github.com/ccarh/essen-folksong-collection/archive/"
-                          "refs/heads/master.zip", "essen-folksong-collection.zip",
-                          unpacked=_ESSEN_UNPACKED),),
-    ),
-    # JSB and Nottingham: the hashes of the publisher's files (copies in ../shared/datasets,
-    # the sizes the prober saw upstream); MuseData and Piano-midi.de: recorded at first fetch
-    _bl("bl_jsb", "JSB Chorales.pickle", "JSB Chorales", 1.0,
-        "6044d47e3eff9f82c59eda06f87e604b9cf7eca6a9900d33d4af20e7074de067", 367_302),
-    _bl("bl_nottingham", "Nottingham.pickle", "Nottingham", 0.5,
-        "a67890a3e1e5176ba7026585bc5cf681110d32740b7405157d65ba929a54f867", 4_245_098),
-    _bl("bl_musedata", "MuseData.pickle", "MuseData", 0.5),
-    _bl("bl_piano_midi", "Piano-midi.de.pickle", "Piano-midi.de", 0.5),
-    # a researcher's own files: taken as they are (every track), split by piece-id hash
-    # unless a metadata CSV gives one. Another own folder is one more entry like this.
-    Source(
-        name="midi_dir", layout="midi_dir",
-        description="Your own MIDI: a local folder of .mid/.midi files (set its url)",
-        license="yours", citation="", track_filter="all", official_split=False,
-    ),
-]}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        Source(
+            name="bach_chorales",
+            layout="music21_chorales",
+            description="J.S. Bach's four-part chorales shipped with music21 (MusicXML -> MIDI)",
+            license="public domain music; music21 corpus (BSD / LGPL)",
+            citation="Cuthbert & Ariza, music21: A Toolkit for Computer-Aided Musicology, "
+            "ISMIR 2010",
+        ),
+        _maestro(
+            "v3.0.0", "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c", 58_416_533
+        ),
+        _maestro("v2.0.0"),
+        _lpd("lpd_cleansed", "lpd_cleansed.tar.gz", "program"),
+        _lpd("lpd_5_cleansed", "lpd_5_cleansed.tar.gz", "name"),
+        _lpd("lpd_17_cleansed", "lpd_17_cleansed.tar.gz", "program"),
+        Source(
+            name="piano_midi_de",
+            layout="piano_midi_de",
+            description="piano-midi.de (Bernd Krueger): classical piano pieces, crawled politely "
+            "(or read from a local copy: url = its folder)",
+            license="CC BY-SA Germany",
+            citation="Krueger, piano-midi.de",
+            track_filter="piano",
+            files=(RemoteFile("http://www.piano-midi.de/midis.htm", "midis.htm"),),
+        ),
+        Source(
+            name="essen",
+            layout="essen_kern",
+            description="Essen Folksong Collection, CCARH Humdrum **kern edition (8,473 songs)",
+            license="CCARH academic, non-commercial",
+            citation="Schaffrath, The Essen Folksong Collection, ed. D. Huron, CCARH 1995",
+            files=(
+                RemoteFile(
+                    "https://github.com/ccarh/essen-folksong-collection/archive/"
+                    "refs/heads/master.zip",
+                    "essen-folksong-collection.zip",
+                    unpacked=_ESSEN_UNPACKED,
+                ),
+            ),
+        ),
+        # JSB and Nottingham: the hashes of the publisher's files (copies in ../shared/datasets,
+        # the sizes the prober saw upstream); MuseData and Piano-midi.de: recorded at first fetch
+        _bl(
+            "bl_jsb",
+            "JSB Chorales.pickle",
+            "JSB Chorales",
+            1.0,
+            "6044d47e3eff9f82c59eda06f87e604b9cf7eca6a9900d33d4af20e7074de067",
+            367_302,
+        ),
+        _bl(
+            "bl_nottingham",
+            "Nottingham.pickle",
+            "Nottingham",
+            0.5,
+            "a67890a3e1e5176ba7026585bc5cf681110d32740b7405157d65ba929a54f867",
+            4_245_098,
+        ),
+        _bl("bl_musedata", "MuseData.pickle", "MuseData", 0.5),
+        _bl("bl_piano_midi", "Piano-midi.de.pickle", "Piano-midi.de", 0.5),
+        # a researcher's own files: taken as they are (every track), split by piece-id hash
+        # unless a metadata CSV gives one. Another own folder is one more entry like this.
+        Source(
+            name="midi_dir",
+            layout="midi_dir",
+            description="Your own MIDI: a local folder of .mid/.midi files (set its url)",
+            license="yours",
+            citation="",
+            track_filter="all",
+            official_split=False,
+        ),
+    ]
+}

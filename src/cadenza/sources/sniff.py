@@ -15,17 +15,22 @@ from pathlib import Path
 CHUNK = 1 << 16
 
 # what a protocol 0/1 pickle may start with: an opcode that pops nothing (2+: 0x80 PROTO)
-_PICKLE_OPENERS = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes
-                            if op.proto <= 1 and not op.stack_before)
+_PICKLE_OPENERS = frozenset(
+    op.code.encode("latin-1") for op in pickletools.opcodes if op.proto <= 1 and not op.stack_before
+)
 _ZIP_EOCD_SPAN = 22 + 0xFFFF  # the end record and the longest archive comment
 
 
 def expected_kind(name: str) -> str:
     """The kind of file a cache name promises ("" = unknown: not sniffed)."""
     lower = name.lower()
-    for suffixes, kind in ((".zip",), "zip"), ((".tar.gz", ".tgz"), "gzip"), \
-            ((".pickle", ".pkl"), "pickle"), ((".mid", ".midi"), "MIDI"), \
-            ((".htm", ".html"), "text"):
+    for suffixes, kind in (
+        ((".zip",), "zip"),
+        ((".tar.gz", ".tgz"), "gzip"),
+        ((".pickle", ".pkl"), "pickle"),
+        ((".mid", ".midi"), "MIDI"),
+        ((".htm", ".html"), "text"),
+    ):
         if lower.endswith(suffixes):
             return kind
     return ""
@@ -48,9 +53,12 @@ def sniff(path: Path, name: str) -> tuple[str, bool]:
         return f"an empty file, not a {kind} file", True
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return f"{describe(head, size)}, not a {kind} file", False
-    starts = {"zip": head.startswith(b"PK\x03\x04"), "gzip": head.startswith(b"\x1f\x8b"),
-              "pickle": head[:1] == b"\x80" or head[:1] in _PICKLE_OPENERS,
-              "MIDI": head.startswith((b"MThd", b"RIFF"))}[kind]
+    starts = {
+        "zip": head.startswith(b"PK\x03\x04"),
+        "gzip": head.startswith(b"\x1f\x8b"),
+        "pickle": head[:1] == b"\x80" or head[:1] in _PICKLE_OPENERS,
+        "MIDI": head.startswith((b"MThd", b"RIFF")),
+    }[kind]
     if not starts:
         return f"{describe(head, size)}, not a {kind} file", False
     if kind == "zip" and b"PK\x05\x06" not in tail:
