@@ -79,7 +79,7 @@ class Stage:
 
 def stage_order(project: str, targets: list[str]) -> list[Stage]:
     """Stages of the top dvc.yaml (or of `targets`), with their upstream, upstream first.
-    Other pipelines of the repo (benchmarks/) run only when named, as with DVC."""
+    Other pipelines of the repo (bench/bl) run only when named, as with DVC."""
     from dvc.repo import Repo
 
     with Repo(project) as repo:
@@ -451,7 +451,7 @@ def _run_name() -> str:
 
 
 def stage_kind(stage: str) -> str:
-    """`train@chord_lstm` -> `train`; a stage of another dvc.yaml (`benchmarks/bl/dvc.yaml:
+    """`train@chord_lstm` -> `train`; a stage of another dvc.yaml (`bench/bl/dvc.yaml:
     jsb`) -> its name without the file."""
     return stage.rsplit(":", 1)[-1].split("@", 1)[0]
 

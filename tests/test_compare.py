@@ -160,7 +160,7 @@ def history(tmp_path_factory) -> Path:
         yaml.safe_dump(
             {
                 "params": ["params.yaml"],
-                "metrics": ["reports/metrics", "benchmarks/bl/results/jsb_roll_lstm.json"],
+                "metrics": ["reports/metrics", "bench/bl/results/jsb_roll_lstm.json"],
             }
         )
     )
@@ -169,7 +169,7 @@ def history(tmp_path_factory) -> Path:
         "reports/metrics/chord_lstm.json": MODEL,
         "reports/metrics/melody_rnn.json": OTHER,
         "reports/metrics/reference.json": REFERENCE,
-        "benchmarks/bl/results/jsb_roll_lstm.json": BENCH,
+        "bench/bl/results/jsb_roll_lstm.json": BENCH,
     }
     _write(root, files)
     _commit(root, "v1")
@@ -197,7 +197,7 @@ def history(tmp_path_factory) -> Path:
             "params.yaml": params,
             "reports/metrics/reference.json": reference,
             "reports/metrics/melody_rnn.json": OTHER | {"trained_on": "bach_chorales, maestro"},
-            "benchmarks/bl/results/jsb_roll_lstm.json": BENCH | {"dataset": "nottingham"},
+            "bench/bl/results/jsb_roll_lstm.json": BENCH | {"dataset": "nottingham"},
         },
     )
     _commit(root, "v3")
@@ -249,7 +249,7 @@ def test_header_warns_of_other_corpora_prepare_and_profile(history):
         "bach_chorales, maestro"
     ) in out
     # the benchmark's dataset is a setting of its section, not a metric row with a nan change
-    assert "jsb_roll_lstm (benchmarks/bl/results/jsb_roll_lstm.json): 0 of 2 changed" in out
+    assert "jsb_roll_lstm (bench/bl/results/jsb_roll_lstm.json): 0 of 2 changed" in out
     assert "  dataset  jsb -> nottingham  (setting)" in out
     assert "by_source.maestro.test.n_pieces" in out and "nan" not in out
 

@@ -374,7 +374,7 @@ def test_duplicate_nested_key_is_refused(tmp_path, text, key, again, first):
 def test_load_yaml_reads_what_safe_load_reads_and_allows_merge_overrides(tmp_path):
     """No false alarms: the shipped YAML files load as before, and a `<<:` merge may still be
     overridden by the mapping's own key, as YAML intends."""
-    for name in ("params.yaml", "sweeps.yaml", "benchmarks/bl/params.yaml", "dvc.yaml"):
+    for name in ("params.yaml", "sweeps.yaml", "bench/bl/params.yaml", "dvc.yaml"):
         assert load_yaml(ROOT / name) == yaml.safe_load((ROOT / name).read_text()), name
     path = tmp_path / "m.yaml"
     path.write_text("base: &b {lr: 0.1, epochs: 3}\nrun: {<<: *b, lr: 0.2}\n")
@@ -382,5 +382,5 @@ def test_load_yaml_reads_what_safe_load_reads_and_allows_merge_overrides(tmp_pat
 
 
 def test_benchmark_params_still_validate():
-    params = load_benchmark_params(ROOT / "benchmarks" / "bl" / "params.yaml")
+    params = load_benchmark_params(ROOT / "bench" / "bl" / "params.yaml")
     assert params.models["roll_lstm"].net.pitches == 88

@@ -92,7 +92,7 @@ def load_stages(root: Path) -> list[Stage]:
         for stage in repo.index.stages:
             cmd = " ".join(stage.cmd) if isinstance(stage.cmd, list) else str(stage.cmd or "")
             dvcfile = _relative(stage.dvcfile.path, root)
-            # named as DVC names them: `train@a`, `benchmarks/bl/dvc.yaml:bench@jsb-roll_lstm`
+            # named as DVC names them: `train@a`, `bench/bl/dvc.yaml:bench@jsb-roll_lstm`
             name = stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
             stages.append(
                 Stage(

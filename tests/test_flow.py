@@ -256,7 +256,7 @@ def test_serve_without_a_server_says_what_to_do(tmp_path):
 
 
 # the worker's toy project: `data` runs the bare `cadenza` command; `score` writes a metric
-# (committed as nll 2, written as 1.5) and a cached output; sub/dvc.yaml, like benchmarks/, has
+# (committed as nll 2, written as 1.5) and a cached output; sub/dvc.yaml, like bench/bl, has
 # a stage no run makes
 TOY_STAGES = {
     "data": {"cmd": "cadenza --help > data.txt", "outs": ["data.txt"]},

@@ -158,7 +158,7 @@ def test_the_artifact_lists_what_ran_and_only_metrics_that_changed(tmp_path):
 
 def test_a_target_run_is_saved_as_an_experiment_although_other_outputs_are_missing(tmp_path):
     """`dvc exp save` of the run's stages only: a `--target` run leaves `score`'s output
-    unmade and sub/dvc.yaml (like benchmarks/) was never run, and the save still succeeds
+    unmade and sub/dvc.yaml (like bench/bl) was never run, and the save still succeeds
     (a plain `dvc exp save` fails there with "output ... does not exist")."""
     project = dvc_project(
         tmp_path / "p",

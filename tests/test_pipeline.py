@@ -267,13 +267,13 @@ def test_prefect_flow_reproduces_the_dag(tmp_path):
     reason="../shared/datasets/boulanger2012 is absent",
 )
 def test_benchmark_pipeline_runs_through_dvc(tmp_path):
-    """benchmarks/bl/dvc.yaml, shrunk to one epoch of roll_lstm on JSB, fetched from a
+    """bench/bl/dvc.yaml, shrunk to one epoch of roll_lstm on JSB, fetched from a
     mirror given in the environment."""
     project = tmp_path / "bench"
     project.mkdir()
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "benchmarks", project / "benchmarks")
-    params_path = project / "benchmarks" / "bl" / "params.yaml"
+    shutil.copytree(ROOT / "bench" / "bl", project / "bench" / "bl")
+    params_path = project / "bench" / "bl" / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["models"]["roll_lstm"]["train"].update(epochs=1)
     params["run"] = {"datasets": ["jsb"], "models": ["roll_lstm"]}
@@ -284,7 +284,7 @@ def test_benchmark_pipeline_runs_through_dvc(tmp_path):
         SHARED / "datasets" / "boulanger2012" / "JSB Chorales.pickle"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "benchmarks/bl/dvc.yaml"],
+        [sys.executable, "-m", "dvc", "repro", "bench/bl/dvc.yaml"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -292,7 +292,7 @@ def test_benchmark_pipeline_runs_through_dvc(tmp_path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((project / "benchmarks/bl/results/jsb_roll_lstm.json").read_text())
+    result = json.loads((project / "bench/bl/results/jsb_roll_lstm.json").read_text())
     assert result["test_frames"] == 4725 and math.isfinite(result["test_nll"])
-    table = (project / "benchmarks" / "bl" / "results.md").read_text()
+    table = (project / "bench" / "bl" / "results.md").read_text()
     assert "| Cadenza `roll_lstm` |" in table and "| RNN-NADE (B-L 2012) |" in table

@@ -67,7 +67,7 @@ PUBLISHED = {
 
 @dataclass(frozen=True)
 class BenchmarkParams:
-    """`benchmarks/bl/params.yaml`: where each dataset comes from, and the models."""
+    """`bench/bl/params.yaml`: where each dataset comes from, and the models."""
 
     seed: int
     datasets: dict[str, SourceParams]  # `url` "" = the registry's address
@@ -307,8 +307,8 @@ def results_table(results: list[dict]) -> str:
     lines += [
         "",
         "Test NLL in nats per frame (lower is better); acc = Bay et al.'s frame "
-        "accuracy. Reproduce a row: `dvc repro benchmarks/bl/dvc.yaml` (all), or "
-        "`cd benchmarks/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
+        "accuracy. Reproduce a row: `dvc repro bench/bl/dvc.yaml` (all), or "
+        "`cd bench/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
         "--out results/DATASET_MODEL.json`.",
         "",
         "| dataset | model | epochs | seconds | device |",

@@ -15,16 +15,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from sklearn.manifold import TSNE
 
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
-
-from cadenza.checkpoint import load_checkpoint  # noqa: E402
-from cadenza.io import atomic_dir, atomic_path, write_json  # noqa: E402
+from cadenza.checkpoint import load_checkpoint
+from cadenza.io import atomic_dir, atomic_path, write_json
+from cadenza.plotting import plt
 
 log = logging.getLogger(__name__)
 

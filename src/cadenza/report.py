@@ -36,23 +36,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from cadenza.audio import INSTALL_HINT, read_status  # noqa: E402
-from cadenza.config import Params  # noqa: E402
-from cadenza.evaluate import MUSIC_METRICS, REFERENCE_ROWS  # noqa: E402
-from cadenza.io import atomic_path, read_json  # noqa: E402
-from cadenza.listening import REAL, power_analysis, power_text, results_table  # noqa: E402
-from cadenza.metrics.yang_lerch import FEATURES  # noqa: E402
-from cadenza.prepare.parse import RejectedPiece, parse_midi  # noqa: E402
-from cadenza.prepare.shards import SPLITS, read_pieces  # noqa: E402
-from cadenza.representations.rolls import notes_to_roll  # noqa: E402
+from cadenza.audio import INSTALL_HINT, read_status
+from cadenza.config import Params
+from cadenza.evaluate import MUSIC_METRICS, REFERENCE_ROWS
+from cadenza.io import atomic_path, read_json
+from cadenza.listening import REAL, power_analysis, power_text, results_table
+from cadenza.metrics.yang_lerch import FEATURES
+from cadenza.plotting import plt
+from cadenza.prepare.parse import RejectedPiece, parse_midi
+from cadenza.prepare.shards import SPLITS, read_pieces
+from cadenza.representations.rolls import notes_to_roll
 
 log = logging.getLogger(__name__)
 

@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import pandas as pd
+import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from cadenza.config import from_dict, load_yaml  # noqa: E402
-from cadenza.io import atomic_path, flatten  # noqa: E402
+from cadenza.config import from_dict, load_yaml
+from cadenza.io import atomic_path, flatten
+from cadenza.plotting import plt
 
 log = logging.getLogger(__name__)
 # points waiting (queued, or running on a worker that died) with no live queue worker and no
