@@ -5,8 +5,9 @@
 
 It reads files until it has `--bars` bars (at 24 steps per beat, MuseGAN's grid), then times,
 in the same process and on the same pieces:
-  * `cadenza all`: every music metric of `cadenza.evaluate.piece_metrics` (MuseGAN's EB, UPC,
-    QN, TD and the MusPy set) plus Yang & Lerch's 11 features;
+  * `cadenza all`: every music metric of the registry (`cadenza.metrics.registry`: MuseGAN's EB,
+    UPC, QN, TD and the MusPy set), by `cadenza.evaluate.piece_metrics`, plus Yang & Lerch's
+    11 features;
   * `cadenza muspy-set`: only the metrics muspy also has, from the notes (no dense roll);
   * `muspy`: muspy 0.5's own functions for those same metrics, on muspy Music objects built
     from the same notes (building them is not timed).

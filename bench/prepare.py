@@ -43,7 +43,7 @@ import symusic
 from cadenza.config import PrepareParams, RunnerParams
 from cadenza.prepare.parse import NOTE_ARRAYS, RejectedPiece
 from cadenza.prepare.readers import read_lpd, read_lpd_dense
-from cadenza.prepare.run import prepare
+from cadenza.prepare.stage import prepare
 from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import SOURCES, Source
 

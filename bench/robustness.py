@@ -7,7 +7,7 @@ Prints:
   * inputs tried, and how each ended: parsed (a row), rejected with a reason, or crashed
     (a Python error other than a rejection, a segfault, over the 2 GB address-space limit, or
     over the per-file deadline). Crashes must be 0. Each input runs in a child process
-    (`tests/fuzz_worker.py`), so a crash is counted, not fatal;
+    (`cadenza.testing.fuzz_worker`), so a crash is counted, not fatal;
   * pieces lost from the good files: the real prepare stage over the good files alone
     (the baseline run), then over the same files mixed with mutants; every piece of the
     baseline must still be there (must be 0);
@@ -25,7 +25,8 @@ Prints:
     content, never a crash);
   * ratio: the guarded parse (framing check + symusic + time checks) against a bare symusic
     parse of the same good files, both timed in this run.
-The mutators are in `tests/mutate.py`; the CI tests (`tests/test_fuzz.py`,
+The harness (mutators, fuzz worker, loopback server, kill trials) is `cadenza.testing`; the CI
+tests (`tests/test_fuzz.py`,
 `tests/test_faults.py`) run the same code on fewer inputs.
 """
 
@@ -47,18 +48,17 @@ from pathlib import Path
 import pandas as pd
 import symusic
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the shared test helpers: tests/mutate.py, tests/fuzz_worker.py
+from cadenza.config import PrepareParams
+from cadenza.prepare.parse import RejectedPiece, check_midi_bytes, parse_midi
+from cadenza.prepare.stage import prepare
+from cadenza.sources.fetch import write_manifest
+from cadenza.sources.registry import Source
+from cadenza.testing import faults, mutate
+from cadenza.testing.checkout import DATASETS
+from cadenza.testing.corpora import snapshot
+from cadenza.testing.fuzz_worker import run_isolated
+from cadenza.testing.loopback import Site, serve
 
-from cadenza.config import PrepareParams  # noqa: E402
-from cadenza.prepare.parse import RejectedPiece, check_midi_bytes, parse_midi  # noqa: E402
-from cadenza.prepare.run import prepare  # noqa: E402
-from cadenza.sources.fetch import write_manifest  # noqa: E402
-from cadenza.sources.registry import Source  # noqa: E402
-from tests import mutate  # noqa: E402
-from tests.fuzz_worker import run_isolated  # noqa: E402
-
-DATASETS = ROOT.parent / "shared" / "datasets"
 GOOD_DIR = DATASETS / "piano-midi.de" / "midis"
 BENCH_SOURCE = Source(
     name="bench", layout="maestro", description="", license="", citation="", track_filter="all"
@@ -101,9 +101,6 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
     """(passed, tried, failures) over fetch, prepare and train."""
     import hashlib
 
-    from tests import test_faults as faults
-    from tests.conftest import write_corpus
-
     passed, tried, failures = 0, 0, []
 
     def trial(stage: str, fn) -> None:
@@ -116,8 +113,7 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
             failures.append(f"{stage}: {str(err)[:200]}")
 
     if (DATASETS / "maestro-v2.0.0").is_dir():
-        from tests import archives
-        from tests.loopback import Site, serve
+        from cadenza.testing import archives
 
         site = Site()
         data = archives.maestro_zip(per_split=2)
@@ -142,7 +138,7 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
             ]
             out = project / "data/raw/maestro_v2"
             full_s = faults.run_cli(args, project)
-            reference = faults.snapshot(out)
+            reference = snapshot(out)
             cached = project / ".cache/downloads/maestro-v2.0.0-midi.zip"
 
             def fresh_fetch() -> None:  # keeps any .part: a killed download resumes
@@ -160,18 +156,15 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
                         full_s,
                         rng,
                         k,
-                        lambda: (
-                            None if not out.exists() else _same(faults.snapshot(out), reference)
-                        ),
-                        lambda: _same(faults.snapshot(out), reference),
+                        lambda: None if not out.exists() else _same(snapshot(out), reference),
+                        lambda: _same(snapshot(out), reference),
                         fresh_fetch,
                     ),
                 )
-    project = faults.make_project(work / "toy", {"bach_chorales": {"limit": 0}})
-    shutil.move(write_corpus(work / "corpus") / "toy", project / "data/raw/bach_chorales")
+    project = faults.make_toy_project(work / "toy")
     out = project / "data/prepared"
     full_s = faults.run_cli(faults.PREPARE, project)
-    reference = faults.snapshot(out)
+    reference = snapshot(out)
     rng = random.Random(2)
     for k in range(kills):
         trial(
@@ -183,8 +176,8 @@ def kill_trials(kills: int, work: Path) -> tuple[int, int, list[str]]:
                 full_s,
                 rng,
                 k,
-                lambda: None if not out.exists() else _same(faults.snapshot(out), reference),
-                lambda: _same(faults.snapshot(out), reference),
+                lambda: None if not out.exists() else _same(snapshot(out), reference),
+                lambda: _same(snapshot(out), reference),
                 lambda: shutil.rmtree(out, ignore_errors=True),
             ),
         )
@@ -297,7 +290,6 @@ def network_trials(work: Path) -> list[tuple[str, bool, str]]:
     from cadenza.config import SourceParams
     from cadenza.sources.download import fetch_file
     from cadenza.sources.fetch import fetch_source
-    from tests.loopback import Site, serve
 
     good = pickle.dumps(
         {"train": [[[60, 64], [62]]] * 20, "valid": [[[60]]], "test": [[[67]]]}, protocol=2
@@ -380,11 +372,8 @@ def checkpoint_flips(n: int, seed: int, work: Path) -> Counter:
     import torch
 
     from cadenza.checkpoint import load_checkpoint
-    from tests import test_faults as faults
-    from tests.conftest import write_corpus
 
-    project = faults.make_project(work / "ckpt", {"bach_chorales": {"limit": 0}})
-    shutil.move(write_corpus(work / "corpus") / "toy", project / "data/raw/bach_chorales")
+    project = faults.make_toy_project(work / "ckpt")
     faults.run_cli(faults.PREPARE, project)
     faults.run_cli(faults.TRAIN, project)
     ckpt = project / "data/models/chord_lstm/ckpt.pt"

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from pipeline.flow import stage_order
+from pipeline.stages import stage_order
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"

@@ -4,7 +4,7 @@
     python bench/train.py --models chord_lstm roll_lstm --steps 30
 
 For each model it builds the stream the trainer uses (tokens, frames or notes from the train
-split), then times `--steps` optimizer steps with the model's own batch size and sequence
+split), then times `--steps` of the trainer's steps with the model's own batch size and sequence
 length, on the GPU when there is one. The baseline, run in the same process, is the same
 model with batch size 1: the ratio says how much batching buys on this machine.
 """
@@ -13,29 +13,37 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 
-from cadenza.config import load_params
+from cadenza.config import ModelParams, load_params
 from cadenza.data import load_units, make_info, to_stream
-from cadenza.models import FAMILIES
-from cadenza.train import OPTIMIZERS, pick_device, windows
+from cadenza.models import SPECS, Adversarial, load_family
+from cadenza.train import OPTIMIZERS, pick_device, supervised_step, windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def throughput(
-    name: str, mp, stream: torch.Tensor, info: dict, batch_size: int, steps: int, device: str
+    name: str,
+    mp: ModelParams,
+    stream: torch.Tensor,
+    info: dict,
+    batch_size: int,
+    steps: int,
+    device: str,
 ) -> float:
     """Units (tokens, frames or notes) per second over `steps` training steps."""
-    family = FAMILIES[mp.family]
+    family = load_family(mp.family)
     torch.manual_seed(0)
     model = family.build(mp.net, info).to(device)
-    custom = getattr(family, "train_step", None)
+    adversarial = cast(Adversarial, family) if SPECS[mp.family].adversarial else None
     optimizers = (
-        family.make_optimizers(model, mp.train)
-        if custom
+        adversarial.make_optimizers(model, mp.train)
+        if adversarial
         else [OPTIMIZERS[mp.train.optimizer](model.parameters(), lr=mp.train.lr)]
     )
     batches = list(windows(stream, mp.train.seq_len, batch_size, torch.Generator()))
@@ -47,14 +55,16 @@ def throughput(
                 torch.cuda.synchronize()
             start = time.perf_counter()
         x, y = x.to(device), y.to(device)
-        if custom:
-            custom(model, x, y, optimizers)
-        else:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-                loss = family.loss(model, x, y)
-            optimizers[0].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[0].step()
+        if adversarial:
+            adversarial.train_step(model, x, y, optimizers)
+        else:  # the trainer's own step, gradient clipping included
+            supervised_step(
+                partial(family.loss, model, x, y),
+                model,
+                optimizers[0],
+                mp.train.clip,
+                device == "cuda",
+            )
         if i >= 2:
             units += y.shape[0] * y.shape[1]
     if device == "cuda":
@@ -88,7 +98,7 @@ def main() -> None:
         one = 2 if mp.family.endswith("gan") else 1
         slow = throughput(name, mp, stream, info, one, args.steps, device)
         print(
-            f"{name:16s} {FAMILIES[mp.family].KIND:7s} {mp.train.batch_size:5d} "
+            f"{name:16s} {SPECS[mp.family].kind:7s} {mp.train.batch_size:5d} "
             f"{fast:10,.0f} {slow:9,.0f} {fast / slow:5.1f}x",
             flush=True,
         )

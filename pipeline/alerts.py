@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pipeline.flow_settings import flow_settings
+
 NOTIFY_ENV = "CADENZA_NOTIFY_URL"
 POST_TIMEOUT_S = 10.0
 
@@ -25,8 +27,6 @@ log = logging.getLogger(__name__)
 
 def notify_url(project: str) -> str:
     """CADENZA_NOTIFY_URL, else `flow.notify_url` of the project's params.yaml, else ""."""
-    from pipeline.flow import flow_settings
-
     return os.environ.get(NOTIFY_ENV) or flow_settings(project).notify_url
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cadenza.compare import changed, fmt, metric_rows, metrics_diff
+from cadenza.compare import collect
+from cadenza.compare.rows import metric_rows
+from cadenza.compare.values import changed, fmt
 
 STATUS_ORDER = ("ran", "restored from the run cache", "up to date")
 CHANGE_COLUMNS = ("file", "metric", "old", "new", "change", "better", "verdict")
@@ -43,7 +45,7 @@ def changed_rows(project: str, files: list[str]) -> list[dict]:
     (a metric new in this run, absent at HEAD, counts as changed)."""
     # absolute: DVC resolves relative targets against the process's folder, not `project`
     targets = [str(Path(project).resolve() / path) for path in files]
-    rows = metric_rows(metrics_diff(project, "HEAD", None, targets))
+    rows = metric_rows(collect(project, "HEAD", None, targets).diff)
     return sorted(
         (row for row in rows if changed(row["old"], row["new"])),
         key=lambda row: (row["file"], row["metric"]),

@@ -15,9 +15,9 @@ import pytest
 from cadenza.audio import MAX_RELEASE_S, audio_seconds, find_synth, render_folders
 from cadenza.config import ListenParams
 from cadenza.io import write_json
+from cadenza.listening import REAL
 from cadenza.report import build_report
-
-from .conftest import write_score
+from cadenza.testing.corpora import write_score
 
 SYNTH = find_synth(ListenParams())
 needs_synth = pytest.mark.skipif(isinstance(SYNTH, str), reason=f"{SYNTH}")
@@ -101,7 +101,7 @@ def _rendered_report(tmp_path: Path, params: ListenParams) -> Path:
     write_json(metrics / "m.json", {"tonal_distance": 1.0, "polyphony": 2.0, "n_pieces": 2})
     _piece(generated / "m" / "sample_000.mid", 8)
     _piece(excerpts / "excerpt_000.mid", 8)
-    render_folders({"m": generated / "m", "reference": excerpts}, tmp_path / "audio", params)
+    render_folders({"m": generated / "m", REAL: excerpts}, tmp_path / "audio", params)
     (tmp_path / "train").mkdir()
     out = tmp_path / "reports"
     build_report(
@@ -139,7 +139,7 @@ def test_report_has_a_player_per_rendered_clip(tmp_path):
     page = (out / "index.html").read_text()
     assert page.count("<audio") == 2
     assert 'src="../audio/m/sample_000.ogg"' in page
-    assert 'src="../audio/reference/excerpt_000.ogg"' in page
+    assert f'src="../audio/{REAL}/excerpt_000.ogg"' in page
     md = (out / "report.md").read_text()
     assert "Audio: [sample_000.ogg](../audio/m/sample_000.ogg)" in md
     assert (

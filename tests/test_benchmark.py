@@ -11,10 +11,9 @@ import torch
 
 from cadenza.benchmark import KEYS, batches, conditionals, load_bl, masked_nll, results_table
 from cadenza.config import ModelParams, from_dict
-from cadenza.models import FAMILIES
+from cadenza.models import load_family
 from cadenza.sources.bl_pickle import BLPickleError
-
-from .conftest import SHARED
+from cadenza.testing.checkout import SHARED
 
 BL = SHARED / "datasets" / "boulanger2012"
 needs_bl = pytest.mark.skipif(not BL.exists(), reason=f"{BL} is absent (see ../shared)")
@@ -69,7 +68,7 @@ def test_frame_nll_is_a_normalised_distribution(family):
     """exp(-NLL) summed over all 2^P possible next frames is 1: a real probability."""
     torch.manual_seed(0)
     mp = _model(family)
-    model = FAMILIES[family].build(mp.net, {}).eval()
+    model = load_family(family).build(mp.net, {}).eval()
     past = torch.tensor([[[1.0, 0, 1, 0], [0, 1, 0, 0]]])
     total = 0.0
     for bits in itertools.product([0.0, 1.0], repeat=4):
@@ -84,7 +83,7 @@ def test_frame_nll_is_a_normalised_distribution(family):
 def test_made_conditionals_see_only_the_pitches_below():
     """d logit_p / d y_j is zero for every j >= p of the same frame: exact autoregression."""
     torch.manual_seed(0)
-    model = FAMILIES["roll_made"].build(_model("roll_made", pitches=6).net, {}).eval()
+    model = load_family("roll_made").build(_model("roll_made", pitches=6).net, {}).eval()
     x = torch.rand(1, 3, 6).round()
     y = torch.rand(1, 3, 6).round().requires_grad_()
     logits = model(x, y)

@@ -18,9 +18,8 @@ from cadenza.prepare.readers import read_bl
 from cadenza.sources import bl_pickle
 from cadenza.sources.bl_pickle import BLPickleError
 from cadenza.sources.fetch import fetch_source
-
-from .conftest import SHARED
-from .loopback import Site, serve
+from cadenza.testing.checkout import SHARED
+from cadenza.testing.loopback import Site, serve
 
 BL = SHARED / "datasets" / "boulanger2012"
 needs_bl = pytest.mark.skipif(not BL.exists(), reason=f"{BL} is absent (see ../shared)")

@@ -29,8 +29,8 @@ from cadenza.checkpoint import (
 from cadenza.config import EvaluateParams, ModelParams, from_dict
 from cadenza.evaluate import evaluate_model
 from cadenza.generate import generate
-from cadenza.models import FAMILIES
-from cadenza.train import _resume, _save_resume
+from cadenza.models import load_family
+from cadenza.train import Progress, _resume, _save_resume
 
 CHORDS = ["60-64-67", "62-65-69", "59-62-67", "57-60-64", "60-65-69", "rest"]
 INFO = {"vocab": ["<pad>", "<unk>", "<eos>", *CHORDS], "counts": [0, 0, 0, 9, 8, 7, 6, 5, 4]}
@@ -53,7 +53,7 @@ def model_params() -> ModelParams:
 
 def build(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return FAMILIES["token_lm"].build(model_params().net, INFO)
+    return load_family("token_lm").build(model_params().net, INFO)
 
 
 def save(path: Path, model: torch.nn.Module) -> Path:
@@ -203,24 +203,20 @@ def training_state(seed: int):
 
 def write_resume(path: Path) -> torch.nn.Module:
     model, optimizers, plateau, generator = training_state(0)
-    loss = FAMILIES["token_lm"].loss(
+    loss = load_family("token_lm").loss(
         model, torch.randint(0, 9, (2, 8)), torch.randint(1, 9, (2, 8))
     )
     loss.backward()
     optimizers[0].step()  # an optimizer with state: step, moments
     plateau.step(1.5)
-    progress = {
-        "epoch": 1,
-        "step": 1,
-        "best": 1.5,
-        "stale": 0,
-        "rows": [{"epoch": 1, "valid_loss": 1.5, "train_loss": math.nan}],
-    }
+    progress = Progress(
+        epoch=1, step=1, best=1.5, rows=[{"epoch": 1, "valid_loss": 1.5, "train_loss": math.nan}]
+    )
     _save_resume(path, model_params(), "f" * 64, model, optimizers, plateau, generator, progress)
     return model
 
 
-def resume(path: Path) -> tuple[torch.nn.Module, dict]:
+def resume(path: Path) -> tuple[torch.nn.Module, Progress]:
     model, optimizers, plateau, generator = training_state(1)
     return model, _resume(path, model_params(), "f" * 64, model, optimizers, plateau, generator)
 
@@ -229,7 +225,7 @@ def test_a_damaged_resume_file_is_refused_and_kept(tmp_path):
     path = tmp_path / "ckpt.resume.pt"
     saved = write_resume(path)
     model, progress = resume(path)  # a sound one resumes: weights and progress come back
-    assert progress["epoch"] == 1 and all(
+    assert progress.epoch == 1 and all(
         torch.equal(a, b)
         for a, b in zip(saved.state_dict().values(), model.state_dict().values(), strict=True)
     )
@@ -264,7 +260,7 @@ def test_cuda_random_state_is_restored_only_on_as_many_gpus(tmp_path, caplog):
     save_data(path, {**payload, "cuda_rng": states})
     with caplog.at_level(logging.WARNING, logger="cadenza.train"):
         _, progress = resume(path)
-    assert progress["epoch"] == 1
+    assert progress.epoch == 1
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
     assert (
         f"holds the random state of {len(states)} GPU(s), this machine has {have}: "

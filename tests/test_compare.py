@@ -13,17 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cadenza.cli import app
-from cadenza.compare import (
-    changed,
-    collapse,
-    compare_table,
-    config_changes,
-    direction,
-    error_lines,
-    fmt,
-    is_config,
-    reference_for,
-)
+from cadenza.compare.header import error_lines
+from cadenza.compare.render import collapse
+from cadenza.compare.rows import compare_table, config_changes, direction, reference_for
+from cadenza.compare.values import changed, fmt, is_config
 
 PARAMS = {
     "seed": 0,

@@ -4,14 +4,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import cadenza.config as config
-from cadenza.benchmark import load_params as load_benchmark_params
-from cadenza.config import ModelParams, ParamsError, from_dict, load_params, load_yaml
-from cadenza.models import FAMILIES
-
-from .conftest import ROOT
+from cadenza.benchmark import BenchmarkParams
+from cadenza.config import (
+    ModelParams,
+    ParamsError,
+    from_dict,
+    load_params,
+    load_yaml,
+    load_yaml_as,
+)
+from cadenza.models import SPECS, Adversarial, Family, FrameScorer, InfoMaker, load_family
+from cadenza.testing.checkout import ROOT
 
 
 def _write(tmp_path: Path, mutate) -> Path:
@@ -266,15 +273,15 @@ def test_min_notes_1e18_as_written_by_the_probe_is_refused(tmp_path):
     "family",
     sorted(
         name
-        for name, module in FAMILIES.items()
-        if any(f.type in (int, "int") for f in dataclasses.fields(module.Net))
+        for name, spec in SPECS.items()
+        if any(f.type in (int, "int") for f in dataclasses.fields(spec.net))
     ),
 )
 def test_every_integer_of_every_model_net_has_an_upper_bound(family):
     """Not only the fields named in NET_INT_MAX: a family's new int field is bounded too."""
-    net = FAMILIES[family].Net
+    net = SPECS[family].net
     ints = [f.name for f in dataclasses.fields(net) if f.type in (int, "int")]
-    tokens = {"scheme": "chord"} if FAMILIES[family].KIND == "tokens" else None
+    tokens = {"scheme": "chord"} if SPECS[family].kind == "tokens" else None
     for name in ints:
         # the transformer's own check wants d_model a multiple of 2 x heads: keep it so
         net_values = {name: 2**40, **({"d_model": 2**41} if name == "heads" else {})}
@@ -382,5 +389,23 @@ def test_load_yaml_reads_what_safe_load_reads_and_allows_merge_overrides(tmp_pat
 
 
 def test_benchmark_params_still_validate():
-    params = load_benchmark_params(ROOT / "bench" / "bl" / "params.yaml")
+    params = load_yaml_as(ROOT / "bench" / "bl" / "params.yaml", BenchmarkParams)
     assert params.models["roll_lstm"].net.pitches == 88
+
+
+@pytest.mark.parametrize("family", sorted(SPECS))
+def test_each_family_module_keeps_the_contract_its_spec_declares(family):
+    """The spec is what callers ask; the module must define exactly the abilities it claims."""
+    spec, module = SPECS[family], load_family(family)
+    assert isinstance(module, Family)
+    assert isinstance(module, Adversarial) == spec.adversarial
+    assert isinstance(module, FrameScorer) == spec.scores_frames
+    assert isinstance(module, InfoMaker) == spec.makes_info
+    assert not hasattr(module, "Net"), "the Net lives in the spec (cadenza.models.specs)"
+    model = module.build(
+        spec.net(), {"vocab": ["<pad>", "<unk>", "<eos>", "a"], "counts": [1, 1, 1, 1]}
+    )
+    pitch_autoregressive = hasattr(model, "time_context") and hasattr(model, "decode")
+    assert pitch_autoregressive == spec.pitch_autoregressive
+    if spec.embeds_pitches:
+        assert isinstance(model.pitch_embedding, torch.nn.Linear)

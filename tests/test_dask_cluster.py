@@ -24,10 +24,11 @@ import pytest
 import yaml
 
 from cadenza.config import PrepareParams, RunnerParams
-from cadenza.prepare.run import prepare
-from cadenza.prepare.runner import map_ordered
+from cadenza.parallel import map_ordered
+from cadenza.prepare.stage import prepare
+from cadenza.testing.checkout import ROOT
+from cadenza.testing.corpora import snapshot, write_corpus
 
-from .conftest import ROOT, snapshot, write_corpus
 from .test_pipeline import run
 
 DASK = Path(sys.executable).with_name("dask")

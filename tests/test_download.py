@@ -9,8 +9,7 @@ import pytest
 
 from cadenza.sources.download import ChecksumError, fetch_file
 from cadenza.sources.extract import UnsafeArchive, safe_extract
-
-from .loopback import Site, serve
+from cadenza.testing.loopback import Site, serve
 
 BLOB = bytes(range(256)) * 4000  # ~1 MB
 SHA = hashlib.sha256(BLOB).hexdigest()

@@ -9,7 +9,7 @@ from cadenza.checkpoint import load_checkpoint, save_checkpoint
 from cadenza.config import ModelParams, from_dict
 from cadenza.embeddings import embedding_maps, embedding_points, token_meaning
 from cadenza.io import read_json
-from cadenza.models import FAMILIES
+from cadenza.models import load_family
 
 EVENT_VOCAB = (
     ["<pad>", "<unk>", "<eos>"]
@@ -23,7 +23,7 @@ EVENT_VOCAB = (
 def _checkpoint(path, raw: dict, info: dict):
     mp = from_dict(ModelParams, raw, "model")
     torch.manual_seed(0)
-    model = FAMILIES[mp.family].build(mp.net, info)
+    model = load_family(mp.family).build(mp.net, info)
     save_checkpoint(
         path,
         name=path.parent.name,

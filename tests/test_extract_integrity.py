@@ -30,8 +30,7 @@ from cadenza.sources.extract import (
 )
 from cadenza.sources.fetch import fetch_source
 from cadenza.sources.registry import SOURCES
-
-from .conftest import SHARED
+from cadenza.testing.checkout import SHARED
 
 DATASETS = SHARED / "datasets"
 ESSEN = DATASETS / "essen" / "europa" / "deutschl" / "erk"

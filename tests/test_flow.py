@@ -28,7 +28,8 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import ROOT
+from cadenza.testing.checkout import ROOT
+
 from .test_flow_nights import HANG, dvc_project, lock_is_free
 from .test_pipeline import _env, make_project, run
 

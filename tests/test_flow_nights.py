@@ -2,7 +2,7 @@
 for (bounded), a hung stage stopped by its timeout, stages that find `cadenza` with a bare
 PATH, and a metrics artifact that shows only what changed.
 
-Real DVC on toy projects under tmp_path; `pipeline.flow`'s helpers run outside a flow run
+Real DVC on toy projects under tmp_path; the flow's helpers run outside a flow run
 (they log to the module's logger there). The server-side parts (a worker, the webhook, the
 deployment's concurrency limit) are in tests/test_flow.py, which starts the server.
 """
@@ -20,16 +20,10 @@ import pytest
 import yaml
 from dvc.lock import LockError, make_lock
 
-from pipeline.flow import (
-    RAN,
-    UP_TO_DATE,
-    LockHeld,
-    StageTimeout,
-    _dvc_streamed,
-    save_experiment,
-    stage_status,
-    waiting_for_lock,
-)
+from cadenza.testing.checkout import ROOT
+from pipeline.dvc_run import LockHeld, StageTimeout, dvc_streamed, waiting_for_lock
+from pipeline.flow import save_experiment
+from pipeline.stages import RAN, STAGE_KINDS, UP_TO_DATE, command_of, stage_order, stage_status
 from pipeline.summary import run_summary
 
 from .test_pipeline import _env, run
@@ -100,7 +94,7 @@ def test_a_stage_waits_for_dvcs_lock_then_fails_clearly_and_finds_cadenza_on_a_b
         while not (project / "holding").exists():
             assert time.monotonic() < deadline and holder.poll() is None, "the holder died"
             time.sleep(0.1)
-        attempt = lambda: _dvc_streamed(str(project), "repro", "--single-item", "uses_cli")  # noqa: E731
+        attempt = lambda: dvc_streamed(str(project), "repro", "--single-item", "uses_cli")  # noqa: E731
         with pytest.raises(RuntimeError, match=r"DVC's lock was still held .* after 0.5 s"):
             waiting_for_lock("stage uses_cli", attempt, 0.5, print)
         assert holder.poll() is None  # the failure came while the lock was really held
@@ -111,8 +105,7 @@ def test_a_stage_waits_for_dvcs_lock_then_fails_clearly_and_finds_cadenza_on_a_b
     assert stage_status(lines) == RAN
     assert "Usage: cadenza" in (project / "cli.txt").read_text()  # found on the bare PATH
     assert (
-        stage_status(_dvc_streamed(str(project), "repro", "--single-item", "uses_cli"))
-        == UP_TO_DATE
+        stage_status(dvc_streamed(str(project), "repro", "--single-item", "uses_cli")) == UP_TO_DATE
     )
 
 
@@ -120,7 +113,7 @@ def test_a_hung_stage_is_stopped_at_its_timeout_and_leaves_the_lock_free(tmp_pat
     project = dvc_project(tmp_path / "p", {"hang": {"cmd": HANG, "outs": ["never.txt"]}})
     started = time.monotonic()
     with pytest.raises(StageTimeout, match=r"timeout of 3 s"):
-        _dvc_streamed(str(project), "repro", "--single-item", "hang", timeout_s=3)
+        dvc_streamed(str(project), "repro", "--single-item", "hang", timeout_s=3)
     assert time.monotonic() - started < 20
     pid = int((project / "hang.pid").read_text())
     assert (
@@ -178,9 +171,26 @@ def test_a_target_run_is_saved_as_an_experiment_although_other_outputs_are_missi
     )
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=project, check=True)
-    _dvc_streamed(str(project), "repro", "--single-item", "data")
+    dvc_streamed(str(project), "repro", "--single-item", "data")
     plain = run(["dvc", "exp", "save", "--name", "plain"], project, check=False)
     assert plain.returncode != 0 and "does not exist" in plain.stdout + plain.stderr
     save_experiment.fn(str(project), "targeted", ["data"])
     exps = run(["dvc", "exp", "list", "--name-only"], project).stdout.split()
     assert exps == ["targeted"]
+
+
+def test_a_stage_is_routed_by_the_cadenza_command_it_runs():
+    """The kind of a stage is its `cadenza` sub-command, not its name: fetch stages retry,
+    train and benchmark stages want the GPU, and every stage of the repo's pipelines runs a
+    sub-command the flow knows (its timeout key in params.yaml's `flow.timeout_s`)."""
+    assert command_of("cadenza train m --prepared data/prepared") == "train"
+    assert command_of("cadenza -v benchmark bl --dataset jsb") == "benchmark"
+    assert command_of("/venv/bin/cadenza fetch jsb --out x") == "fetch"
+    assert command_of(HANG) == command_of("cadenza") == ""
+    stages = stage_order(str(ROOT), ["dvc.yaml", "bench/bl/dvc.yaml"])
+    kinds = {stage.name: stage.kind for stage in stages}
+    assert all(kinds.values()), kinds
+    assert {s.name.split("@")[0] for s in stages if s.needs.network} == {"fetch"}
+    gpu = {s.name.rsplit(":", 1)[-1].split("@")[0] for s in stages if s.needs.gpu}
+    assert gpu == {"train", "bench", "table"}, gpu  # `cadenza benchmark ...`, table included
+    assert set(STAGE_KINDS) <= set(kinds.values())

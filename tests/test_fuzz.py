@@ -3,7 +3,7 @@
 Every input must end as a sane parse (a row) or a rejects-table row with a reason: never a
 crash, a hang or an unbounded allocation. Structured mutants (lying chunk lengths, huge
 deltas, running-status abuse, tpq 0, tempo 0, ...) run in a child process under a memory
-limit and a deadline (`tests/fuzz_worker.py`), so a segfault or a hang fails the test instead
+limit and a deadline (`cadenza.testing.fuzz_worker`), so a segfault or a hang fails the test instead
 of killing it; hypothesis adds bit flips, truncations and arbitrary track bodies in-process.
 The long run is `bench/robustness.py`.
 """
@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 
 from cadenza.config import PrepareParams
 from cadenza.prepare.parse import RejectedPiece, check_midi_bytes, parse_midi
-from cadenza.prepare.run import prepare
+from cadenza.prepare.stage import prepare
 from cadenza.sources.fetch import write_manifest
-
-from . import mutate
-from .conftest import SHARED, TOY_SOURCE, chorale_like, write_score
-from .fuzz_worker import process_one, run_isolated
+from cadenza.testing import mutate
+from cadenza.testing.checkout import SHARED
+from cadenza.testing.corpora import TOY_SOURCE, chorale_like, write_score
+from cadenza.testing.fuzz_worker import process_one, run_isolated
 
 FUZZ_DATA = Path(__file__).parent / "data" / "fuzz"
 # deadline: generous, since the CI machine is 2 shared cores; hangs are the subprocess

@@ -25,8 +25,7 @@ from cadenza.sources.download import (
     fetch_file,
 )
 from cadenza.sources.fetch import fetch_source
-
-from .loopback import ERROR_PAGE, Site, serve
+from cadenza.testing.loopback import ERROR_PAGE, Site, serve
 
 PICKLE = pickle.dumps({"train": [[[60, 64]]] * 200, "valid": [], "test": []}, protocol=2)
 MIDI = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from cadenza.io import TEMP_SUBDIR, atomic_dir, atomic_path, current_umask
-
-from .conftest import ROOT
+from cadenza.testing.checkout import ROOT
 
 # a writer that starts an atomic file write and an atomic folder write, then hangs mid-write
 HANG_MID_WRITE = """

@@ -9,8 +9,7 @@ from cadenza.prepare.key import (
     shift_to_c,
 )
 from cadenza.prepare.parse import parse_midi
-
-from .conftest import write_score
+from cadenza.testing.corpora import write_score
 
 
 @pytest.mark.parametrize(

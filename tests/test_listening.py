@@ -29,8 +29,8 @@ from cadenza.listening import (
     make_test,
     power_analysis,
 )
-
-from .conftest import ROOT, write_score
+from cadenza.testing.checkout import ROOT
+from cadenza.testing.corpora import write_score
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -87,8 +87,10 @@ def test_make_writes_an_anonymous_shuffled_page_and_keeps_the_key_out(tmp_path, 
     assert sources.count(REAL) == 2 and set(sources) == {REAL, *MODELS}
     assert read_json(key_path) == key and not list(out.rglob("*key*"))
     page = (out / "index.html").read_text()
-    for secret in [REAL, *MODELS, "_0.", "render.json", key_path.name]:  # names, files
+    for secret in [*MODELS, "_0.", "render.json", key_path.name]:  # names, files
         assert secret not in page, secret
+    # the real clips' name is a word of the instructions ("real music"), and only there
+    assert page.count(REAL) == page.count("real music") == 1
     assert not re.search(r"(?:https?:)?//[a-z]", page), "a remote reference"
     assert page.count("<audio") == 6 and page.count('type="radio"') == 6 * (10 + 2 * 4)
     for q in QUESTIONS:
@@ -285,6 +287,25 @@ def test_synthetic_answers_analyse_to_the_expected_means(tmp_path):
     assert table[REAL]["p_welch"] is None  # no test of the real clips against themselves
 
 
+def test_a_key_written_before_the_rename_still_analyses(tmp_path):
+    """Keys made before the real excerpts' folder was renamed from "reference" to "real"
+    name it in their "real" field: their real clips stay the real ones."""
+    clips = {
+        "clip_01": {"source": "reference", "file": "x"},
+        "clip_02": {"source": "m", "file": "x"},
+    }
+    write_json(
+        tmp_path / "key.json",
+        {"format": FORMAT, "test_id": "t1", "real": "reference", "clips": clips},
+    )
+    write_json(
+        tmp_path / "a.json", _answers("t1", "L", [("clip_01", 8, True), ("clip_02", 5, True)])
+    )
+    result = analyze([tmp_path / "a.json"], tmp_path / "key.json", tmp_path / "r.json")
+    table = {row["source"]: row for row in result["table"]}
+    assert result["real"] == "reference" and table["m"]["diff_vs_real"] == -3
+
+
 def test_analyze_refuses_answers_to_another_test(tmp_path):
     write_json(
         tmp_path / "key.json",
@@ -357,7 +378,7 @@ def test_cli_make_then_analyze(tmp_path, audio_root):
         str(tmp_path / "listening.json"),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "| reference" in proc.stdout and "64 listeners per group" in proc.stdout
+    assert f"| {REAL}" in proc.stdout and "64 listeners per group" in proc.stdout
     proc = cadenza(
         "listening-test",
         "make",

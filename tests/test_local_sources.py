@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 
 from cadenza.config import ParamsError, PrepareParams, SourceParams, from_dict
-from cadenza.prepare.run import prepare
 from cadenza.prepare.shards import read_pieces
+from cadenza.prepare.stage import prepare
 from cadenza.sources.extract import UnsafeArchive, safe_extract
 from cadenza.sources.fetch import fetch_source
-
-from . import archives
-from .conftest import SHARED, chorale_like, write_score
-from .loopback import Site, serve
+from cadenza.testing import archives
+from cadenza.testing.checkout import SHARED
+from cadenza.testing.corpora import chorale_like, write_score
+from cadenza.testing.loopback import Site, serve
 
 DATASETS = SHARED / "datasets"
 needs_shared = pytest.mark.skipif(

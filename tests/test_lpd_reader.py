@@ -15,8 +15,7 @@ import pytest
 
 from cadenza.prepare.parse import NOTE_ARRAYS, RejectedPiece
 from cadenza.prepare.readers import read_lpd, read_lpd_dense
-
-from .conftest import SHARED
+from cadenza.testing.checkout import SHARED
 
 LPD_SAMPLE = SHARED / "datasets" / "lpd_cleansed_sample"
 DTYPES = {
@@ -219,7 +218,7 @@ def test_prepare_reports_kept_rejected_and_filtered_counts_per_source(tmp_path, 
     import logging
 
     from cadenza.config import PrepareParams
-    from cadenza.prepare.run import prepare
+    from cadenza.prepare.stage import prepare
     from cadenza.sources.fetch import write_manifest
     from cadenza.sources.registry import SOURCES
 
@@ -232,7 +231,7 @@ def test_prepare_reports_kept_rejected_and_filtered_counts_per_source(tmp_path, 
     (folder / "bad.npz").write_bytes(b"PK\x03\x04 not really")
     rows.append({"piece_id": "bad", "format": "npz", "path": "bad.npz", "status": "ok"})
     write_manifest(folder, rows, SOURCES["lpd_cleansed"])
-    with caplog.at_level(logging.INFO, logger="cadenza.prepare.run"):
+    with caplog.at_level(logging.INFO, logger="cadenza.prepare.stage"):
         counts = prepare(
             tmp_path / "raw", ["lpd_cleansed"], tmp_path / "out", PrepareParams(min_notes=4)
         )

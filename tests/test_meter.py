@@ -14,8 +14,7 @@ from cadenza.config import EvaluateParams
 from cadenza.evaluate import on_grid, piece_metrics
 from cadenza.meter import COMMON_TIME, bar_lines, beat_windows, format_meter, parse_meter
 from cadenza.metrics import musegan, muspy_set, yang_lerch
-
-from .conftest import SHARED
+from cadenza.testing.checkout import SHARED
 
 SPB = 24  # the metric grid
 

@@ -13,9 +13,8 @@ import pytest
 
 from cadenza.config import PrepareParams
 from cadenza.prepare.parse import RejectedPiece, parse_midi
-from cadenza.prepare.run import encode_piece
-
-from .conftest import SHARED
+from cadenza.prepare.stage import encode_piece
+from cadenza.testing.checkout import SHARED
 
 NOTES = [
     b"\x00\x90\x3c\x40",

@@ -21,8 +21,7 @@ import vl_convert
 from dvc.repo import Repo
 
 from cadenza.dvc_plots import TEMPLATE, offline_template_html
-
-from .conftest import ROOT
+from cadenza.testing.checkout import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 
 from cadenza.cli import app
 from cadenza.config import ParamsError, load_params
-
-from .conftest import ROOT
+from cadenza.testing.checkout import ROOT
 
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 M = ("models", "chord_lstm")

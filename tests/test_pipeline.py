@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, SHARED
+from cadenza.testing.checkout import ROOT, SHARED
 
 pytestmark = pytest.mark.slow
 MODELS = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
@@ -121,16 +121,17 @@ def test_repro_renders_audio_and_embedding_maps(reproduced):
     saying why not; a t-SNE map per model with a per-symbol embedding."""
     from cadenza.audio import find_synth
     from cadenza.config import ListenParams
+    from cadenza.listening import REAL
 
     report = (reproduced / "reports" / "report.md").read_text()
     audio = reproduced / "data" / "audio"
     synth = find_synth(ListenParams())
-    for name in [*MODELS, "reference"]:
+    for name in [*MODELS, REAL]:
         status = json.loads((audio / name / "render.json").read_text())
         if isinstance(synth, str):
             assert status["unavailable"] and not status["clips"], name
             continue
-        midi = reproduced / "data" / ("excerpts" if name == "reference" else f"generated/{name}")
+        midi = reproduced / "data" / ("excerpts" if name == REAL else f"generated/{name}")
         assert len(status["clips"]) == len(list(midi.glob("*.mid"))) >= 1, name
         for clip in status["clips"]:
             assert (audio / name / clip).stat().st_size > 1000

@@ -5,12 +5,11 @@ import pytest
 
 from cadenza.config import PrepareParams
 from cadenza.prepare.parse import RejectedPiece, keep_track, parse_midi
-from cadenza.prepare.run import prepare
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.prepare.split import split_of
+from cadenza.prepare.stage import prepare
 from cadenza.sources.fetch import write_manifest
-
-from .conftest import TOY_SOURCE, write_score
+from cadenza.testing.corpora import TOY_SOURCE, write_score
 
 
 def test_prepare_writes_shards_and_quarantines_bad_files(raw_corpus, tmp_path):

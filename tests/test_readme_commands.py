@@ -1,7 +1,10 @@
-"""The README's commands work as written with no venv activated: every command line calls the
-project's tools through `.venv/bin/` (or `make`), and the venv's tools find the bare `cadenza`
-of dvc.yaml's stage commands with a plain PATH (the .pth file `make setup` writes), as a cron
-job, a DVC queue worker or a Prefect worker started outside the venv would run them."""
+"""The README's and docs' commands work as written with no venv activated: every command line
+calls the project's tools through `.venv/bin/` (or `make`), and the venv's tools find the bare
+`cadenza` of dvc.yaml's stage commands with a plain PATH (the .pth file `make setup` writes), as
+a cron job, a DVC queue worker or a Prefect worker started outside the venv would run them.
+The docs also work in a user's clone: every relative link and anchor resolves to a file and
+heading of the repository, the tests and benchmarks they cite exist, and nothing points into
+the `../shared/` folder that only development checkouts have."""
 
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+import pytest
 
+from cadenza.testing.checkout import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PLAIN_PATH = "/usr/bin:/bin"  # a user's PATH, no venv on it
 BIN = Path(sys.prefix) / "bin"  # the venv running the tests: `.venv/bin` under `make test`
 # tools installed into the venv only: bare, they are not found (or are another install's)
@@ -117,15 +123,27 @@ def program(words: list[str]) -> str:
     return words[0] if words else ""
 
 
+def bare_tools(text: str) -> list[tuple[int, str]]:
+    """(line number, command) of every command line that calls a venv tool by its bare name."""
+    return [(n, " ".join(c)) for n, c in readme_commands(text) if program(c) in VENV_TOOLS]
+
+
 def test_readme_commands_call_the_venvs_tools_by_path():
     """A bare `cadenza` / `dvc` / `python` / `prefect` line fails for a user without an
     activated venv (command not found, or another install's tool): the README writes
     `.venv/bin/<tool>` (or `make`) on every command line."""
     commands = readme_commands((ROOT / "README.md").read_text())
     assert len(commands) >= 10, commands  # the parser found the README's blocks
-    bare = [(n, " ".join(c)) for n, c in commands if program(c) in VENV_TOOLS]
+    bare = bare_tools((ROOT / "README.md").read_text())
     assert not bare, "README lines call a venv tool without .venv/bin/: " + repr(bare)
     assert any(program(c) == ".venv/bin/dvc" for _, c in commands)
+
+
+@pytest.mark.parametrize("doc", DOCS[1:], ids=lambda p: p.name)
+def test_docs_commands_call_the_venvs_tools_by_path(doc: Path):
+    """The same rule for every page of docs/: users copy commands from there too."""
+    bare = bare_tools(doc.read_text())
+    assert not bare, f"{doc.name} lines call a venv tool without .venv/bin/: {bare!r}"
 
 
 def test_the_readme_check_catches_a_bare_tool():
@@ -137,3 +155,83 @@ def test_the_readme_check_catches_a_bare_tool():
     )
     found = [program(c) for _, c in readme_commands(text)]
     assert found == ["cadenza", ".venv/bin/dvc", "cd", "dvc", "python"]
+
+
+def prose(text: str) -> str:
+    """The text outside fenced code blocks and inline code spans, where links are links."""
+    text = re.sub(r"^```.*?^```[^\n]*$", "", text, flags=re.DOTALL | re.MULTILINE)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def links(text: str) -> list[str]:
+    """The targets of the markdown links `[text](target)` of a page's prose."""
+    return re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", prose(text))
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to
+    hyphens, a repeated heading numbered `-1`, `-2`, ..."""
+    slugs: set[str] = set()
+    counts: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", prose_keep_code(text), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").lower()).replace(" ", "-")
+        count = counts.get(slug, 0)
+        slugs.add(f"{slug}-{count}" if count else slug)
+        counts[slug] = count + 1
+    return slugs
+
+
+def prose_keep_code(text: str) -> str:
+    """The text outside fenced code blocks (headings keep their inline code)."""
+    return re.sub(r"^```.*?^```[^\n]*$", "", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def resolves(doc: Path, text: str, target: str) -> bool:
+    """Whether a link of `doc` (with `text`) names a file of the repository and, with an
+    `#anchor` into a markdown page, one of that page's headings."""
+    path, _, anchor = target.partition("#")
+    file = (doc.parent / path).resolve() if path else doc
+    if path and (not file.is_relative_to(ROOT) or not file.exists()):
+        return False
+    if not anchor or file.suffix != ".md":
+        return True
+    return anchor in anchors(file.read_text() if path else text)
+
+
+def broken_links(doc: Path, text: str) -> list[str]:
+    """The relative links of `doc` (with `text`) that do not resolve; https:, mailto: and other
+    links with a scheme are left to the web."""
+    targets = [t for t in links(text) if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+    return [t for t in targets if not resolves(doc, text, t)]
+
+
+SHARED = re.compile(
+    r"(?<![\w.])(?:\.\./)+shared\b|/work/shared\b|\bshared/(?:datasets|seeds|reference|tools)\b"
+)
+CITED = re.compile(r"\b(?:tests|bench)/[\w./-]*\w")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_links_resolve_in_a_users_clone(doc: Path):
+    """A link into `../shared/` (development checkouts only) or to a missing file or heading
+    is dead in a user's clone; the tests and benchmarks a page cites as its evidence exist."""
+    text = doc.read_text()
+    assert not SHARED.findall(text), f"{doc.name} points into ../shared: {SHARED.findall(text)}"
+    assert not broken_links(doc, text), f"{doc.name}: broken links {broken_links(doc, text)}"
+    missing = sorted({p for p in CITED.findall(text) if not (ROOT / p).exists()})
+    assert not missing, f"{doc.name} cites files that do not exist: {missing}"
+
+
+def test_the_docs_checks_catch_dead_links(tmp_path):
+    """The checks above can fail: a missing file, a missing heading and a `../shared` path are
+    found; links inside code, external links and good anchors are not flagged."""
+    page = ROOT / "docs" / "page.md"  # never written: only its folder matters
+    text = (
+        "# A page\n\n## Two `code` words\n\n[ok](#two-code-words) [up](../README.md#cadenza) "
+        "[web](https://example.org/x) `[code](nowhere.md)`\n"
+        "[gone](missing.md) [anchor](#nowhere) [up2](../README.md#no-such-heading)\n"
+        "```bash\n[block](nowhere.md)\n```\nsee ../shared/datasets/maestro\n"
+    )
+    assert broken_links(page, text) == ["missing.md", "#nowhere", "../README.md#no-such-heading"]
+    assert SHARED.findall(text) == ["../shared"]
+    assert anchors("# A\n## A\n## B: `c`, d!\n") == {"a", "a-1", "b-c-d"}

@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from . import archives
-from .conftest import SHARED
-from .loopback import Site, serve
+from cadenza.testing import archives
+from cadenza.testing.checkout import SHARED
+from cadenza.testing.loopback import Site, serve
+
 from .test_pipeline import MODELS, make_project, run
 
 pytestmark = [

@@ -6,7 +6,6 @@ from cadenza.representations.rolls import (
     notes_to_roll,
     roll_runs,
     roll_to_notes,
-    runs_to_roll,
     sounding_counts,
     steps_to_roll,
 )
@@ -53,7 +52,7 @@ def test_roll_round_trip_is_exact_on_the_grid():
     assert roll.shape == (9, 128)
     assert roll[0, [48, 60, 64]].all() and not roll[2, 60] and roll[3, 48]
     pitch, start, end = roll_runs(*NOTES, steps_per_beat=2)
-    assert (runs_to_roll(pitch, start, end, len(roll)) == roll).all()
+    assert (steps_to_roll(start, end, pitch, len(roll)) == roll).all()
     for a, b in zip(_sorted(roll_to_notes(roll, 2)), _sorted(NOTES), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -120,7 +119,7 @@ def test_roll_runs_merge_overlaps_like_the_dense_roll():
     pitch = rng.integers(40, 50, 300)  # few pitches: many overlapping and touching notes
     pitch_r, start, end = roll_runs(onset, duration, pitch, 4)
     dense = notes_to_roll(onset, duration, pitch, 4)
-    assert (runs_to_roll(pitch_r, start, end, len(dense)) == dense).all()
+    assert (steps_to_roll(start, end, pitch_r, len(dense)) == dense).all()
     # runs are maximal: two runs of one pitch never touch
     same = pitch_r[1:] == pitch_r[:-1]
     assert (start[1:][same] > end[:-1][same]).all()

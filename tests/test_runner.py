@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from cadenza.config import PrepareParams, RunnerParams
-from cadenza.prepare.run import (
+from cadenza.parallel import WorkerDied, map_ordered
+from cadenza.prepare.shards import REJECT_COLUMNS
+from cadenza.prepare.stage import (
     FileJob,
     Rejected,
     SourceTally,
@@ -20,11 +22,8 @@ from cadenza.prepare.run import (
     prepare,
     reject_row,
 )
-from cadenza.prepare.runner import WorkerDied, map_ordered
-from cadenza.prepare.shards import REJECT_COLUMNS
-
-from .conftest import snapshot, write_corpus
-from .crashing import EXIT_ON, SEGFAULT_ON, die_or_raise, square_or_die
+from cadenza.testing.corpora import snapshot, write_corpus
+from cadenza.testing.crashing import EXIT_ON, SEGFAULT_ON, die_or_raise, square_or_die
 
 RUNNERS = {
     "process": RunnerParams(kind="process", workers=2),
@@ -60,13 +59,11 @@ def test_process_map_survives_a_dying_worker_and_names_the_item_that_killed_it()
     assert len(results) == len(items)
     for n, result in zip(items, results, strict=True):
         if n == SEGFAULT_ON:
-            assert result == WorkerDied(
-                "the worker process died while preparing this file (exit code -11 / signal SIGSEGV)"
-            )
+            assert result == WorkerDied(-11)
+            assert result.how == "exit code -11 / signal SIGSEGV"
         elif n == EXIT_ON:
-            assert result == WorkerDied(
-                "the worker process died while preparing this file (exit code 3)"
-            )
+            assert result == WorkerDied(3)
+            assert result.how == "exit code 3"
         else:
             assert result == n * n
 
@@ -87,12 +84,12 @@ def test_a_dead_worker_becomes_a_reject_row_of_prepare():
         {},
         PrepareParams(),
     )
-    died = WorkerDied(
+    reason = (
         "the worker process died while preparing this file (exit code -9 / "
         "signal SIGKILL, e.g. the out-of-memory killer)"
     )
-    outcome = file_outcome(died)
-    assert outcome == Rejected("worker", died.reason)
+    outcome = file_outcome(WorkerDied(-9))
+    assert outcome == Rejected("worker", reason)
     tally = SourceTally("toy", 1)
     tally.add(outcome)
     assert (tally.kept, tally.rejected, tally.filtered.total()) == (0, 1, 0)
@@ -102,7 +99,7 @@ def test_a_dead_worker_becomes_a_reject_row_of_prepare():
         "piece_id": "toy/bwv1",
         "file": "bwv1.mid",
         "stage": "worker",
-        "reason": died.reason,
+        "reason": reason,
     }
     assert file_outcome(Rejected("parse", "bad header")) == Rejected("parse", "bad header")
 
@@ -118,11 +115,4 @@ def test_dask_map_redoes_a_killed_task_alone_and_names_the_culprit():
                 RunnerParams(kind="dask", workers=1, dask_processes=True),
             )
         )
-    assert results == [
-        WorkerDied(
-            "the worker process died while preparing this file (exit code -11 / signal SIGSEGV)"
-        )
-        if n == SEGFAULT_ON
-        else n * n
-        for n in range(12)
-    ]
+    assert results == [WorkerDied(-11) if n == SEGFAULT_ON else n * n for n in range(12)]

@@ -14,14 +14,14 @@ import yaml
 
 from cadenza.config import PrepareParams, SourceParams
 from cadenza.meter import parse_meter
-from cadenza.prepare.run import prepare
 from cadenza.prepare.shards import read_pieces, read_table
+from cadenza.prepare.stage import prepare
 from cadenza.sources.download import USER_AGENT, ChecksumError
 from cadenza.sources.fetch import fetch_source
+from cadenza.testing import archives
+from cadenza.testing.checkout import SHARED
+from cadenza.testing.loopback import Site, serve
 
-from . import archives
-from .conftest import SHARED
-from .loopback import Site, serve
 from .test_pipeline import make_project, run
 
 pytestmark = pytest.mark.skipif(

@@ -19,6 +19,7 @@ from cadenza.sweep import (
     find,
     grid_points,
     load_sweeps,
+    overrides,
     queue_tasks,
     start_workers,
     wait_for_queue,
@@ -49,6 +50,18 @@ def test_grid_points_are_the_product():
     sweep = Sweep(about="", target="t", grid={"a": [1, 2], "b": ["x", "y", "z"]}, metric="m:k")
     points = grid_points(sweep)
     assert len(points) == 6 and points[0] == {"a": 1, "b": "x"} and points[-1] == {"a": 2, "b": "z"}
+
+
+def test_a_point_becomes_yaml_overrides_as_dvc_parses_them_back():
+    """One formatting for `cadenza sweep` and the flow's sweep: each value written as YAML,
+    the language DVC parses it back in, not as Python's `str` (`True`, `['a']`)."""
+    point = {"m.train.lr": 0.001, "m.train.ok": True, "m.net.sizes": [1, 2], "m.opt": "adam"}
+    assert overrides(point) == [
+        *("-S", "m.train.lr=0.001"),
+        *("-S", "m.train.ok=true"),
+        *("-S", "m.net.sizes=[1, 2]"),
+        *("-S", "m.opt=adam"),
+    ]
 
 
 def _outputs(stage: dict) -> list[str]:

@@ -15,8 +15,7 @@ from cadenza.representations.tokens import (
     encode,
     unacceptable_durations,
 )
-
-from .conftest import ROOT
+from cadenza.testing.checkout import ROOT
 
 PAPER_001 = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]
 

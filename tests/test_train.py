@@ -20,11 +20,10 @@ from cadenza.config import (
 from cadenza.data import cap_units, load_units, make_info, to_stream
 from cadenza.evaluate import evaluate_model
 from cadenza.generate import generate
-from cadenza.models import FAMILIES
-from cadenza.prepare.run import prepare
+from cadenza.models import SPECS, Adversarial, load_family
+from cadenza.prepare.stage import prepare
+from cadenza.testing.checkout import ROOT
 from cadenza.train import cyclic_lr, stream_logits, train, windows
-
-from .conftest import ROOT
 
 # every model of the shipped params.yaml, shrunk to a tiny net and a few short batches
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
@@ -41,7 +40,7 @@ SMALL_NET = {
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from .conftest import write_corpus
+    from cadenza.testing.corpora import write_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     out = root / "prepared"
@@ -75,7 +74,7 @@ def test_every_model_trains_generates_and_evaluates(prepared, tmp_path, name):
     for file in table.file:
         symusic.Score(str(out / file))  # a valid MIDI file (possibly with no notes)
     metrics = evaluate_model(ckpt, prepared, out, tmp_path / "m.json", EvaluateParams(), 0)
-    if FAMILIES[mp.family].KIND == "tokens":
+    if SPECS[mp.family].kind == "tokens":
         assert math.isfinite(metrics["nll"]) and 0 <= metrics["accuracy"] <= 1
     if mp.family == "roll_lstm":
         assert math.isfinite(metrics["frame_nll"]) and 0 <= metrics["frame_accuracy"] <= 1
@@ -93,7 +92,7 @@ def test_loss_falls_when_overfitting_one_batch(prepared, name):
     """A few hundred steps on one fixed batch: any working model must fit it."""
     mp = shipped(name)
     torch.manual_seed(0)
-    family = FAMILIES[mp.family]
+    family = load_family(mp.family)
     units = load_units(prepared, "train", mp, 0)
     stream = to_stream(units, make_info(units, mp))
     model = family.build(mp.net, make_info(units, mp))
@@ -112,7 +111,8 @@ def test_loss_falls_when_overfitting_one_batch(prepared, name):
 def test_gans_take_adversarial_steps(prepared):
     for name in ("note_gan", "roll_gan"):
         mp = shipped(name)
-        family = FAMILIES[mp.family]
+        family = load_family(mp.family)
+        assert SPECS[mp.family].adversarial and isinstance(family, Adversarial)
         units = load_units(prepared, "train", mp, 0)
         stream = to_stream(units, {})
         model = family.build(mp.net, {})
@@ -148,7 +148,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
 
     def die_after_epoch_2(*args):
         real_save(*args)
-        if args[-1]["epoch"] == 2:
+        if args[-1].epoch == 2:
             raise KeyboardInterrupt  # the process dies right after epoch 2
 
     monkeypatch.setattr(trainer, "_save_resume", die_after_epoch_2)
@@ -180,7 +180,7 @@ def test_a_resume_file_left_on_other_data_is_discarded(prepared, tmp_path, monke
 
     mp = shipped("chord_lstm", epochs=2)
     other = tmp_path / "other"
-    from .conftest import write_corpus
+    from cadenza.testing.corpora import write_corpus
 
     prepare(
         write_corpus(tmp_path / "corpus"),

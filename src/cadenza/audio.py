@@ -22,6 +22,7 @@ import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import symusic
 
@@ -87,14 +88,16 @@ def clip_midi(midi: Path, out: Path, seconds: float) -> None:
     """Write exactly the first `seconds` of `midi` to `out`: notes are cut at the end, and a
     shorter piece is padded with silence (a no-op controller event at `seconds`), so that
     every clip lasts as long as every other and length gives no clue in a blind test."""
-    score = symusic.Score(str(midi)).to("second")
-    clipped = score.clip(0.0, seconds, clip_end=True)
+    # symusic's stubs type its factories' results as generic and `to` as returning object:
+    # a MIDI file loads in ticks, and `to` gives the time unit it is asked for
+    score = cast(symusic.core.ScoreTick, symusic.Score(str(midi)))
+    clipped = cast(symusic.core.ScoreSecond, score.to("second")).clip(0.0, seconds, clip_end=True)
     if not len(clipped.tracks):
-        clipped.tracks.append(symusic.Track("pad", program=0, ttype="second"))
+        clipped.tracks.append(symusic.core.TrackSecond("pad", 0, False))
     clipped.tracks[0].controls.append(  # sustain pedal off: changes nothing, marks the end
-        symusic.ControlChange(seconds, 64, 0, ttype="second")
+        symusic.core.ControlChangeSecond(seconds, 64, 0)
     )
-    clipped.to("tick").dump_midi(str(out))
+    cast(symusic.core.ScoreTick, clipped.to("tick")).dump_midi(str(out))
 
 
 def render_midi(midi: Path, out: Path, synth: Synth, params: ListenParams) -> float:

@@ -13,25 +13,25 @@ the valid NLL. Everything is fixed by the seed; run time and hardware go into th
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from cadenza.config import ModelParams, SourceParams, from_dict, load_yaml
+from cadenza.config import ModelParams, SourceParams
 from cadenza.io import write_json
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll
-from cadenza.models import FAMILIES
+from cadenza.models import SPECS, PitchAutoregressiveModel, load_family
 from cadenza.sources import bl_pickle
 from cadenza.sources.layouts import download
 from cadenza.sources.registry import SOURCES
-from cadenza.train import pick_device, seed_everything
+from cadenza.train import Loop, Progress, fit, pick_device, seed_everything, supervised_step
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ PUBLISHED = {
 
 @dataclass(frozen=True)
 class BenchmarkParams:
-    """`bench/bl/params.yaml`: where each dataset comes from, and the models."""
+    """`bench/bl/params.yaml` (read by `cadenza.config.load_yaml_as`): where each dataset
+    comes from, and the models."""
 
     seed: int
     datasets: dict[str, SourceParams]  # `url` "" = the registry's address
@@ -75,10 +76,6 @@ class BenchmarkParams:
     run: dict[str, list[str]] = field(default_factory=dict)  # what dvc.yaml's matrix runs
     # per model: training batches transposed by up to this many semitones (absent = none)
     transpose: dict[str, int] = field(default_factory=dict)
-
-
-def load_params(path: Path) -> BenchmarkParams:
-    return from_dict(BenchmarkParams, load_yaml(Path(path)), "")
 
 
 def load_bl(path: Path) -> dict[str, list[np.ndarray]]:
@@ -130,14 +127,10 @@ def conditionals(
     """Logits of P(y | past): independent per pitch (roll_lstm) or, for the pitch-
     autoregressive families, of each pitch given the pitches below it; either way the frame
     NLL is their summed BCE."""
-    if _pitch_autoregressive(family):
-        return model(x, y)
+    if SPECS[family].pitch_autoregressive:
+        return cast(PitchAutoregressiveModel, model)(x, y)
     logits, _ = model(x)
     return logits
-
-
-def _pitch_autoregressive(family: str) -> bool:
-    return getattr(FAMILIES[family], "PITCH_AUTOREGRESSIVE", False)
 
 
 def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -160,9 +153,10 @@ def score(
         logits = conditionals(model, family, x, y)
         probs.append(torch.sigmoid(logits.float())[mask.to(device)].cpu().numpy())
         targets.append(y[mask.to(device)].cpu().numpy())
-        if _pitch_autoregressive(family):
-            context, _ = model.time_context(x)
-            predicted.append(model.decode(context[mask.to(device)]).cpu().numpy())
+        if SPECS[family].pitch_autoregressive:
+            joint = cast(PitchAutoregressiveModel, model)
+            context, _ = joint.time_context(x)
+            predicted.append(joint.decode(context[mask.to(device)]).cpu().numpy())
         else:
             predicted.append(probs[-1] > 0.5)
     p, t = np.concatenate(probs), np.concatenate(targets)
@@ -197,47 +191,56 @@ def run(
 ) -> dict:
     """Train on train, early-stop on valid NLL, score the best weights on test.
 
+    The shared trainer's loop (`cadenza.train.fit`) with the benchmark's own data and loss:
+    batches of whole pieces padded and masked, the masked frame NLL, Adam at a constant
+    learning rate (as published; `train.optimizer` and `train.schedule` are not read).
     With `transpose_max` > 0 each training batch is transposed by a random number of
     semitones in [-transpose_max, transpose_max] (Walder 2016's augmentation); valid and
     test are scored as published, untransposed."""
     seed_everything(seed)
     device = pick_device()
-    model = FAMILIES[mp.family].build(mp.net, {}).to(device)
+    model = load_family(mp.family).build(mp.net, {}).to(device)
     cfg = mp.train
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(seed)
-    best, best_state, stale, history = math.inf, None, 0, []
+    history: list[dict] = []
+    best_state: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        for x, y, mask in tqdm(
-            list(batches(data["train"], cfg.batch_size, generator)),
-            desc=f"{dataset} {name} epoch {epoch}",
-            leave=False,
-        ):
+
+    def train_batches() -> Iterator[tuple[torch.Tensor, ...]]:
+        for x, y, mask in batches(data["train"], cfg.batch_size, generator):
             if transpose_max:
                 shift = int(
                     torch.randint(-transpose_max, transpose_max + 1, (1,), generator=generator)
                 )
                 y = transpose(y, shift)
                 x = delayed(y)
-            x, y, mask = x.to(device), y.to(device), mask.to(device)
-            loss = masked_nll(conditionals(model, mp.family, x, y), y, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-        valid = _valid_nll(model, mp.family, data["valid"], device)
-        history.append({"epoch": epoch, "valid_nll": valid})
-        log.info("%s %s epoch %d: valid NLL %.3f", dataset, name, epoch, valid)
-        if valid < best:
-            best, stale = valid, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if cfg.patience and stale >= cfg.patience:
-                break
+            yield x, y, mask
+
+    def step(batch: tuple[torch.Tensor, ...]) -> tuple[float, int]:
+        x, y, mask = (t.to(device) for t in batch)
+        loss = supervised_step(
+            lambda: masked_nll(conditionals(model, mp.family, x, y), y, mask),
+            model,
+            optimizer,
+            cfg.clip,
+            autocast=False,
+        )
+        return loss, int(mask.sum())
+
+    def on_epoch(progress: Progress, valid: float, improved: bool) -> None:
+        history.append({"epoch": progress.epoch, "valid_nll": valid})
+        if improved:
+            best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    loop = Loop(
+        batches=train_batches,
+        n_batches=-(-len(data["train"]) // cfg.batch_size),
+        step=step,
+        validate=lambda _: _valid_nll(model, mp.family, data["valid"], device),
+        unit="frames",
+    )
+    progress = fit(f"{dataset} {name}", model, optimizer, cfg, loop, Progress(), on_epoch)
     model.load_state_dict(best_state)
     test = score(model, mp.family, data["test"], device)
     result = {
@@ -246,7 +249,7 @@ def run(
         "test_nll": test["nll"],
         "test_accuracy": test["accuracy"],
         "test_frames": test["frames"],
-        "valid_nll": best,
+        "valid_nll": progress.best,
         "epochs": len(history),
         "seconds": round(time.perf_counter() - start, 1),
         "device": torch.cuda.get_device_name()
@@ -272,7 +275,7 @@ def run(
 
 
 @torch.no_grad()
-def _valid_nll(model, family: str, pieces: list[np.ndarray], device: str) -> float:
+def _valid_nll(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str) -> float:
     model.eval()
     total, frames = 0.0, 0
     for x, y, mask in batches(pieces, 16):

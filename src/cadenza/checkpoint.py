@@ -26,7 +26,7 @@ import torch
 
 from cadenza.config import ModelParams, from_dict
 from cadenza.io import atomic_path
-from cadenza.models import FAMILIES
+from cadenza.models import load_family
 
 FORMAT = "cadenza-checkpoint/3"
 FORMAT_PREFIX = "cadenza-checkpoint/"
@@ -120,7 +120,7 @@ def _canonical(value: Any, name: str, tensors: list[tuple[str, torch.Tensor]]) -
 
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def _update(digest: Any, data: bytes | memoryview) -> None:
@@ -201,7 +201,7 @@ def load_checkpoint(
         )
     check_finite(payload["state_dict"], path, f": {RETRAIN} (e.g. with a lower train.lr)")
     try:
-        model = FAMILIES[params.family].build(params.net, payload["info"])
+        model = load_family(params.family).build(params.net, payload["info"])
         model.load_state_dict(payload["state_dict"])
     except Exception as err:  # noqa: BLE001 - wrong shapes, missing or extra tensors, bad info
         raise ValueError(

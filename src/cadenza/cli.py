@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from cadenza.config import Params, ParamsError, load_params
+from cadenza import paths
+from cadenza.config import Params, ParamsError, load_params, load_yaml_as
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +31,7 @@ listen_app = typer.Typer(
 )
 app.add_typer(listen_app, name="listening-test")
 
-PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file to validate and use")
+PARAMS = typer.Option(paths.PARAMS, "--params", help="params file to validate and use")
 
 
 @app.callback()
@@ -101,7 +102,7 @@ def prepare(
     raw: Path = typer.Option(...), out: Path = typer.Option(...), params_file: Path = PARAMS
 ) -> None:
     """Parse, filter, transpose, split and shard every selected source."""
-    from cadenza.prepare.run import prepare as run_prepare
+    from cadenza.prepare.stage import prepare as run_prepare
 
     params = _params(params_file)
     run_prepare(raw, list(params.sources), out, params.prepare, params.runner)
@@ -197,7 +198,7 @@ def excerpts(
 def render(
     generated: Path = typer.Option(..., help="samples: <model>/*.mid"),
     excerpts: Path = typer.Option(..., help="real test excerpts: *.mid"),
-    out: Path = typer.Option(..., help="audio: <model>/ and reference/"),
+    out: Path = typer.Option(..., help="audio: <model>/ and real/"),
     params_file: Path = PARAMS,
 ) -> None:
     """Render every sample of every model of params, and the real excerpts, to short audio
@@ -235,7 +236,7 @@ def report(
     html: Path = typer.Option(...),
     table: Path = typer.Option(...),
     plots: Path = typer.Option(...),
-    audio: Path = typer.Option(None, help="audio folders: <model>/, reference/"),
+    audio: Path = typer.Option(None, help="audio folders: <model>/, real/"),
     excerpts: Path = typer.Option(None, help="the real excerpts' MIDI"),
     embeddings: Path = typer.Option(None, help="embedding maps: <model>.png"),
     listening: Path = typer.Option(None, help="`listening-test analyze` result"),
@@ -270,10 +271,10 @@ def listening_make(
     n: int = typer.Option(12, "--n", help="clips on the page"),
     n_real: int = typer.Option(None, help="real excerpts among them (default: a third)"),
     model: list[str] = typer.Option(None, "--model", "-m", help="models to include (default: all)"),
-    audio: Path = typer.Option(Path("data/audio"), help="rendered audio: <model>/, reference/"),
-    out: Path = typer.Option(Path("listening_test"), help="the folder to hand to listeners"),
+    audio: Path = typer.Option(paths.AUDIO, help="rendered audio: <model>/, real/"),
+    out: Path = typer.Option(paths.LISTENING_TEST, help="the folder to hand to listeners"),
     key: Path = typer.Option(
-        Path("listening_key.json"), help="which clip is which; keep it away from listeners"
+        paths.LISTENING_KEY, help="which clip is which; keep it away from listeners"
     ),
     seed: int = typer.Option(None, help="shuffle seed (default: random)"),
 ) -> None:
@@ -308,10 +309,8 @@ def listening_make(
 @listen_app.command("analyze")
 def listening_analyze(
     answers: list[Path] = typer.Argument(..., help="answers_*.json files"),
-    key: Path = typer.Option(Path("listening_key.json")),
-    out: Path = typer.Option(
-        Path("reports/listening.json"), help="result JSON, read by the report"
-    ),
+    key: Path = typer.Option(paths.LISTENING_KEY),
+    out: Path = typer.Option(paths.LISTENING_RESULT, help="result JSON, read by the report"),
 ) -> None:
     """Mean and SD of the rating per model, share of yes per question, and a test of each
     model against the real excerpts; plus the power analysis."""
@@ -356,7 +355,7 @@ def compare(
 @app.command()
 def plots(
     project: Path = typer.Option(Path("."), help="the DVC project folder"),
-    out: Path = typer.Option(Path("dvc_plots"), help="where the page goes"),
+    out: Path = typer.Option(paths.DVC_PLOTS, help="where the page goes"),
     rev: list[str] = typer.Option(
         None,
         "--rev",
@@ -367,13 +366,12 @@ def plots(
 ) -> None:
     """`dvc plots show` (loss curves, metric charts), or `dvc plots diff` with `--rev`, as a
     page that works offline."""
-    import subprocess
-
+    from cadenza.dvc_cli import DvcError
     from cadenza.dvc_plots import show
 
     try:
         page = show(project, out, rev or None)
-    except subprocess.CalledProcessError as err:  # DVC said why (an unknown revision...)
+    except DvcError as err:  # DVC said why (an unknown revision...)
         raise typer.Exit(err.returncode or 1) from None
     typer.echo(f"plots: {page}")
 
@@ -382,9 +380,9 @@ def plots(
 def sweep(
     name: str = typer.Argument(..., help="a sweep of sweeps.yaml"),
     jobs: int = typer.Option(2, "--jobs", "-j", help="experiments run at once"),
-    sweeps_file: Path = typer.Option(Path("sweeps.yaml"), "--sweeps"),
+    sweeps_file: Path = typer.Option(paths.SWEEPS, "--sweeps"),
     project: Path = typer.Option(Path("."), help="the DVC project (a git repo)"),
-    out: Path = typer.Option(None, help="default: reports/sweeps/<name>"),
+    out: Path = typer.Option(None, help=f"default: {paths.sweep_reports('<name>')}"),
 ) -> None:
     """Run a hyper-parameter sweep as DVC experiments; write its table, plot and summary."""
     from cadenza.sweep import load_sweeps, run_sweep
@@ -399,7 +397,7 @@ def sweep(
         raise typer.Exit(2)
     try:
         table = run_sweep(
-            project, name, sweeps[name], jobs, out or project / "reports" / "sweeps" / name
+            project, name, sweeps[name], jobs, out or project / paths.sweep_reports(name)
         )
     except RuntimeError as err:  # a failed dvc command or a stalled queue: the message says which
         typer.echo(f"error: sweep {name}: {err}", err=True)
@@ -412,14 +410,14 @@ def benchmark_bl(
     dataset: str = typer.Option(..., help="jsb, nottingham, musedata or piano_midi_de"),
     model: str = typer.Option(..., help="a model of the benchmark's params"),
     out: Path = typer.Option(..., help="result JSON"),
-    cache: Path = typer.Option(Path(".cache/downloads")),
-    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    cache: Path = typer.Option(paths.DOWNLOAD_CACHE),
+    params_file: Path = typer.Option(paths.PARAMS, "--params"),
 ) -> None:
     """Boulanger-Lewandowski et al.'s polyphonic benchmark: train, early-stop, test NLL."""
-    from cadenza.benchmark import DATASETS, dataset_file, load_bl, load_params, run
+    from cadenza.benchmark import DATASETS, BenchmarkParams, dataset_file, load_bl, run
 
     try:
-        params = load_params(params_file)
+        params = load_yaml_as(params_file, BenchmarkParams)
     except ParamsError as err:
         typer.echo(f"error: bad param: {err}", err=True)
         raise typer.Exit(2) from None
@@ -464,7 +462,8 @@ def flow_run(
     from cadenza.settings import apply_offline_settings
 
     apply_offline_settings(project)
-    from pipeline.flow import prefect_api, reproduce
+    from pipeline.flow import reproduce
+    from pipeline.prefect_server import prefect_api
 
     try:
         with prefect_api():
@@ -476,6 +475,7 @@ def flow_run(
             err=True,
         )
         raise typer.Exit(130) from None
+    assert isinstance(stages, list)  # a run outside a deployment is never superseded
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
 
 

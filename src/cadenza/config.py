@@ -6,32 +6,32 @@ section is a frozen dataclass, and `from_dict` rejects unknown keys, missing key
 and out-of-range values, always reporting the dotted path (`models.chord_lstm.train.lr`).
 
 Each stage loads the whole file, so whichever stage DVC runs first fails fast on any bad key.
+The checking machinery (`from_dict`, `check`, `ParamsError`) is `cadenza.validation`; a model's
+`net` is checked against its family's `Net` from `cadenza.models.specs`, so loading the params
+imports no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import string
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from cadenza.models.specs import SPECS
+from cadenza.validation import ParamsError, RangeError, check, from_dict
 
-class ParamsError(ValueError):
-    """A param is unknown, missing, mistyped or out of range; the message names it."""
-
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- bounds
 # Upper bounds on every number that sizes memory, a loop or an array dtype. Each is far above
 # what any paper here used, and low enough that a typo (`1000000000`) stops at `cadenza
 # check` with the bound in the message instead of failing hours later or silently wrapping.
 
-INT64_MAX = 2**63 - 1  # any integer param: numpy/torch hold it in an int64
 INT32_MAX = 2**31 - 1  # counts and caps that end up in int32 arrays (shards, token ids)
 SEED_LIMIT = 2**32  # numpy.random.seed takes 0 <= seed < 2**32
 MAX_STEPS_PER_BEAT = 96  # grid resolution: shard starts are int32, so a 22-million-beat piece
@@ -54,7 +54,7 @@ MIN_TEMPERATURE = 1e-3  # logits / temperature must stay finite in float32; use 
 MIN_BPM, MAX_BPM = 4.0, 1000.0  # MIDI stores 60e6 / bpm in 24 bits: below ~3.6 bpm it wraps
 MAX_CLIP_SECONDS = 600.0  # an audio render is held in memory: 10 min of 96 kHz stereo float
 MAX_EXCERPTS = 1000
-# a model family's `net` (the Net dataclasses live beside each model): by field name. A width
+# a model family's `net` (the Net dataclasses in cadenza.models.specs): by field name. A width
 # of 16384 keeps one weight matrix at 2**28 floats (1 GiB); an int field not named here gets
 # MAX_NET_WIDTH too, so a new family is bounded from its first day.
 MAX_NET_WIDTH = 16_384
@@ -100,32 +100,32 @@ class SourceParams:
     columns: dict[str, str] = field(default_factory=dict)  # field -> column, e.g. file: path
 
     def __post_init__(self) -> None:
-        _check(self.limit >= 0, "limit", "must be >= 0")
-        _check(self.limit <= INT32_MAX, "limit", f"must be <= {INT32_MAX} (0 = all)")
+        check(self.limit >= 0, "limit", "must be >= 0")
+        check(self.limit <= INT32_MAX, "limit", f"must be <= {INT32_MAX} (0 = all)")
         unknown = sorted(set(self.columns) - set(self.METADATA_FIELDS))
-        _check(
+        check(
             not unknown,
             "columns",
             f"unknown field {unknown[0] if unknown else ''!r} "
             f"(allowed: {', '.join(self.METADATA_FIELDS)})",
         )
-        _check(all(self.columns.values()), "columns", "a column name must not be empty")
-        _check(self.workers >= 1, "workers", "must be >= 1")
-        _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
-        _check(
+        check(all(self.columns.values()), "columns", "a column name must not be empty")
+        check(self.workers >= 1, "workers", "must be >= 1")
+        check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
+        check(
             self.max_extract_mb >= 0,
             "max_extract_mb",
             "must be >= 1 (MB), or 0 to size the cap from the registry",
         )
-        _check(
+        check(
             self.max_extract_mb <= 1_000_000,
             "max_extract_mb",  # 1 TB: 500x LPD's 1.9 GB
             "must be <= 1000000 (MB, 1 TB)",
         )
-        _check(self.delay_s >= 0, "delay_s", "must be >= 0")
-        _check(self.delay_s <= MAX_DELAY_S, "delay_s", f"must be <= {MAX_DELAY_S:g} seconds")
-        _check(self.retries >= 0, "retries", "must be >= 0")
-        _check(
+        check(self.delay_s >= 0, "delay_s", "must be >= 0")
+        check(self.delay_s <= MAX_DELAY_S, "delay_s", f"must be <= {MAX_DELAY_S:g} seconds")
+        check(self.retries >= 0, "retries", "must be >= 0")
+        check(
             self.retries <= MAX_RETRIES,
             "retries",
             f"must be <= {MAX_RETRIES} (the backoff doubles on each retry)",
@@ -143,15 +143,15 @@ class PrepareParams:
 
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
-        _check(0 <= self.valid_fraction < 1, "valid_fraction", "must be in [0, 1)")
-        _check(0 < self.test_fraction < 1, "test_fraction", "must be in (0, 1)")
-        _check(
+        check(0 <= self.valid_fraction < 1, "valid_fraction", "must be in [0, 1)")
+        check(0 < self.test_fraction < 1, "test_fraction", "must be in (0, 1)")
+        check(
             self.valid_fraction + self.test_fraction < 1,
             "test_fraction",
             "valid_fraction + test_fraction must be < 1",
         )
-        _check(self.min_notes >= 1, "min_notes", "must be >= 1")
-        _check(
+        check(self.min_notes >= 1, "min_notes", "must be >= 1")
+        check(
             self.min_notes <= MAX_MIN_NOTES,
             "min_notes",
             f"must be <= {MAX_MIN_NOTES} (no piece has more notes: all would be rejected)",
@@ -160,7 +160,7 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class RunnerParams:
-    """Where prepare's per-file parse + encode runs (`cadenza.prepare.runner`)."""
+    """Where prepare's per-file parse + encode runs (`cadenza.parallel`)."""
 
     kind: Literal["process", "serial", "dask"] = "process"
     workers: int = 0  # processes (or local Dask workers); 0 = one per core
@@ -168,11 +168,11 @@ class RunnerParams:
     dask_processes: bool = True  # local Dask cluster: worker processes, or threads
 
     def __post_init__(self) -> None:
-        _check(self.workers >= 0, "workers", "must be >= 0 (0 = one per core)")
-        _check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
+        check(self.workers >= 0, "workers", "must be >= 0 (0 = one per core)")
+        check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
 
 
-# a stage's default timeout by kind (the stage name before `@`); `default` for every other kind
+# a stage's default timeout by kind (its `cadenza` sub-command); `default` for every other kind
 DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
     "fetch": 4 * 3600.0,  # several downloads, each with a 30-minute deadline, and extraction
     "prepare": 4 * 3600.0,
@@ -197,22 +197,22 @@ class FlowParams:
 
     def __post_init__(self) -> None:
         for kind, seconds in self.timeout_s.items():
-            _check(
+            check(
                 0 < seconds <= MAX_STAGE_TIMEOUT_S,
                 f"timeout_s.{kind}",
                 f"must be in (0, {MAX_STAGE_TIMEOUT_S:g}] seconds",
             )
-        _check(
+        check(
             0 <= self.fetch_retries <= MAX_RETRIES,
             "fetch_retries",
             f"must be in [0, {MAX_RETRIES}]",
         )
-        _check(
+        check(
             0 <= self.lock_wait_s <= MAX_STAGE_TIMEOUT_S,
             "lock_wait_s",
             f"must be in [0, {MAX_STAGE_TIMEOUT_S:g}] seconds",
         )
-        _check(
+        check(
             self.notify_url == "" or self.notify_url.startswith(("http://", "https://")),
             "notify_url",
             "must be empty or an http:// or https:// URL",
@@ -250,59 +250,59 @@ class TokenParams:
 
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
-        _check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
-        _check(
+        check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
+        check(
             self.max_polyphony <= MAX_POLYPHONY,
             "max_polyphony",
             f"must be <= {MAX_POLYPHONY} (the MIDI pitches)",
         )
-        _check(self.min_count >= 1, "min_count", "must be >= 1")
-        _check(self.min_count <= INT32_MAX, "min_count", f"must be <= {INT32_MAX}")
-        _check(
+        check(self.min_count >= 1, "min_count", "must be >= 1")
+        check(self.min_count <= INT32_MAX, "min_count", f"must be <= {INT32_MAX}")
+        check(
             self.max_vocab == 0 or self.max_vocab >= 4,
             "max_vocab",
             "must be 0 (no limit) or >= 4 (the specials and one token)",
         )
-        _check(
+        check(
             self.max_vocab <= INT32_MAX,
             "max_vocab",
             f"must be <= {INT32_MAX} (token ids are int32)",
         )
-        _check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
-        _check(
+        check(1 <= self.velocity_bins <= 128, "velocity_bins", "must be in [1, 128]")
+        check(
             self.next_after in ("step", "event"),
             "next_after",
             f"must be one of ['step', 'event'], got {self.next_after!r}",
         )
-        _check(
+        check(
             self.next_after == "step" or self.scheme == "pitch_next",
             "next_after",
             "applies to the pitch_next scheme only",
         )
-        _check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
-        _check(
+        check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
+        check(
             self.ticks_per_beat <= MAX_TICKS_PER_BEAT,
             "ticks_per_beat",
             f"must be <= {MAX_TICKS_PER_BEAT} (a MIDI division is 15 bits)",
         )
-        _check(self.max_delta_ticks >= 1, "max_delta_ticks", "must be >= 1")
-        _check(
+        check(self.max_delta_ticks >= 1, "max_delta_ticks", "must be >= 1")
+        check(
             self.max_delta_ticks <= MAX_DELTA_TICKS,
             "max_delta_ticks",
             f"must be <= {MAX_DELTA_TICKS} (the largest MIDI delta time)",
         )
-        _check(
+        check(
             self.midi_tracks in ("merge", "concat"),
             "midi_tracks",
             f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}",
         )
-        _check(
+        check(
             self.midi_tracks == "merge" or self.scheme == "midi_message",
             "midi_tracks",
             "applies to the midi_message scheme only",
         )
-        _check(all(d > 0 for d in self.durations), "durations", "every duration must be > 0")
-        _check(
+        check(all(d > 0 for d in self.durations), "durations", "every duration must be > 0")
+        check(
             len(set(self.durations)) == len(self.durations),
             "durations",
             "must not repeat a duration",
@@ -328,67 +328,75 @@ class TrainParams:
     max_pieces: int = 0  # train on the first N training pieces only (paper 004's sweep)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 0, "epochs", "must be >= 0")
-        _check(self.epochs <= MAX_EPOCHS, "epochs", f"must be <= {MAX_EPOCHS}")
+        check(self.epochs >= 0, "epochs", "must be >= 0")
+        check(self.epochs <= MAX_EPOCHS, "epochs", f"must be <= {MAX_EPOCHS}")
         for name in ("batch_size", "seq_len", "cycle_steps"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be <= {MAX_BATCH_SIZE}")
-        _check(self.seq_len <= MAX_SEQ_LEN, "seq_len", f"must be <= {MAX_SEQ_LEN}")
-        _check(
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(self.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be <= {MAX_BATCH_SIZE}")
+        check(self.seq_len <= MAX_SEQ_LEN, "seq_len", f"must be <= {MAX_SEQ_LEN}")
+        check(
             self.batch_size * self.seq_len <= MAX_BATCH_UNITS,
             "seq_len",
             f"batch_size * seq_len must be <= {MAX_BATCH_UNITS} (positions in one batch)",
         )
-        _check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
-        _check(self.lr > 0, "lr", "must be > 0")
-        _check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
-        _check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
-        _check(self.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)")
-        _check(self.patience <= MAX_EPOCHS, "patience", f"must be <= {MAX_EPOCHS}")
-        _check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")
-        _check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
+        check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
+        check(self.lr > 0, "lr", "must be > 0")
+        check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
+        check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
+        check(self.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)")
+        check(self.patience <= MAX_EPOCHS, "patience", f"must be <= {MAX_EPOCHS}")
+        check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")
+        check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
         for name in ("max_batches", "max_valid_units", "max_pieces"):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
-            _check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
+            check(getattr(self, name) >= 0, name, "must be >= 0")
+            check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
 
 
 @dataclass(frozen=True)
 class ModelParams:
     """One entry of `models:`; the key becomes the stage name `train@<key>`.
 
-    `family` names a file in `cadenza.models`; `net` is validated against that family's own
-    `Net` dataclass, so each family keeps its hyper-parameters (with the paper's values as
-    defaults) beside its code. `tokens` is required by the families that read token streams.
+    `family` names a model family (`cadenza.models.specs.SPECS`); `net` is validated against
+    that family's own `Net` dataclass there (the paper's values as defaults), without importing
+    the family's code. `tokens` is required by the families that read token streams.
     """
 
     family: str
     tokens: TokenParams | None = None
-    net: dict[str, Any] = field(default_factory=dict)
+    net: Any = field(default_factory=dict)  # a mapping in params.yaml; then the family's Net
     train: TrainParams = field(default_factory=TrainParams)
     # train and evaluate on these sources when the prepared data has any of them (paper 001:
     # Essen), else on everything
     prefer_sources: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        from cadenza.models import FAMILIES  # late: the model files import this module
+    @property
+    def token_params(self) -> TokenParams:
+        """`tokens`, which validation requires of every family that reads tokens."""
+        if self.tokens is None:
+            raise ValueError(f"family {self.family} reads no tokens: it has no token scheme")
+        return self.tokens
 
-        _check(
-            self.family in FAMILIES,
+    def __post_init__(self) -> None:
+        check(
+            self.family in SPECS,
             "family",
-            f"unknown model family {self.family!r} (known: {', '.join(sorted(FAMILIES))})",
+            f"unknown model family {self.family!r} (known: {', '.join(sorted(SPECS))})",
         )
-        family = FAMILIES[self.family]
-        _check(
-            family.KIND != "tokens" or self.tokens is not None,
+        spec = SPECS[self.family]
+        check(
+            spec.kind != "tokens" or self.tokens is not None,
             "tokens",
             f"family {self.family} reads tokens: give a token scheme",
         )
-        net = self.net if isinstance(self.net, dict) else dataclasses.asdict(self.net)
+        is_net = dataclasses.is_dataclass(self.net) and not isinstance(self.net, type)
+        net = dataclasses.asdict(self.net) if is_net else self.net
+        if isinstance(net, dict):  # YAML keys may be numbers: name them as written
+            net = {str(k): v for k, v in net.items()}
         try:
-            object.__setattr__(self, "net", from_dict(family.Net, net, "net"))
+            object.__setattr__(self, "net", from_dict(spec.net, net, "net"))
         except ParamsError as err:
             name, _, message = str(err).partition(": ")
-            raise _RangeError(name, message) from None
+            raise RangeError(name, message) from None
         _check_net_bounds(self.net)
 
 
@@ -415,8 +423,8 @@ class ProfileParams:
             "max_test_units",
             "max_generate_length",
         ):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
-            _check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
+            check(getattr(self, name) >= 0, name, "must be >= 0")
+            check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")
 
     def apply(self, train: TrainParams) -> TrainParams:
         epochs = min(train.epochs, self.max_epochs) if self.max_epochs else train.epochs
@@ -445,21 +453,21 @@ class GenerateParams:
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "prompt_len", "length"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.n_samples <= MAX_SAMPLES, "n_samples", f"must be <= {MAX_SAMPLES}")
-        _check(self.prompt_len <= MAX_SEQ_LEN, "prompt_len", f"must be <= {MAX_SEQ_LEN}")
-        _check(self.length <= MAX_GENERATE_LENGTH, "length", f"must be <= {MAX_GENERATE_LENGTH}")
-        _check(self.temperature > 0, "temperature", "must be > 0")
-        _check(
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(self.n_samples <= MAX_SAMPLES, "n_samples", f"must be <= {MAX_SAMPLES}")
+        check(self.prompt_len <= MAX_SEQ_LEN, "prompt_len", f"must be <= {MAX_SEQ_LEN}")
+        check(self.length <= MAX_GENERATE_LENGTH, "length", f"must be <= {MAX_GENERATE_LENGTH}")
+        check(self.temperature > 0, "temperature", "must be > 0")
+        check(
             self.temperature >= MIN_TEMPERATURE,
             "temperature",
             f"must be >= {MIN_TEMPERATURE:g} (for argmax sampling use greedy_prob: 1)",
         )
-        _check(self.top_k >= 0, "top_k", "must be >= 0")
-        _check(self.top_k <= INT32_MAX, "top_k", f"must be <= {INT32_MAX} (0 = no top-k)")
-        _check(0 <= self.greedy_prob <= 1, "greedy_prob", "must be in [0, 1]")
-        _check(self.bpm > 0, "bpm", "must be > 0")
-        _check(
+        check(self.top_k >= 0, "top_k", "must be >= 0")
+        check(self.top_k <= INT32_MAX, "top_k", f"must be <= {INT32_MAX} (0 = no top-k)")
+        check(0 <= self.greedy_prob <= 1, "greedy_prob", "must be in [0, 1]")
+        check(self.bpm > 0, "bpm", "must be > 0")
+        check(
             MIN_BPM <= self.bpm <= MAX_BPM,
             "bpm",
             f"must be in [{MIN_BPM:g}, {MAX_BPM:g}] (a MIDI tempo is 24 bits)",
@@ -473,8 +481,8 @@ class EvaluateParams:
 
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
-        _check(self.qualified_min_steps >= 1, "qualified_min_steps", "must be >= 1")
-        _check(
+        check(self.qualified_min_steps >= 1, "qualified_min_steps", "must be >= 1")
+        check(
             self.qualified_min_steps <= INT32_MAX, "qualified_min_steps", f"must be <= {INT32_MAX}"
         )
 
@@ -491,16 +499,16 @@ class ListenParams:
     n_excerpts: int = 4  # real test-set excerpts rendered beside the samples
 
     def __post_init__(self) -> None:
-        _check(8000 <= self.sample_rate <= 96000, "sample_rate", "must be in [8000, 96000]")
-        _check(0 < self.gain <= 10, "gain", "must be in (0, 10]")
-        _check(self.clip_seconds > 0, "clip_seconds", "must be > 0")
-        _check(
+        check(8000 <= self.sample_rate <= 96000, "sample_rate", "must be in [8000, 96000]")
+        check(0 < self.gain <= 10, "gain", "must be in (0, 10]")
+        check(self.clip_seconds > 0, "clip_seconds", "must be > 0")
+        check(
             self.clip_seconds <= MAX_CLIP_SECONDS,
             "clip_seconds",
             f"must be <= {MAX_CLIP_SECONDS:g} (renders are held in memory)",
         )
-        _check(self.n_excerpts >= 1, "n_excerpts", "must be >= 1")
-        _check(self.n_excerpts <= MAX_EXCERPTS, "n_excerpts", f"must be <= {MAX_EXCERPTS}")
+        check(self.n_excerpts >= 1, "n_excerpts", "must be >= 1")
+        check(self.n_excerpts <= MAX_EXCERPTS, "n_excerpts", f"must be <= {MAX_EXCERPTS}")
 
 
 @dataclass(frozen=True)
@@ -520,14 +528,14 @@ class Params:
     flow: FlowParams = field(default_factory=FlowParams)
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             0 <= self.seed < SEED_LIMIT,
             "seed",
             f"must be in [0, 2**32 - 1 = {SEED_LIMIT - 1}] (numpy's seed range)",
         )
-        _check(len(self.sources) > 0, "sources", "select at least one source")
-        _check(len(self.models) > 0, "models", "list at least one model")
-        _check(
+        check(len(self.sources) > 0, "sources", "select at least one source")
+        check(len(self.models) > 0, "models", "list at least one model")
+        check(
             self.profile in self.profiles,
             "profile",
             f"must be one of the profiles: {', '.join(self.profiles)}",
@@ -599,11 +607,15 @@ def load_yaml(path: Path | str) -> Any:
         raise ParamsError(f"{path}: unreadable: {err}") from err
 
 
+def load_yaml_as(path: Path | str, cls: type[T]) -> T:
+    """A YAML file the user writes (params, a benchmark's params) as dataclass `cls`, every
+    key checked; `ParamsError` names the file's problem or the bad key."""
+    return typing.cast(T, from_dict(cls, load_yaml(path) or {}, ""))
+
+
 def load_params(path: Path | str = "params.yaml") -> Params:
     """Read and validate the whole params file; raise `ParamsError` naming the bad key."""
-    path = Path(path)
-    raw = load_yaml(path) or {}
-    params = from_dict(Params, raw, "")
+    params = load_yaml_as(path, Params)
     from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back
 
     for name in params.sources:
@@ -613,107 +625,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     return params
 
 
-def from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from `data`, checking keys, types and ranges recursively."""
-    if not isinstance(data, dict):
-        raise ParamsError(f"{where or 'params'}: expected a mapping, got {_show(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ParamsError(f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(fields)})")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, f in fields.items():
-        key = _join(where, name)
-        if name in data:
-            values[name] = _coerce(hints[name], data[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ParamsError(f"{key}: missing required key")
-    try:
-        return cls(**values)
-    except _RangeError as err:
-        raise ParamsError(f"{_join(where, err.name)}: {err.message}") from None
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if hint is Any:  # checked later by its owner (ModelParams.net by the family's Net)
-        return value
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, key)
-    if origin is list:
-        (item_type,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ParamsError(f"{key}: expected a list, got {_show(value)}")
-        return [_coerce(item_type, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, item_type = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ParamsError(f"{key}: expected a mapping, got {_show(value)}")
-        return {str(k): _coerce(item_type, v, _join(key, str(k))) for k, v in value.items()}
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ParamsError(f"{key}: must be one of {list(allowed)}, got {_show(value)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(inner, value, key)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{key}: expected true/false, got {_show(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(
-                f"{key}: expected an integer, got {_show(value)}"
-                f"{_number_hint(value, want_int=True)}"
-            )
-        if not -INT64_MAX - 1 <= value <= INT64_MAX:  # numpy and torch would overflow
-            raise ParamsError(f"{key}: must fit in a 64-bit integer (|value| < 2**63), got {value}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParamsError(
-                f"{key}: expected a number, got {_show(value)}{_number_hint(value, want_int=False)}"
-            )
-        if not math.isfinite(value):  # .nan / .inf pass every range check silently
-            raise ParamsError(f"{key}: expected a finite number, got {_show(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{key}: expected a string, got {_show(value)}")
-        return value
-    raise TypeError(f"{key}: unsupported param type {hint!r}")  # a bug in this module
-
-
-def _number_hint(value: Any, want_int: bool) -> str:
-    """Why a number was refused, when YAML 1.1 read it as something else: PyYAML reads `1e9`
-    and `1e-3` as strings (its floats need a dot and a signed exponent), and a float such as
-    `1.0e+9` is not an integer even when it has no fraction."""
-    if isinstance(value, float) and want_int and math.isfinite(value) and value.is_integer():
-        return f" (write it as an integer: {int(value)})"
-    if not isinstance(value, str):
-        return ""
-    try:
-        number = float(value)
-    except ValueError:
-        return ""
-    if not math.isfinite(number):
-        return ""
-    if want_int:
-        written = str(int(number)) if number.is_integer() else "an integer"
-    else:
-        written = repr(number)
-    return f" (YAML reads {value!r} as text, not a number: write {written})"
-
-
 def _check_sha256(value: str, name: str) -> None:
     """A checksum is compared as text, so a wrong length or a non-hex digit would only show up
     as a mismatch after the whole download: refuse it here."""
-    _check(
+    check(
         value == "" or (len(value) == 64 and set(value) <= HEX_DIGITS),
         name,
         f"must be empty or exactly 64 hex digits (0-9, a-f), got {len(value)} characters"
@@ -723,8 +638,8 @@ def _check_sha256(value: str, name: str) -> None:
 
 def _check_steps_per_beat(value: int, name: str) -> None:
     """A grid resolution: step indices are stored as int32, and every roll is steps long."""
-    _check(value >= 1, name, "must be >= 1")
-    _check(
+    check(value >= 1, name, "must be >= 1")
+    check(
         value <= MAX_STEPS_PER_BEAT,
         name,
         f"must be <= {MAX_STEPS_PER_BEAT} (step indices are int32; MuseGAN's grid is 24)",
@@ -740,32 +655,13 @@ def _check_net_bounds(net: Any) -> None:
             continue
         if isinstance(value, int):
             limit = NET_INT_MAX.get(f.name, MAX_NET_WIDTH)
-            _check(value <= limit, f"net.{f.name}", f"must be <= {limit}")
+            check(value <= limit, f"net.{f.name}", f"must be <= {limit}")
         elif f.name == "lr" and isinstance(value, float):
-            _check(value <= MAX_LR, "net.lr", f"must be <= {MAX_LR:g}")
+            check(value <= MAX_LR, "net.lr", f"must be <= {MAX_LR:g}")
         elif f.name == "temperature" and isinstance(value, float):
-            _check(value >= MIN_TEMPERATURE, "net.temperature", f"must be >= {MIN_TEMPERATURE:g}")
+            check(value >= MIN_TEMPERATURE, "net.temperature", f"must be >= {MIN_TEMPERATURE:g}")
 
 
 def _min_cap(*caps: int) -> int:
     """The tightest of several caps, where 0 means no cap."""
     return min((c for c in caps if c), default=0)
-
-
-class _RangeError(ValueError):
-    def __init__(self, name: str, message: str) -> None:
-        self.name, self.message = name, message
-
-
-def _check(ok: bool, name: str, message: str) -> None:
-    """Range check used in `__post_init__`; `from_dict` adds the dotted path."""
-    if not ok:
-        raise _RangeError(name, message)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"

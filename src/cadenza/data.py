@@ -1,6 +1,6 @@
 """From the prepared shards to what models eat, in the unit of each model family.
 
-Three kinds of input, named by a family's `KIND`:
+Three kinds of input, named by a family's `kind` (`cadenza.models.specs`):
 * `tokens`: a token scheme's strings per piece, then one id stream (pieces joined by `<eos>`);
 * `frames`: a binary piano roll per piece on the family's grid, joined by a silent frame;
 * `notes`: (pitch, step, duration) per note, step and duration in seconds (the TensorFlow
@@ -14,11 +14,13 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from cadenza.config import ModelParams, TokenParams
+from cadenza.models import SPECS, InfoMaker, load_family
 from cadenza.prepare.parse import NOTE_ARRAYS
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.representations.rolls import notes_to_roll
@@ -30,6 +32,10 @@ from cadenza.representations.tokens import (
     encode,
     to_ids,
 )
+
+Units = dict[str, Any]
+"""Piece id -> its units: a token list, a (T, pitches) uint8 frame array or a (notes, 3)
+float array, by its family's kind."""
 
 
 def chosen_sources(prepared: Path, prefer_sources: list[str] | None) -> tuple[list[str], bool]:
@@ -109,22 +115,20 @@ def piece_note_features(pieces: dict[str, Piece]) -> dict[str, np.ndarray]:
     return out
 
 
-def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> dict[str, object]:
+def load_units(prepared: Path, split: str, mp: ModelParams, seed: int) -> Units:
     """One split in the family's unit: token lists, frame arrays or note-feature arrays."""
-    from cadenza.models import FAMILIES
-
-    kind = FAMILIES[mp.family].KIND
+    kind = SPECS[mp.family].kind
     pieces = split_pieces(prepared, split, mp.prefer_sources)
     if split == "train" and mp.train.max_pieces:
         pieces = dict(list(pieces.items())[: mp.train.max_pieces])
     if kind == "tokens":
-        return token_sequences(pieces, mp.tokens, seed)
+        return token_sequences(pieces, mp.token_params, seed)
     if kind == "frames":
         return piece_frames(pieces, mp.net.steps_per_beat)
     return piece_note_features(pieces)
 
 
-def cap_units(units: dict[str, object], budget: int, floor: int = 2) -> dict[str, object]:
+def cap_units(units: Units, budget: int, floor: int = 2) -> Units:
     """At most `budget` units (and at least `floor`), spread over the pieces; 0 = everything.
 
     Why spread: the first `budget` units of the joined stream would score only the first
@@ -157,14 +161,11 @@ def _spread_over_sources(piece_ids: list[str], n: int) -> list[str]:
     return sorted(picked[:n])
 
 
-def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:
+def make_info(train_units: Units, mp: ModelParams) -> dict:
     """What the model keeps from the training data: the vocabulary and token counts, or
     what its family computes (`make_info`: note_gan's z-score statistics)."""
-    from cadenza.models import FAMILIES
-
-    family_info = getattr(FAMILIES[mp.family], "make_info", None)
-    if family_info is not None:
-        return family_info(train_units, mp)
+    if SPECS[mp.family].makes_info:
+        return cast(InfoMaker, load_family(mp.family)).make_info(train_units, mp)
     if mp.tokens is None:
         return {}
     vocab = build_vocab(train_units.values(), mp.tokens.min_count, mp.tokens.max_vocab)
@@ -172,7 +173,7 @@ def make_info(train_units: dict[str, object], mp: ModelParams) -> dict:
     return {"vocab": vocab, "counts": [counts.get(t, 0) for t in vocab]}
 
 
-def to_stream(units: dict[str, object], info: dict) -> torch.Tensor:
+def to_stream(units: Units, info: dict) -> torch.Tensor:
     """Join the pieces of a split into the one tensor the trainer cuts into windows."""
     if "vocab" in info:
         return torch.from_numpy(to_ids(units.values(), info["vocab"]))

@@ -10,9 +10,9 @@ any clone) and rebuilt from the pinned vl-convert by `python -m cadenza.dvc_plot
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from cadenza.dvc_cli import run_dvc_shown
 
 TEMPLATE = Path(__file__).parent / "assets" / "dvc_plots_offline.html"
 TEMPLATE_HEAD = "<!doctype html><html><head><meta charset='utf-8'><title>Cadenza plots</title>"
@@ -24,10 +24,9 @@ def offline_template_html() -> str:
     vega-embed draws SVG, so the marks are in the DOM."""
     import vl_convert  # only to rebuild the template: bundling takes seconds
 
-    return (
-        f"{TEMPLATE_HEAD}<script>{vl_convert.javascript_bundle()}</script></head>"
-        "<body>{plot_divs}</body></html>\n"
-    )
+    # None: the default snippet (the stub, unlike the function, wants a str)
+    bundle = vl_convert.javascript_bundle(None)  # type: ignore[arg-type]
+    return f"{TEMPLATE_HEAD}<script>{bundle}</script></head><body>{{plot_divs}}</body></html>\n"
 
 
 def show(
@@ -35,22 +34,16 @@ def show(
 ) -> Path:
     """`dvc plots show`, or with `revs` `dvc plots diff REV...` (one revision: against the
     workspace), with the offline template, also in a project without the config; returns
-    the page it wrote."""
+    the page it wrote. Raises DvcError (DVC has printed why) when DVC fails."""
     command = ["diff", *revs] if revs else ["show"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dvc",
-            "plots",
-            *command,
-            "--html-template",
-            str(template.resolve()),
-            "-o",
-            str(out.resolve()),
-        ],
-        cwd=project,
-        check=True,
+    run_dvc_shown(
+        project,
+        "plots",
+        *command,
+        "--html-template",
+        str(template.resolve()),
+        "-o",
+        str(out.resolve()),
     )
     return out / "index.html"
 

@@ -21,6 +21,7 @@ from sklearn.manifold import TSNE
 
 from cadenza.checkpoint import load_checkpoint
 from cadenza.io import atomic_dir, atomic_path, write_json
+from cadenza.models import SPECS
 from cadenza.plotting import plt
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def embedding_points(
             weight, np.array([m[0] for m in meaning]), [m[1] for m in meaning], vocab[: len(weight)]
         )
     layer = getattr(model, "pitch_embedding", None)
-    if family == "roll_lstm" and isinstance(layer, torch.nn.Linear):
+    if SPECS[family].embeds_pitches and isinstance(layer, torch.nn.Linear):
         weight = layer.weight.detach().float().cpu().numpy().T  # (pitches, d)
         low = 0 if len(weight) == 128 else 21  # 128 MIDI pitches, or 88 keys from A0
         pitch = np.arange(len(weight), dtype=float) + low

@@ -19,19 +19,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from cadenza.checkpoint import load_checkpoint
-from cadenza.config import EvaluateParams
+from cadenza.config import EvaluateParams, ModelParams
 from cadenza.data import cap_units, chosen_sources, load_units, piece_notes, source_of, to_stream
 from cadenza.io import write_json
 from cadenza.meter import Meter, bar_lines, parse_meter
-from cadenza.metrics import musegan, muspy_set, yang_lerch
-from cadenza.metrics.likelihood import frame_accuracy, frame_nll, summarise, token_sums
+from cadenza.metrics import musegan, yang_lerch
+from cadenza.metrics.likelihood import (
+    TOKEN_SUMS,
+    frame_accuracy,
+    frame_nll,
+    summarise,
+    token_sums,
+)
+from cadenza.metrics.registry import MUSIC, REFERENCE_ROWS, Piece, music_metrics
 from cadenza.metrics.yang_lerch import PieceNotes
-from cadenza.models import FAMILIES
+from cadenza.models import SPECS, FrameScorer, load_family
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
 from cadenza.representations.rolls import note_steps, steps_to_roll
@@ -39,25 +47,6 @@ from cadenza.representations.tokens import PAD_ID, UNK_ID, Notes
 from cadenza.train import eval_batch_size, pick_device, stream_logits
 
 log = logging.getLogger(__name__)
-
-MUSIC_METRICS = [
-    "empty_bar_ratio",
-    "used_pitch_classes",
-    "qualified_note_ratio",
-    "tonal_distance",
-    "pitch_range",
-    "n_pitches_used",
-    "n_pitch_classes_used",
-    "polyphony",
-    "polyphony_rate",
-    "pitch_in_scale_rate",
-    "scale_consistency",
-    "pitch_entropy",
-    "pitch_class_entropy",
-    "empty_beat_rate",
-    "groove_consistency",
-]
-REFERENCE_ROWS = ["train", "test", "test_shuffled_bars"]
 
 
 def on_grid(notes: Notes, meter: Meter, steps_per_beat: int) -> PieceNotes:
@@ -83,40 +72,30 @@ def piece_roll(p: PieceNotes) -> np.ndarray:
 def piece_metrics(
     p: PieceNotes, params: EvaluateParams, rng: np.random.Generator | None = None
 ) -> dict[str, float]:
-    """All music metrics of one piece. With `rng`, the bars of the accompaniment (everything
-    but the top voice) are shuffled first: MuseGAN's check that TD measures harmony."""
+    """All music metrics of one piece (`cadenza.metrics.registry`). With `rng`, the bars of
+    the accompaniment (everything but the top voice) are shuffled first: MuseGAN's check that
+    TD measures harmony."""
     roll = piece_roll(p)
     top, rest = musegan.split_top_voice(roll)
     if rng is not None:
         rest = _shuffle_bars(rest, p.bar_starts, rng)
         roll = top | rest
-    active = musegan.bar_activity(roll, p.bar_starts)
-    counts = roll.sum(axis=1)
-    return {
-        "empty_bar_ratio": musegan.empty_bar_ratio(active),
-        "used_pitch_classes": musegan.used_pitch_classes(active),
-        "qualified_note_ratio": musegan.qualified_note_ratio(
-            p.end - p.start, params.qualified_min_steps
-        ),
-        "tonal_distance": musegan.tonal_distance(top, rest, p.steps_per_beat, p.bar_starts),
-        "pitch_range": muspy_set.pitch_range(p.pitch),
-        "n_pitches_used": muspy_set.n_pitches_used(p.pitch),
-        "n_pitch_classes_used": muspy_set.n_pitch_classes_used(p.pitch),
-        "polyphony": muspy_set.polyphony(counts),
-        "polyphony_rate": muspy_set.polyphony_rate(counts),
-        "pitch_in_scale_rate": muspy_set.pitch_in_scale_rate(p.pitch),
-        "scale_consistency": muspy_set.scale_consistency(p.pitch),
-        "pitch_entropy": muspy_set.pitch_entropy(p.pitch),
-        "pitch_class_entropy": muspy_set.pitch_class_entropy(p.pitch),
-        "empty_beat_rate": muspy_set.empty_rate(counts, p.steps_per_beat),
-        "groove_consistency": muspy_set.groove_consistency(p.start, p.bar_starts, len(roll)),
-    }
+    piece = Piece(
+        notes=p,
+        roll=roll,
+        top=top,
+        rest=rest,
+        active=musegan.bar_activity(roll, p.bar_starts),
+        counts=roll.sum(axis=1),
+        qualified_min_steps=params.qualified_min_steps,
+    )
+    return {m.name: m.compute(piece) for m in music_metrics() if m.compute is not None}
 
 
 def mean_metrics(per_piece: list[dict[str, float]]) -> dict[str, float]:
     """Mean over pieces, ignoring pieces where a metric is undefined (NaN)."""
     out = {}
-    for name in MUSIC_METRICS:
+    for name in MUSIC:
         values = np.array([m[name] for m in per_piece], dtype=float)
         out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     out["n_pieces"] = len(per_piece)
@@ -205,7 +184,7 @@ def evaluate_model(
                 params.steps_per_beat,
             )
         )
-    result = mean_metrics([piece_metrics(p, params) for p in samples])
+    result: dict[str, Any] = {**mean_metrics([piece_metrics(p, params) for p in samples])}
     result["empty_samples"] = unreadable
     pooled, by_source, mp = likelihood(ckpt, prepared, seed, max_test_units)
     result.update(pooled)
@@ -269,7 +248,7 @@ def evaluate_valid(
 
 def likelihood(
     ckpt: Path, prepared: Path, seed: int, max_units: int = 0, split: str = "test"
-) -> tuple[dict[str, float], dict[str, dict], object]:
+) -> tuple[dict[str, float], dict[str, dict], ModelParams]:
     """Teacher-forced likelihood on one split, where the family defines one: token NLL
     (nats), perplexity, accuracy and `<unk>` share for token models (see
     `cadenza.metrics.likelihood.token_sums`); frame NLL and Bay et al.'s frame accuracy for
@@ -281,17 +260,17 @@ def likelihood(
     """
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
-    family = FAMILIES[mp.family]
+    spec = SPECS[mp.family]
     units = cap_units(load_units(prepared, split, mp, seed), max_units, mp.train.seq_len + 1)
     groups: dict[str, dict] = {}
     for pid, unit in units.items():
         groups.setdefault(source_of(pid), {})[pid] = unit
     by_source: dict[str, dict] = {}
-    if family.KIND == "tokens":
+    if spec.kind == "tokens":
         rows = eval_batch_size(mp.train, payload["info"])
-        pooled_sums = np.zeros(5)
+        pooled_sums = np.zeros(len(TOKEN_SUMS))
         for source, group in groups.items():
-            sums = np.zeros(5)
+            sums = np.zeros(len(TOKEN_SUMS))
             stream = to_stream(group, payload["info"])
             for logits, y in stream_logits(model, stream, mp.train.seq_len, device, rows):
                 sums += token_sums(
@@ -303,13 +282,14 @@ def likelihood(
             by_source[source] = {f"n_{split}_pieces": len(group), **summarise(*sums)}
             pooled_sums += sums
         pooled = summarise(*pooled_sums)
-    elif hasattr(family, "frame_probs"):
+    elif spec.scores_frames:
+        frame_probs = cast(FrameScorer, load_family(mp.family)).frame_probs
         probs, targets = [], []
         for source, group in groups.items():
             stream = to_stream(group, payload["info"])
             if len(stream) < 2:
                 continue
-            p = family.frame_probs(model, stream, mp.train.seq_len)
+            p = frame_probs(model, stream, mp.train.seq_len)
             t = stream[1 : len(p) + 1].numpy()
             by_source[source] = {f"n_{split}_pieces": len(group), **_frame_scores(p, t)}
             probs.append(p)

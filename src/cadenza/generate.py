@@ -23,7 +23,7 @@ from cadenza.checkpoint import load_checkpoint
 from cadenza.config import GenerateParams, ModelParams
 from cadenza.data import load_units
 from cadenza.io import atomic_dir
-from cadenza.models import FAMILIES
+from cadenza.models import SPECS, load_family
 from cadenza.representations.midi import write_midi
 from cadenza.representations.tokens import SECONDS_TO_BEATS
 from cadenza.train import pick_device
@@ -41,7 +41,7 @@ def generate(
         raise RuntimeError(f"{prepared}: the test split is empty; no prompts to start from")
     piece_ids = sorted(prompts)
     generator = torch.Generator().manual_seed(seed)
-    sample_fn = FAMILIES[mp.family].sample
+    sample_fn = load_family(mp.family).sample
     bpm = sample_bpm(mp, params.bpm)
     rows = []
     with atomic_dir(out) as tmp, torch.inference_mode():
@@ -73,7 +73,7 @@ def sample_bpm(mp: ModelParams, bpm: float) -> float:
     `SECONDS_TO_BEATS` beats, that is at 120 bpm, so they are written at 120: at 100 they
     would play 20 % slow.
     """
-    in_seconds = FAMILIES[mp.family].KIND == "notes" or (
+    in_seconds = SPECS[mp.family].kind == "notes" or (
         mp.tokens is not None and mp.tokens.scheme == "event"
     )
     return 60.0 * SECONDS_TO_BEATS if in_seconds else bpm

@@ -31,7 +31,9 @@ from cadenza.io import atomic_dir, read_json, write_json
 log = logging.getLogger(__name__)
 
 FORMAT = "cadenza-listening/1"
-REAL = "reference"  # the audio folder of the real test excerpts, and their name in the key
+# the audio folder of the real test excerpts, and their name in the key; keys and results
+# written before the rename say "reference", and name it in their "real" field, which is read
+REAL = "real"
 SCALE = {
     1: "completely random noise",
     5: "musically plausible",
@@ -117,7 +119,8 @@ def make_test(
         audio_root, n, n_real if n_real is not None else max(1, n // 3), models, rng
     )
     test_id = secrets.token_hex(4)
-    key = {"format": FORMAT, "test_id": test_id, "real": REAL, "clips": {}}
+    key_clips: dict[str, dict[str, str]] = {}
+    key = {"format": FORMAT, "test_id": test_id, "real": REAL, "clips": key_clips}
     with atomic_dir(out) as tmp:
         (tmp / "clips").mkdir()
         clips = []
@@ -126,7 +129,7 @@ def make_test(
             target = Path("clips") / f"{clip_id}{audio.suffix}"
             shutil.copyfile(audio, tmp / target)
             clips.append((clip_id, target.as_posix()))
-            key["clips"][clip_id] = {"source": source, "file": str(audio)}
+            key_clips[clip_id] = {"source": source, "file": str(audio)}
         (tmp / "index.html").write_text(render_page(test_id, clips))
         (tmp / "README.txt").write_text(
             "Open index.html in a web browser (double-click it; no internet needed).\n"

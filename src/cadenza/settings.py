@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from cadenza.paths import PREFECT_HOME
+
 ANALYTICS_OFF = {
     "DVC_NO_ANALYTICS": "1",  # else every dvc command spawns a daemon that dials out
     "DO_NOT_TRACK": "1",
@@ -26,7 +28,7 @@ def apply_offline_settings(project: Path) -> None:
     """Before a flow: Prefect's state inside the project, and time for its first start."""
     analytics_off()
     defaults = {
-        "PREFECT_HOME": str(project.resolve() / ".state" / "prefect"),
+        "PREFECT_HOME": str(project.resolve() / PREFECT_HOME),
         # the first start of the ephemeral server runs migrations; 20 s can time out
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }

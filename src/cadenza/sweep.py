@@ -20,9 +20,6 @@ import itertools
 import json
 import logging
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +29,7 @@ import pandas as pd
 import yaml
 
 from cadenza.config import from_dict, load_yaml
+from cadenza.dvc_cli import run_dvc, run_dvc_spawning
 from cadenza.io import atomic_path, flatten
 from cadenza.plotting import plt
 
@@ -63,37 +61,35 @@ class Sweep:
 
 
 def load_sweeps(path: Path) -> dict[str, Sweep]:
-    return from_dict_map(load_yaml(Path(path)) or {})
-
-
-def from_dict_map(raw: dict) -> dict[str, Sweep]:
+    """The sweeps of a sweeps.yaml, by name, validated."""
+    raw: dict[str, Any] = load_yaml(Path(path)) or {}
     return {name: from_dict(Sweep, spec, name) for name, spec in raw.items()}
 
 
 def grid_points(sweep: Sweep) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the first param varying slowest."""
     keys = list(sweep.grid)
     return [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())
     ]
 
 
-def dvc(project: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=project,
-        env=_dvc_env(),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
+def overrides(point: dict[str, Any]) -> list[str]:
+    """A grid point as `dvc exp run` param overrides: `-S key=value`, each value in YAML
+    (`true`, `[1, 2]`, `0.001`), which is how DVC parses it back into params.yaml."""
+    return [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml(value)}")]
+
+
+def points_to_run(project: Path, sweep: Sweep) -> list[dict[str, Any]]:
+    """The grid points with no successful experiment on the current commit yet."""
+    records = experiments(project)
+    return [point for point in grid_points(sweep) if find(records, point) is None]
 
 
 def experiments(project: Path) -> list[dict]:
     """Every experiment of the current commit from `dvc exp show --json`: its name, flat
     params and flat metrics ("file:key")."""
-    shown = json.loads(dvc(project, "exp", "show", "--json"))
+    shown = json.loads(run_dvc(project, "exp", "show", "--json"))
     records = []
     for baseline in shown:
         if baseline.get("rev") == "workspace":
@@ -120,20 +116,12 @@ def find(records: list[dict], point: dict[str, Any]) -> dict | None:
     return None
 
 
-def _dvc_env() -> dict[str, str]:
-    """This environment's bin folder first on PATH: `dvc queue start` spawns its workers as a
-    bare `dvc` (and stages run a bare `cadenza`); with another `dvc`, or none, on PATH the
-    workers never start and the points stay queued."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-
-
 def run_sweep(
     project: Path, name: str, sweep: Sweep, jobs: int, out_dir: Path, stall_s: float = STALL_S
 ) -> pd.DataFrame:
     """Queue the points not yet done, run the queue, and write the three outputs."""
     points = grid_points(sweep)
-    todo = [p for p in points if find(experiments(project), p) is None]
+    todo = points_to_run(project, sweep)
     log.info(
         "sweep %s: %d points, %d already done, %d to run",
         name,
@@ -142,8 +130,7 @@ def run_sweep(
         len(todo),
     )
     for point in todo:
-        overrides = [arg for k, v in point.items() for arg in ("-S", f"{k}={_yaml(v)}")]
-        dvc(project, "exp", "run", "--queue", *overrides, sweep.target)
+        run_dvc(project, "exp", "run", "--queue", *overrides(point), sweep.target)
     if todo:
         start_workers(project, jobs)
         wait_for_queue(project, jobs, stall_s)
@@ -263,21 +250,8 @@ def live_workers(project: Path) -> int:
 
 
 def start_workers(project: Path, jobs: int) -> None:
-    """`dvc queue start -j N`, returning when it does: its workers are daemons that inherit
-    its stdout, so a captured (piped) output would block until the last worker exits, and for
-    ever with a hung one."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
-            cwd=project,
-            env=_dvc_env(),
-            stdout=out,
-            stderr=out,
-            text=True,
-        )
-        if proc.returncode != 0:
-            out.seek(0)
-            raise RuntimeError(f"dvc queue start failed:\n{out.read()}")
+    """`dvc queue start -j N`, returning when it does (its workers are daemons)."""
+    run_dvc_spawning(project, "queue", "start", "-j", str(jobs))
 
 
 def wait_for_queue(

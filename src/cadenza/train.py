@@ -10,6 +10,9 @@ improvement on the valid loss rewrites the checkpoint atomically, so a killed ru
 last good one; beside it, `<ckpt>.resume.pt` holds the whole training state after each epoch,
 so a re-run after a kill continues where it stopped and ends with the same weights as an
 uninterrupted run. Adversarial families bring their own update (`train_step`).
+
+The loop itself is `fit`: the polyphonic benchmark (`cadenza.benchmark`) plugs its own
+batches (whole padded pieces), loss and valid score into it (`Loop`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import csv
 import hashlib
 import itertools
 import logging
+import math
 import random
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -31,7 +38,7 @@ from cadenza.checkpoint import load_data, save_checkpoint, save_data, verify_con
 from cadenza.config import ModelParams, TrainParams
 from cadenza.data import cap_units, chosen_sources, load_units, make_info, to_stream
 from cadenza.io import atomic_path
-from cadenza.models import FAMILIES
+from cadenza.models import SPECS, Adversarial, Family, load_family
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +65,129 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a training run stands after an epoch: what a resumed run starts from."""
+
+    epoch: int = 0
+    step: int = 0
+    best: float = math.inf  # the best valid score so far
+    stale: int = 0  # epochs since it improved
+    rows: list[dict] = field(default_factory=list)  # the log so far, one row per epoch
+
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What a trainer plugs into `fit`: its data, its update and its valid score.
+
+    `batches` gives one epoch's batches (`n_batches` of them) and is called once per epoch;
+    `step` makes one update on a batch and returns (loss, units scored); `validate` takes
+    the epoch's mean train loss and returns the valid score that early stopping and the
+    plateau schedule watch. `unit` names a unit in the log (tokens, frames, ...).
+    """
+
+    batches: Callable[[], Iterable[Batch]]
+    n_batches: int
+    step: Callable[[Batch], tuple[float, int]]
+    validate: Callable[[float], float]
+    unit: str
+    schedule: Literal["plateau", "cyclic", "constant"] = "constant"
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # for "plateau"
+    early_stop: bool = True  # False: every epoch counts as an improvement (the last is kept)
+
+
+def fit(
+    label: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainParams,
+    loop: Loop,
+    progress: Progress,
+    on_epoch: Callable[[Progress, float, bool], None],
+) -> Progress:
+    """The training loop, shared by the `train` stage and the polyphonic benchmark.
+
+    From the epoch after `progress.epoch` to `cfg.epochs`: the batches (behind a progress
+    bar), the learning rate of `optimizer` (the one that is scheduled and logged: cyclic per
+    step, or annealed on a valid plateau), the valid score, early stopping after
+    `cfg.patience` epochs without improvement. After each epoch, `on_epoch(progress,
+    valid_score, improved)` lets the caller keep the best weights, write its log and save
+    what a resumed run needs; it is called before the stop decision, so the last epoch is
+    saved too. Returns the final progress.
+    """
+    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        losses, n_units, step = [], 0, progress.step
+        for batch in tqdm(
+            loop.batches(),
+            total=loop.n_batches,
+            desc=f"train {label} epoch {epoch}",
+            unit="batch",
+            leave=False,
+        ):
+            if loop.schedule == "cyclic":
+                _set_lr(optimizer, cyclic_lr(step, cfg))
+            loss, units = loop.step(batch)
+            losses.append(loss)
+            n_units += units
+            step += 1
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        seconds = time.perf_counter() - start  # training only: the valid pass is not in it
+        valid_start = time.perf_counter()
+        valid_loss = loop.validate(train_loss)
+        valid_seconds = time.perf_counter() - valid_start
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": round(train_loss, 5),
+            "valid_loss": round(valid_loss, 5),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 2),
+            "units_per_s": round(n_units / seconds, 1),
+            "valid_seconds": round(valid_seconds, 2),
+        }
+        log.info(
+            "%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
+            "%.1f steps/s), valid pass %.1f s",
+            label,
+            epoch,
+            train_loss,
+            valid_loss,
+            row["lr"],
+            seconds,
+            n_units / seconds,
+            loop.unit,
+            loop.n_batches / seconds,
+            valid_seconds,
+        )
+        if loop.schedule == "plateau" and loop.plateau is not None:
+            loop.plateau.step(valid_loss)
+        improved = valid_loss < progress.best or not loop.early_stop
+        progress = Progress(
+            epoch=epoch,
+            step=step,
+            best=min(progress.best, valid_loss) if improved else progress.best,
+            stale=0 if improved else progress.stale + 1,
+            rows=[*progress.rows, row],
+        )
+        on_epoch(progress, valid_loss, improved)
+        if cfg.patience and progress.stale >= cfg.patience:
+            log.info("%s: early stop after epoch %d (best valid %.4f)", label, epoch, progress.best)
+            break
+    return progress
+
+
 def train(
     name: str, mp: ModelParams, prepared: Path, ckpt_path: Path, log_csv: Path, seed: int
 ) -> dict:
     """Train model `name`; write its best checkpoint and per-epoch log; return a summary."""
     seed_everything(seed)
     device = pick_device()
-    family, cfg = FAMILIES[mp.family], mp.train
+    spec, family, cfg = SPECS[mp.family], load_family(mp.family), mp.train
     sources, fallback = chosen_sources(prepared, mp.prefer_sources)
     if fallback:
         log.warning(
@@ -86,122 +209,87 @@ def train(
         ", ".join(sources),
         len(train_stream),
         len(valid_stream),
-        family.KIND,
+        spec.kind,
         " (capped)" if cfg.max_valid_units else "",
         device,
     )
     if cfg.epochs and len(train_stream) <= cfg.seq_len:
         raise ValueError(
-            f"{name}: the training split gives {len(train_stream)} {family.KIND}, "
+            f"{name}: the training split gives {len(train_stream)} {spec.kind}, "
             f"less than one window (train.seq_len + 1 = {cfg.seq_len + 1}); "
             "add data or lower seq_len"
         )
     fingerprint = data_fingerprint(train_stream, valid_stream, info)
     model = family.build(mp.net, info).to(device)
-    checkpoint = {"name": name, "params": mp, "info": info, "model": model, "seed": seed}
+    checkpoint = partial(
+        save_checkpoint, ckpt_path, name=name, params=mp, info=info, model=model, seed=seed
+    )
     # the compiled wrapper shares its weights with `model`, which is what gets saved
-    fast = torch.compile(model) if cfg.compile and device == "cuda" else model
+    # (torch's stubs type the compiled wrapper as a plain callable; it is a Module)
+    fast = (
+        cast(torch.nn.Module, torch.compile(model)) if cfg.compile and device == "cuda" else model
+    )
     if cfg.epochs == 0:  # a baseline that is not trained (unigram, untrained)
-        save_checkpoint(ckpt_path, **checkpoint, epoch=0, step=0, valid_loss=float("nan"))
+        checkpoint(epoch=0, step=0, valid_loss=float("nan"))
         _write_log(log_csv, [])
         return {"epochs": 0, "steps": 0}
 
-    custom_step = getattr(family, "train_step", None)  # GANs update two networks
+    adversarial = cast(Adversarial, family) if spec.adversarial else None  # GANs: two networks
     optimizers = (
-        family.make_optimizers(model, cfg)
-        if custom_step
+        adversarial.make_optimizers(model, cfg)
+        if adversarial
         else [OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr)]
     )
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizers[0], factor=cfg.plateau_factor, patience=0
     )
-    early_stop = getattr(family, "EARLY_STOP", True)
     generator = torch.Generator().manual_seed(seed)
-    progress = {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
+    progress = Progress()
     resume_path = ckpt_path.with_name(ckpt_path.stem + ".resume.pt")
     if resume_path.exists():  # a killed run left its last finished epoch: go on from there
         progress = _resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator)
-    best, stale, step, rows = (progress[k] for k in ("best", "stale", "step", "rows"))
-    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        losses, n_units = [], 0
-        # batches are cut lazily: only the capped ones are ever built (on MAESTRO's frames,
-        # the whole epoch's windows as floats took 5 GB, for 40 batches used)
-        n_batches = epoch_batches(len(train_stream), cfg)
-        batches = itertools.islice(
-            windows(train_stream, cfg.seq_len, cfg.batch_size, generator), n_batches
-        )
-        for x, y in tqdm(
-            batches, total=n_batches, desc=f"train {name} epoch {epoch}", unit="batch", leave=False
-        ):
-            x, y = x.to(device), y.to(device)
-            if cfg.schedule == "cyclic":
-                _set_lr(optimizers[0], cyclic_lr(step, cfg))
-            if custom_step:
-                losses.append(custom_step(fast, x, y, optimizers))
-            else:
-                losses.append(_supervised_step(family, fast, x, y, optimizers[0], cfg, device))
-            n_units += y.shape[0] * y.shape[1]
-            step += 1
-        train_loss = float(np.mean(losses)) if losses else float("nan")
-        seconds = time.perf_counter() - start  # training only: the valid pass is not in it
-        valid_start = time.perf_counter()
-        valid_loss = (
-            evaluate_loss(family, model, valid_stream, cfg, device, info)
-            if len(valid_stream) > cfg.seq_len
-            else train_loss
-        )
-        valid_seconds = time.perf_counter() - valid_start
-        rows.append(
-            {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": round(train_loss, 5),
-                "valid_loss": round(valid_loss, 5),
-                "lr": optimizers[0].param_groups[0]["lr"],
-                "seconds": round(seconds, 2),
-                "units_per_s": round(n_units / seconds, 1),
-                "valid_seconds": round(valid_seconds, 2),
-            }
-        )
-        _write_log(log_csv, rows)
-        log.info(
-            "%s epoch %d: train %.4f valid %.4f lr %.2g; training %.1f s (%.0f %s/s, "
-            "%.1f steps/s), valid pass %.1f s",
-            name,
-            epoch,
-            train_loss,
-            valid_loss,
-            rows[-1]["lr"],
-            seconds,
-            n_units / seconds,
-            family.KIND,
-            n_batches / seconds,
-            valid_seconds,
-        )
-        if cfg.schedule == "plateau" and not custom_step:
-            plateau.step(valid_loss)
-        if valid_loss < best or not early_stop:
-            best, stale = min(best, valid_loss), 0
-            save_checkpoint(ckpt_path, **checkpoint, epoch=epoch, step=step, valid_loss=valid_loss)
+
+    def step(batch: Batch) -> tuple[float, int]:
+        x, y = (t.to(device) for t in batch)
+        if adversarial:
+            loss = adversarial.train_step(fast, x, y, optimizers)
         else:
-            stale += 1
-        _save_resume(
-            resume_path,
-            mp,
-            fingerprint,
-            model,
-            optimizers,
-            plateau,
-            generator,
-            {"epoch": epoch, "step": step, "best": best, "stale": stale, "rows": rows},
-        )
-        if cfg.patience and stale >= cfg.patience:
-            log.info("%s: early stop after epoch %d (best valid %.4f)", name, epoch, best)
-            break
+            loss = supervised_step(
+                lambda: family.loss(fast, x, y), fast, optimizers[0], cfg.clip, device == "cuda"
+            )
+        return loss, y.shape[0] * y.shape[1]
+
+    def validate(train_loss: float) -> float:
+        if len(valid_stream) <= cfg.seq_len:  # too short for one window
+            return train_loss
+        return evaluate_loss(family, model, valid_stream, cfg, device, info)
+
+    def on_epoch(progress: Progress, valid_loss: float, improved: bool) -> None:
+        _write_log(log_csv, progress.rows)
+        if improved:
+            checkpoint(epoch=progress.epoch, step=progress.step, valid_loss=valid_loss)
+        _save_resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator, progress)
+
+    # batches are cut lazily: only the capped ones are ever built (on MAESTRO's frames, the
+    # whole epoch's windows as floats took 5 GB, for 40 batches used)
+    n_batches = epoch_batches(len(train_stream), cfg)
+    loop = Loop(
+        batches=lambda: itertools.islice(
+            windows(train_stream, cfg.seq_len, cfg.batch_size, generator), n_batches
+        ),
+        n_batches=n_batches,
+        step=step,
+        validate=validate,
+        unit=spec.kind,
+        # adversarial losses do not measure quality: no annealing on their plateau, and the
+        # last epoch is kept
+        schedule="constant" if adversarial and cfg.schedule == "plateau" else cfg.schedule,
+        plateau=plateau,
+        early_stop=not spec.adversarial,
+    )
+    progress = fit(name, model, optimizers[0], cfg, loop, progress, on_epoch)
     resume_path.unlink(missing_ok=True)  # finished: nothing to resume
-    return {"best_valid_loss": best, "epochs": len(rows), "steps": step}
+    return {"best_valid_loss": progress.best, "epochs": len(progress.rows), "steps": progress.step}
 
 
 def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict) -> str:
@@ -214,7 +302,7 @@ def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, inf
     digest = hashlib.sha256(repr(sorted(info.items())).encode())
     for stream in (train_stream, valid_stream):
         digest.update(str((stream.dtype, tuple(stream.shape))).encode())
-        digest.update(memoryview(stream.contiguous().numpy()).cast("B"))
+        digest.update(stream.contiguous().numpy().data.cast("B"))
     return digest.hexdigest()
 
 
@@ -226,11 +314,11 @@ def _save_resume(
     path: Path,
     mp: ModelParams,
     fingerprint: str,
-    model,
-    optimizers,
-    plateau,
-    generator,
-    progress: dict,
+    model: torch.nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    generator: torch.Generator,
+    progress: Progress,
 ) -> None:
     """Everything a resumed run needs to continue exactly as an uninterrupted one would:
     weights, optimizer and scheduler state, every random generator (the CUDA ones too, on a
@@ -245,7 +333,7 @@ def _save_resume(
         "plateau": plateau.state_dict(),
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
-        **progress,
+        **asdict(progress),
     }
     if torch.cuda.is_available():
         payload["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -253,8 +341,14 @@ def _save_resume(
 
 
 def _resume(
-    path: Path, mp: ModelParams, fingerprint: str, model, optimizers, plateau, generator
-) -> dict:
+    path: Path,
+    mp: ModelParams,
+    fingerprint: str,
+    model: torch.nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    generator: torch.Generator,
+) -> Progress:
     """The progress saved in `path`, loaded into the live objects; a file left by a run on
     other params or other data is discarded (one log line) and training starts afresh.
 
@@ -281,7 +375,7 @@ def _resume(
             "%s: left by a run on %s; discarding it and training from the start", path, mismatch
         )
         path.unlink()
-        return {"epoch": 0, "step": 0, "best": float("inf"), "stale": 0, "rows": []}
+        return Progress()
     log.info("%s: resuming after epoch %d", path, payload["epoch"])
     model.load_state_dict(payload["model"])
     for opt, state in zip(optimizers, payload["optimizers"], strict=True):
@@ -290,7 +384,7 @@ def _resume(
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
     _restore_cuda_rng(payload.get("cuda_rng"), path)
-    return {k: payload[k] for k in ("epoch", "step", "best", "stale", "rows")}
+    return Progress(**{f.name: payload[f.name] for f in fields(Progress)})
 
 
 def _restore_cuda_rng(states: list[torch.Tensor] | None, path: Path) -> None:
@@ -312,13 +406,21 @@ def _restore_cuda_rng(states: list[torch.Tensor] | None, path: Path) -> None:
     torch.cuda.set_rng_state_all(states)
 
 
-def _supervised_step(family, model, x, y, optimizer, cfg: TrainParams, device: str) -> float:
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        loss = family.loss(model, x, y)
+def supervised_step(
+    loss_fn: Callable[[], torch.Tensor],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    clip: float,
+    autocast: bool,
+) -> float:
+    """One gradient step on the loss `loss_fn` computes (in bf16 autocast on a GPU where
+    `autocast`), its gradient norm clipped to `clip` (0 = no clipping)."""
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+        loss = loss_fn()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
     return loss.item()
 
@@ -337,7 +439,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def windows(
     stream: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator | None = None
-):
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
     generator is given. Works for any stream whose first axis is time; byte-sized frames
     come out as float."""
@@ -375,7 +477,7 @@ EVAL_OUTPUT_FLOATS = 1 << 26
 
 @torch.inference_mode()
 def evaluate_loss(
-    family,
+    family: Family,
     model: torch.nn.Module,
     stream: torch.Tensor,
     cfg: TrainParams,
@@ -394,7 +496,7 @@ def evaluate_loss(
 @torch.inference_mode()
 def stream_logits(
     model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str, rows: int = 1
-):
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Teacher-forced (logits, targets) over a whole token stream, flattened per window.
 
     The stream is cut into up to `rows` contiguous parts scored side by side as one batch,

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+TOKEN_SUMS = ("nll_sum", "n_known", "correct", "count", "n_unk")  # what token_sums returns
+
 
 def token_sums(
     log_probs: np.ndarray, targets: np.ndarray, ignore: int = -1, unk: int = -1

@@ -9,35 +9,19 @@ design (`latent_lstm` adds it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
+from cadenza.models.specs import FrameVAENet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
-KIND = "frames"
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4
-    hidden: int = 256
-    latent: int = 16
-    beta: float = 1.0  # weight of the KL term
-
-    def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "hidden", "latent"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.beta >= 0, "beta", "must be >= 0")
-
 
 class FrameVAE(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: FrameVAENet) -> None:
         super().__init__()
         self.beta, self.latent = net.beta, net.latent
         self.encoder = nn.Sequential(
@@ -60,17 +44,17 @@ class FrameVAE(nn.Module):
         return (bce.sum(-1) + self.beta * kl.sum(-1)).mean()
 
 
-def build(net: Net, info: dict) -> FrameVAE:
+def build(net: FrameVAENet, info: dict) -> FrameVAE:
     return FrameVAE(net)
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss(model: FrameVAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return model.elbo_loss(x.float())
 
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: FrameVAE,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

@@ -4,12 +4,13 @@ alternating update, one discriminator step then one generator step (Goodfellow e
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-Losses = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+M = TypeVar("M", bound=nn.Module)
 
 
 def adversarial_losses(
@@ -25,7 +26,10 @@ def adversarial_losses(
 
 
 def alternating_step(
-    losses: Losses, model: nn.Module, x: torch.Tensor, optimizers: list[torch.optim.Optimizer]
+    losses: Callable[[M, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    model: M,
+    x: torch.Tensor,
+    optimizers: list[torch.optim.Optimizer],
 ) -> float:
     """One discriminator update, then one generator update; returns the generator loss."""
     g_opt, d_opt = optimizers

@@ -10,40 +10,22 @@ space, and decodes each predicted latent to a frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
 from cadenza.models.frame_vae import FrameVAE
-from cadenza.models.frame_vae import Net as VAENet
+from cadenza.models.specs import FrameVAENet, LatentLSTMNet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
-KIND = "frames"
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4
-    vae_hidden: int = 256
-    latent: int = 16
-    hidden: int = 128  # the LSTM over latents
-    beta: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "vae_hidden", "latent", "hidden"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.beta >= 0, "beta", "must be >= 0")
-
 
 class LatentLSTM(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: LatentLSTMNet) -> None:
         super().__init__()
-        self.vae = FrameVAE(VAENet(net.steps_per_beat, net.vae_hidden, net.latent, net.beta))
+        self.vae = FrameVAE(FrameVAENet(net.steps_per_beat, net.vae_hidden, net.latent, net.beta))
         self.rnn = nn.LSTM(net.latent, net.hidden, batch_first=True)
         self.head = nn.Linear(net.hidden, net.latent)
 
@@ -53,11 +35,11 @@ class LatentLSTM(nn.Module):
         return self.head(hidden), state
 
 
-def build(net: Net, info: dict) -> LatentLSTM:
+def build(net: LatentLSTMNet, info: dict) -> LatentLSTM:
     return LatentLSTM(net)
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss(model: LatentLSTM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x.float()
     mu, _ = model.vae.encode(x)
     predicted, _ = model(mu[:, :-1])
@@ -66,7 +48,7 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: LatentLSTM,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

@@ -20,36 +20,20 @@ from [0, `max_seconds`] (longer ones clipped) to [-1, 1].
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, TrainParams, _check
+from cadenza.config import GenerateParams, ModelParams, TrainParams
 from cadenza.models.gan import adversarial_losses, alternating_step
 from cadenza.models.note_rnn import notes_from_features
+from cadenza.models.specs import NoteGANNet
 from cadenza.representations.tokens import Notes
 
-KIND = "notes"
-EARLY_STOP = False  # adversarial losses do not measure quality: keep the last epoch
 FEATURES = ("pitch", "step", "duration")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Net:
-    noise: int = 100
-    max_seconds: float = 4.0  # minmax only: the top of the step and duration range
-    lr: float = 1e-4
-    scaling: Literal["zscore", "minmax"] = "zscore"  # paper 004: zero mean, unit std
-
-    def __post_init__(self) -> None:
-        _check(self.noise >= 1, "noise", "must be >= 1")
-        _check(self.max_seconds > 0, "max_seconds", "must be > 0")
-        _check(self.lr > 0, "lr", "must be > 0")
 
 
 def note_statistics(features: np.ndarray) -> dict[str, list[float]]:
@@ -74,7 +58,11 @@ def make_info(train_units: dict[str, np.ndarray], mp: ModelParams) -> dict:
 
 
 class NoteGAN(nn.Module):
-    def __init__(self, net: Net, stats: dict | None = None) -> None:
+    mean: torch.Tensor  # buffers of the zscore scaling
+    std: torch.Tensor
+    fitted: torch.Tensor
+
+    def __init__(self, net: NoteGANNet, stats: dict | None = None) -> None:
         super().__init__()
         self.net = net
         layers, width = [], net.noise
@@ -96,8 +84,8 @@ class NoteGAN(nn.Module):
         )  # logits: the sigmoid is inside the BCE
         if net.scaling == "zscore":  # buffers: saved in the checkpoint with the weights
             given = stats is not None and "mean" in stats and "std" in stats
-            mean = stats["mean"] if given else [0.0] * 3
-            std = stats["std"] if given else [1.0] * 3
+            mean = stats["mean"] if stats is not None and given else [0.0] * 3
+            std = stats["std"] if stats is not None and given else [1.0] * 3
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float64))
             self.register_buffer("fitted", torch.tensor(given))
@@ -124,7 +112,7 @@ class NoteGAN(nn.Module):
         return (x.cpu() + 1) / 2 * top
 
 
-def build(net: Net, info: dict) -> NoteGAN:
+def build(net: NoteGANNet, info: dict) -> NoteGAN:
     return NoteGAN(net, info)
 
 
@@ -158,14 +146,14 @@ def train_step(
     return alternating_step(_losses, model, x, optimizers)
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss(model: NoteGAN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The discriminator's loss on real and generated notes (logged; not a quality score)."""
     return _losses(model, x)[0]
 
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: NoteGAN,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

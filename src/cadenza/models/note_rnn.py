@@ -10,36 +10,18 @@ is scaled to [0, 1) (pitch / 128).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
+from cadenza.models.specs import NoteRNNNet
 from cadenza.representations.tokens import SECONDS_TO_BEATS, Notes
-
-KIND = "notes"
-
-
-@dataclass(frozen=True)
-class Net:
-    hidden: int = 128
-    pitch_weight: float = 0.05
-    step_weight: float = 1.0
-    duration_weight: float = 1.0
-    temperature: float = 2.0  # the tutorial's sampling temperature for pitch
-
-    def __post_init__(self) -> None:
-        _check(self.hidden >= 1, "hidden", "must be >= 1")
-        for name in ("pitch_weight", "step_weight", "duration_weight"):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
-        _check(self.temperature > 0, "temperature", "must be > 0")
 
 
 class NoteRNN(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: NoteRNNNet) -> None:
         super().__init__()
         self.net = net
         self.rnn = nn.LSTM(3, net.hidden, batch_first=True)
@@ -54,7 +36,7 @@ class NoteRNN(nn.Module):
         return (self.pitch(hidden), self.step(hidden)[..., 0], self.duration(hidden)[..., 0]), state
 
 
-def build(net: Net, info: dict) -> NoteRNN:
+def build(net: NoteRNNNet, info: dict) -> NoteRNN:
     return NoteRNN(net)
 
 
@@ -62,7 +44,7 @@ def mse_with_positive_pressure(pred: torch.Tensor, target: torch.Tensor) -> torc
     return F.mse_loss(pred, target) + 10 * torch.clamp(-pred, min=0).mean()
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss(model: NoteRNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     (pitch, step, duration), _ = model(x)
     net = model.net
     return (

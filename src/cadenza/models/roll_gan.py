@@ -18,45 +18,18 @@ the discriminator's output) and `decode: sample` (each cell drawn from its sigmo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, TrainParams, _check
+from cadenza.config import GenerateParams, ModelParams, TrainParams
 from cadenza.models.gan import adversarial_losses, alternating_step
+from cadenza.models.specs import RollGANNet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
-KIND = "frames"
-EARLY_STOP = False  # adversarial losses do not measure quality: keep the last epoch
 LOW, PITCHES, WIDTH = 21, 106, 100
 PROJECTION = 8 * 53 * 25  # the last dense layer's output: 8 maps of 53 x 25
-MAX_DENSE = 6
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4
-    latent: int = 10
-    lr: float = 2e-4
-    beta1: float = 0.5
-    generator_layers: int = 4  # dense layers before the convolutions (paper 004: 4; was 2)
-    seed_dropout: bool = True  # dropout after the transposed conv and the critic's batch norm
-    decode: Literal["threshold", "sample"] = "threshold"  # img2midi: on where p > 0.5
-
-    def __post_init__(self) -> None:
-        _check(self.steps_per_beat >= 1, "steps_per_beat", "must be >= 1")
-        _check(self.latent >= 1, "latent", "must be >= 1")
-        _check(self.lr > 0, "lr", "must be > 0")
-        _check(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
-        _check(
-            1 <= self.generator_layers <= MAX_DENSE,
-            "generator_layers",
-            f"must be in [1, {MAX_DENSE}] (paper 004: 4)",
-        )
 
 
 def dense_widths(layers: int) -> list[int]:
@@ -66,7 +39,7 @@ def dense_widths(layers: int) -> list[int]:
 
 
 class RollGAN(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: RollGANNet) -> None:
         super().__init__()
         self.net = net
         dense, width = [], net.latent
@@ -107,7 +80,7 @@ class RollGAN(nn.Module):
         return torch.sigmoid(self.generator(z))
 
 
-def build(net: Net, info: dict) -> RollGAN:
+def build(net: RollGANNet, info: dict) -> RollGAN:
     return RollGAN(net)
 
 
@@ -133,14 +106,14 @@ def train_step(
     return alternating_step(_losses, model, x, optimizers)
 
 
-def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss(model: RollGAN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The discriminator's loss on real and generated images (logged; not a quality score)."""
     return _losses(model, x)[0]
 
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: RollGAN,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

@@ -9,37 +9,19 @@ Pitches are independent given the past, which is why RNN-NADE-style outputs do b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
+from cadenza.models.specs import RollLSTMNet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
-KIND = "frames"
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4  # the frame grid: 16th notes
-    pitches: int = 128  # frame width: 128 MIDI pitches, or the benchmark's 88 keys
-    embedding: int = 128
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "pitches", "embedding", "hidden", "layers"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-
 
 class RollLSTM(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: RollLSTMNet) -> None:
         super().__init__()
         self.pitch_embedding = nn.Linear(net.pitches, net.embedding, bias=False)  # sum of emb.
         self.rnn = nn.LSTM(
@@ -57,7 +39,7 @@ class RollLSTM(nn.Module):
         return self.head(hidden), state
 
 
-def build(net: Net, info: dict) -> RollLSTM:
+def build(net: RollLSTMNet, info: dict) -> RollLSTM:
     return RollLSTM(net)
 
 

@@ -14,38 +14,18 @@ Sampling is sequential: one MADE pass per pitch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import _check
 from cadenza.models.roll_nade import loss, sample  # noqa: F401 - same interface as roll_nade
-
-KIND = "frames"
-PITCH_AUTOREGRESSIVE = True  # the benchmark feeds it the target frame (teacher forcing)
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4
-    pitches: int = 128
-    embedding: int = 128
-    hidden: int = 256  # the time LSTM
-    made_hidden: int = 512  # units per MADE layer
-    made_layers: int = 2
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "embedding", "hidden", "made_hidden", "made_layers"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.pitches >= 2, "pitches", "must be >= 2")
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+from cadenza.models.specs import RollMADENet
 
 
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 connectivity mask."""
+
+    mask: torch.Tensor  # a buffer
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__(mask.shape[1], mask.shape[0])
@@ -67,7 +47,7 @@ def made_masks(pitches: int, units: int, layers: int) -> list[torch.Tensor]:
 
 
 class RollMADE(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: RollMADENet) -> None:
         super().__init__()
         self.pitches = net.pitches
         self.pitch_embedding = nn.Linear(net.pitches, net.embedding, bias=False)
@@ -127,5 +107,5 @@ class RollMADE(nn.Module):
         return frame
 
 
-def build(net: Net, info: dict) -> RollMADE:
+def build(net: RollMADENet, info: dict) -> RollMADE:
     return RollMADE(net)

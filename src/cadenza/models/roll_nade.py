@@ -11,38 +11,24 @@ independent Bernoulli per pitch) cannot express that C and E go together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
+from cadenza.models.specs import RollNADENet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
-KIND = "frames"
-PITCH_AUTOREGRESSIVE = True  # the benchmark feeds it the target frame (teacher forcing)
-
-
-@dataclass(frozen=True)
-class Net:
-    steps_per_beat: int = 4
-    pitches: int = 128
-    embedding: int = 128
-    hidden: int = 256  # the time LSTM
-    pitch_hidden: int = 64  # the LSTM across the pitches of a frame
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "pitches", "embedding", "hidden", "pitch_hidden"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+if TYPE_CHECKING:
+    from cadenza.models.roll_made import RollMADE  # shares this sampler
 
 
 class RollNADE(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: RollNADENet) -> None:
         super().__init__()
         self.pitches = net.pitches
         self.pitch_embedding = nn.Linear(net.pitches, net.embedding, bias=False)
@@ -106,7 +92,7 @@ class RollNADE(nn.Module):
         return torch.stack(out, dim=1)
 
 
-def build(net: Net, info: dict) -> RollNADE:
+def build(net: RollNADENet, info: dict) -> RollNADE:
     return RollNADE(net)
 
 
@@ -117,7 +103,7 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: RollNADE | RollMADE,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

@@ -4,7 +4,7 @@ The model of paper 003 (Huang & Wu, "Deep Learning for Music": a 2-layer LSTM, e
 hidden 128, over chord or MIDI-event tokens), paper 002 (one LSTM layer of 64 over pitch
 symbols with a `<next>` separator), paper 001 (one LSTM layer with dropout over the melody
 time series) and paper 000 (a vanilla RNN with one hidden layer over the lowest note). With
-`train.epochs: 0` it is paper 003's `untrained` baseline. `Net` selects the variant.
+`train.epochs: 0` it is paper 003's `untrained` baseline. `TokenLMNet` selects the variant.
 
 `sample_tokens` implements paper 003's generation, shared by every token family: feed a
 prompt, then draw each next token either greedily (with probability `greedy_prob`) or from
@@ -14,36 +14,24 @@ notes" is this loop run for k steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import GenerateParams, ModelParams, _check
+from cadenza.config import GenerateParams, ModelParams
+from cadenza.models.specs import TokenLMNet
 from cadenza.representations.tokens import EOS, PAD, UNK, Notes, decode
 
-KIND = "tokens"
+if TYPE_CHECKING:
+    from cadenza.models.transformer import Transformer  # samples with this loop
+
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-@dataclass(frozen=True)
-class Net:
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = 2
-    embedding: int = 128
-    hidden: int = 128
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("layers", "embedding", "hidden"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-
-
 class TokenLM(nn.Module):
-    def __init__(self, vocab_size: int, net: Net) -> None:
+    def __init__(self, vocab_size: int, net: TokenLMNet) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, net.embedding)
         self.rnn = CELLS[net.cell](
@@ -62,7 +50,7 @@ class TokenLM(nn.Module):
         return self.head(self.drop(hidden)), state
 
 
-def build(net: Net, info: dict) -> TokenLM:
+def build(net: TokenLMNet, info: dict) -> TokenLM:
     return TokenLM(len(info["vocab"]), net)
 
 
@@ -115,7 +103,8 @@ def sample_tokens(
         out.append(token)
         if state is None:  # a context model (Transformer): feed the whole window again
             ids.append(token)
-            logits, _ = model(torch.tensor([ids[-model.max_len :]], device=device))
+            context = cast("Transformer", model).max_len
+            logits, _ = model(torch.tensor([ids[-context:]], device=device))
         else:
             logits, state = model(torch.tensor([[token]], device=device), state)
-    return decode([vocab[j] for j in out], mp.tokens)
+    return decode([vocab[j] for j in out], mp.token_params)

@@ -7,37 +7,14 @@ PyTorch's fused `scaled_dot_product_attention`, trained by the shared trainer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.config import _check
+from cadenza.models.specs import TransformerNet
 from cadenza.models.token_lm import loss, sample_tokens  # noqa: F401 - the family interface
 
-KIND = "tokens"
 sample = sample_tokens
-
-
-@dataclass(frozen=True)
-class Net:
-    layers: int = 4
-    heads: int = 4
-    d_model: int = 128
-    ff: int = 512
-    dropout: float = 0.1
-    max_len: int = 512  # the context window when sampling
-
-    def __post_init__(self) -> None:
-        for name in ("layers", "heads", "d_model", "ff", "max_len"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(
-            self.d_model % (2 * self.heads) == 0,
-            "d_model",
-            "must be a multiple of 2 x heads (rotary embeddings rotate pairs)",
-        )
-        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
 
 def rotary(x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +29,7 @@ def rotary(x: torch.Tensor) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: TransformerNet) -> None:
         super().__init__()
         self.heads, self.dropout = net.heads, net.dropout
         self.norm1, self.norm2 = nn.LayerNorm(net.d_model), nn.LayerNorm(net.d_model)
@@ -87,7 +64,7 @@ def _init(module: nn.Module) -> None:
 
 
 class Transformer(nn.Module):
-    def __init__(self, vocab_size: int, net: Net) -> None:
+    def __init__(self, vocab_size: int, net: TransformerNet) -> None:
         super().__init__()
         self.max_len = net.max_len
         self.embed = nn.Embedding(vocab_size, net.d_model)
@@ -105,5 +82,5 @@ class Transformer(nn.Module):
         return self.head(self.norm(x)), None
 
 
-def build(net: Net, info: dict) -> Transformer:
+def build(net: TransformerNet, info: dict) -> Transformer:
     return Transformer(len(info["vocab"]), net)

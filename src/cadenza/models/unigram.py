@@ -6,25 +6,13 @@ whatever came before. Anything a real model does worse than this, it has not lea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from cadenza.models.specs import UnigramNet
 from cadenza.models.token_lm import loss, sample_tokens  # noqa: F401 - the family interface
 
-KIND = "tokens"
 sample = sample_tokens
-
-
-@dataclass(frozen=True)
-class Net:
-    smoothing: float = 0.5  # add-k smoothing, so that no token has probability 0
-
-    def __post_init__(self) -> None:
-        from cadenza.config import _check
-
-        _check(self.smoothing > 0, "smoothing", "must be > 0")
 
 
 class Unigram(nn.Module):
@@ -38,5 +26,5 @@ class Unigram(nn.Module):
         return self.log_prob.expand(*ids.shape, -1), ()
 
 
-def build(net: Net, info: dict) -> Unigram:
+def build(net: UnigramNet, info: dict) -> Unigram:
     return Unigram(info["counts"], net.smoothing)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import symusic
@@ -215,7 +216,7 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
     except RejectedPiece as err:
         raise RejectedPiece(f"unreadable MIDI: {err}") from None
     try:
-        score = symusic.Score.from_midi(data)
+        score = symusic.core.ScoreTick.from_midi(data)  # what `symusic.Score` builds, typed
     except Exception as err:  # noqa: BLE001 - symusic raises RuntimeError/ValueError freely
         raise RejectedPiece(f"unreadable MIDI: {err}") from err
     for tempo in score.tempos:
@@ -228,7 +229,9 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
                 f"absurd tempo: {60e6 / tempo.mspq:,.0f} bpm at tick "
                 f"{tempo.time} (limit {MAX_BPM:,.0f})"
             )
-    beats, seconds = score.to("quarter"), score.to("second")
+    # symusic types `to` as returning object: the classes it returns for these units
+    beats = cast(symusic.core.ScoreQuarter, score.to("quarter"))
+    seconds = cast(symusic.core.ScoreSecond, score.to("second"))
     parts: dict[str, list[np.ndarray]] = {name: [] for name in NOTE_ARRAYS}
     for tb, ts in zip(beats.tracks, seconds.tracks, strict=True):
         if len(tb.notes) == 0 or not keep_track(tb.program, tb.is_drum, track_filter):

@@ -1,5 +1,7 @@
 """Readers for the formats a manifest can name: MIDI, LPD `.npz` rolls, B-L pickles.
 
+`READERS` has one reader per `cadenza.sources.registry.Format`, the type the layouts declare
+their rows' formats in (tests/test_source_registry.py checks that each declared one has one).
 Each returns a `ParsedPiece` (note arrays in beats and seconds), so everything after reading
 is the same for every corpus.
 """
@@ -10,20 +12,24 @@ import functools
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 
 from cadenza.prepare.parse import MAX_BEATS, NOTE_ARRAYS, ParsedPiece, RejectedPiece, parse_midi
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.sources import bl_pickle
+from cadenza.sources.registry import Format
 
 BL_SECONDS_PER_BEAT = 0.5  # the B-L rolls carry no tempo; we assume 120 bpm
 MAX_NPZ_BYTES = 256 << 20  # uncompressed; LPD files are ~1 MB unpacked
 MAX_ROLL_STEPS = int(MAX_BEATS) * 24  # parse's beat limit at LPD's 24 steps per beat
 
 
-def read_piece(folder: Path, row, source: dict) -> ParsedPiece:
+def read_piece(folder: Path, row: SimpleNamespace, source: dict) -> ParsedPiece:
     """Read the piece a manifest row names, with the source's track filter.
 
     Any error a reader raises on a broken file becomes a `RejectedPiece` naming the error
@@ -35,20 +41,30 @@ def read_piece(folder: Path, row, source: dict) -> ParsedPiece:
     except (RejectedPiece, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - a reader's bug must not cost the whole run
-        raise RejectedPiece(
-            f"unreadable {row.format or 'midi'} file: {type(err).__name__}: {err}"
-        ) from err
+        raise RejectedPiece(f"unreadable {row.format} file: {type(err).__name__}: {err}") from err
 
 
-def _read(folder: Path, row, source: dict) -> ParsedPiece:
-    path = folder / row.path
-    if row.format in ("midi", ""):
-        return parse_midi(path, source["track_filter"])
-    if row.format == "npz":
-        return read_lpd(path, source["options"].get("piano", "program"))
-    if row.format == "bl_pickle":
-        return read_bl(path, row.split, int(row.member), source["step_beats"])
-    raise RejectedPiece(f"unknown format {row.format!r}")
+def _read(folder: Path, row: SimpleNamespace, source: dict) -> ParsedPiece:
+    reader = READERS.get(row.format)
+    if reader is None:
+        raise RejectedPiece(f"unknown format {row.format!r}")
+    return reader(folder / row.path, row, source)
+
+
+# (the file, its manifest row, the source's registry entry as fetched: source.json) -> notes
+Reader = Callable[[Path, SimpleNamespace, dict], ParsedPiece]
+
+
+def _midi(path: Path, row: SimpleNamespace, source: dict) -> ParsedPiece:
+    return parse_midi(path, source["track_filter"])
+
+
+def _npz(path: Path, row: SimpleNamespace, source: dict) -> ParsedPiece:
+    return read_lpd(path, source["options"].get("piano", "program"))
+
+
+def _bl_pickle(path: Path, row: SimpleNamespace, source: dict) -> ParsedPiece:
+    return read_bl(path, row.split, int(row.member), source["step_beats"])
 
 
 def read_lpd(path: Path, piano: str) -> ParsedPiece:
@@ -82,7 +98,8 @@ def _lpd_piece(npz: np.lib.npyio.NpzFile, piano: str) -> ParsedPiece:
     """The kept tracks of an opened LPD archive as one `ParsedPiece`."""
     if "info.json" not in npz:
         raise RejectedPiece("unreadable npz: no info.json")
-    info = json.loads(npz["info.json"].decode("utf-8"))
+    # a member that is not a .npy array comes back as its bytes (numpy types every one as array)
+    info = json.loads(cast(bytes, npz["info.json"]).decode("utf-8"))
     spb = info.get("resolution")
     spb = info.get("beat_resolution") if spb is None else spb  # pypianoroll < 1.0
     if not isinstance(spb, int) or spb <= 0:
@@ -271,7 +288,7 @@ def check_npz(path: Path) -> None:
 
 def _check_npz_members(npz: np.lib.npyio.NpzFile) -> None:
     """`check_npz` on an opened archive: the unpacked size, then every roll's shape."""
-    total = sum(info.file_size for info in npz.zip.infolist())
+    total = sum(info.file_size for info in _zip(npz).infolist())
     if total > MAX_NPZ_BYTES:
         raise RejectedPiece(f"npz unpacks to {total:,} bytes (limit {MAX_NPZ_BYTES:,})")
     for key in npz.files:
@@ -282,6 +299,13 @@ def _check_npz_members(npz: np.lib.npyio.NpzFile) -> None:
                     f"npz roll {key} claims shape {shape.tolist()} "
                     f"(at most {MAX_ROLL_STEPS:,} x 128)"
                 )
+
+
+def _zip(npz: np.lib.npyio.NpzFile) -> zipfile.ZipFile:
+    """The zip archive under an open `npz` (numpy types it optional: None once closed)."""
+    if npz.zip is None:
+        raise ValueError("the npz archive is closed")
+    return npz.zip
 
 
 NPY_1D_HEADER = re.compile(
@@ -298,7 +322,7 @@ def _member(npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     Anything but a version-1 header of a 1-D array of a plain number type goes to numpy.
     """
     try:
-        raw = npz.zip.read(f"{key}.npy")
+        raw = _zip(npz).read(f"{key}.npy")
     except KeyError:  # stored under its bare name, or missing: numpy's way and message
         return npz[key]
     header = int.from_bytes(raw[8:10], "little") + 10
@@ -339,3 +363,7 @@ def read_bl(path: Path, split: str, index: int, step_beats: float) -> ParsedPiec
         "duration_s": duration * BL_SECONDS_PER_BEAT,
     }
     return ParsedPiece(notes=notes, key_signature=None)
+
+
+# the one reader per manifest format (last: the readers above must exist first)
+READERS: dict[Format, Reader] = {"midi": _midi, "npz": _npz, "bl_pickle": _bl_pickle}

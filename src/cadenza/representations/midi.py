@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import symusic
+from symusic import core
 
 from cadenza.io import atomic_path
 from cadenza.representations.tokens import Notes
@@ -16,14 +16,15 @@ TICKS_PER_QUARTER = 480
 def write_midi(notes: Notes, path: Path, bpm: float, velocity: int = 80, program: int = 0) -> None:
     """Write one piano track in 4/4 at `bpm`; onsets and durations are in beats."""
     onset, duration, pitch = notes
-    score = symusic.Score(TICKS_PER_QUARTER)
-    score.tempos.append(symusic.Tempo(0, float(bpm)))
-    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
-    track = symusic.Track("piano", program=program)
+    # symusic's tick-time classes, which its `Score`, `Tempo`, ... factories build: typed
+    score = core.ScoreTick(TICKS_PER_QUARTER)
+    score.tempos.append(core.TempoTick(0, float(bpm)))
+    score.time_signatures.append(core.TimeSignatureTick(0, 4, 4))
+    track = core.TrackTick("piano", program)
     starts = np.rint(np.asarray(onset) * TICKS_PER_QUARTER).astype(int)
     lengths = np.maximum(np.rint(np.asarray(duration) * TICKS_PER_QUARTER).astype(int), 1)
     for t, d, p in zip(starts.tolist(), lengths.tolist(), np.asarray(pitch).tolist(), strict=True):
-        track.notes.append(symusic.Note(t, d, int(p), velocity))
+        track.notes.append(core.NoteTick(t, d, int(p), velocity))
     score.tracks.append(track)
     with atomic_path(path) as tmp:
         score.dump_midi(str(tmp))

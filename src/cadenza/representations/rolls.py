@@ -36,7 +36,7 @@ def notes_to_roll(
 def steps_to_roll(
     start: np.ndarray, end: np.ndarray, pitch: np.ndarray, n_steps: int | None = None
 ) -> np.ndarray:
-    """Dense boolean roll (T, 128) of notes given in steps (`end` exclusive).
+    """Dense boolean roll (T, 128) of notes, or of runs, given in steps (`end` exclusive).
 
     Only the sounding cells are touched (a few per step), never all T x 128 of them.
     """
@@ -96,17 +96,9 @@ def sounding_counts(
     return np.cumsum(diff[:n_steps])
 
 
-def runs_to_roll(
-    pitch: np.ndarray, start: np.ndarray, end: np.ndarray, n_steps: int | None = None
-) -> np.ndarray:
-    n_steps = int(np.max(end)) if n_steps is None and len(end) else (n_steps or 0)
-    roll = np.zeros((n_steps, 128), dtype=bool)
-    for p, s, e in zip(pitch.tolist(), start.tolist(), end.tolist(), strict=True):
-        roll[s:e, p] = True
-    return roll
-
-
-def roll_to_notes(roll: np.ndarray, steps_per_beat: int) -> tuple[np.ndarray, ...]:
+def roll_to_notes(
+    roll: np.ndarray, steps_per_beat: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs of active steps become notes: (onset_beats, duration_beats, pitch), sorted."""
     padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
     padded[1:-1] = roll

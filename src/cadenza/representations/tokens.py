@@ -58,6 +58,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import cast
 
 import numpy as np
 
@@ -231,7 +232,7 @@ def _encode_pitch_next(onset, duration, pitch, track, params: TokenParams) -> li
             tokens.extend(str(p) for p in dict.fromkeys(groups[key]))
             tokens.append(NEXT)
         return tokens
-    by_step = {}
+    by_step: dict[int, list[int]] = {}
     for s, p in sorted(zip(start.tolist(), np.asarray(pitch).tolist(), strict=True)):
         by_step.setdefault(s, []).append(p)
     for step in range(int(start.max()) + 1):
@@ -295,10 +296,8 @@ def _decode_melody(tokens: list[str], params: TokenParams) -> Notes:
 
 def _encode_lowest(onset, duration, pitch, params: TokenParams) -> list[str]:
     roll = notes_to_roll(onset, duration, pitch, params.steps_per_beat)
-    lowest = np.argmax(roll, axis=1)
-    return [
-        str(p) if any_ else REST for p, any_ in zip(lowest.tolist(), roll.any(axis=1), strict=True)
-    ]
+    lowest = np.where(roll.any(axis=1), np.argmax(roll, axis=1), -1)  # -1: nothing sounds
+    return [str(p) if p >= 0 else REST for p in lowest.tolist()]
 
 
 def _decode_lowest(tokens: list[str], params: TokenParams) -> Notes:
@@ -333,7 +332,7 @@ def _encode_events(piece: Piece, params: TokenParams) -> list[str]:
         if kind == "off":
             tokens.append(f"off_{value}")
             continue
-        pitch, vbin = value
+        pitch, vbin = cast(tuple[int, int], value)  # a note-on's value: (pitch, velocity bin)
         if vbin != velocity:
             tokens.append(f"vel_{vbin}")
             velocity = vbin
@@ -418,12 +417,12 @@ def _play(messages: list[tuple[int, str, int]], end_time: int, beats_per_unit: f
     ends the sounding note of that pitch; notes still sounding end at `end_time` (at least
     one unit after they start). Times are integer units of `beats_per_unit` beats."""
     sounding: dict[int, int] = {}
-    notes = []
-    for now, kind, pitch in messages:
-        if pitch in sounding:
-            notes.append([sounding.pop(pitch), now, pitch])
+    notes: list[list[int]] = []
+    for now, kind, key in messages:
+        if key in sounding:
+            notes.append([sounding.pop(key), now, key])
         if kind == "on":
-            sounding[pitch] = now
+            sounding[key] = now
     notes += [[start, max(end_time, start + 1), p] for p, start in sounding.items()]
     notes = [n for n in notes if n[1] > n[0]]
     onset, end, pitch = (np.array([n[i] for n in notes], dtype=np.float64) for i in range(3))

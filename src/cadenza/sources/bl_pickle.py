@@ -119,7 +119,8 @@ def check(data: object, path: Path, pitches: range = MIDI_PITCHES) -> None:
 
 
 def _check_piece(piece: object, where: str, pitches: range) -> None:
-    if type(piece) not in (list, tuple):
+    # isinstance, not an exact type: the no-code unpickler cannot build a subclass
+    if not isinstance(piece, (list, tuple)):
         raise BLPickleError(f"{where} is {_shown(piece)}, not a list of time steps")
     if len(piece) > MAX_PIECE_STEPS:
         raise BLPickleError(
@@ -127,7 +128,7 @@ def _check_piece(piece: object, where: str, pitches: range) -> None:
         )
     low, high = pitches.start, pitches.stop - 1
     for t, step in enumerate(piece):
-        if type(step) not in (list, tuple):
+        if not isinstance(step, (list, tuple)):
             raise BLPickleError(f"{where}, step {t} is {_shown(step)}, not a list of pitches")
         for pitch in step:
             if type(pitch) is not int or not low <= pitch <= high:

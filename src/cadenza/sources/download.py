@@ -48,7 +48,8 @@ from urllib.parse import unquote, urlparse
 from tqdm import tqdm
 
 from cadenza.io import atomic_path, sha256_file
-from cadenza.sources.sniff import expected_kind, gzip_complete, sniff
+from cadenza.sources.extract import CorruptArchive, check_stream
+from cadenza.sources.sniff import expected_kind, sniff
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,8 @@ def fetch_file(
     """Return a verified local copy of `url` (a URL, `file://` URL or path).
 
     `first_use`: with no `sha256`, record the hash of the first fetch and hold every later
-    copy to it (registry files); False for pages that are expected to change (a crawl)."""
-    if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-        raise ValueError(f"{url}: sha256 {sha256!r} is not 64 hexadecimal digits")
+    copy to it (registry files); False for pages that are expected to change (a crawl).
+    `sha256` is taken as well-formed: params are checked at load, the registry's by a test."""
     local = local_path(url)
     if local is not None:
         if not local.is_file():
@@ -264,7 +264,7 @@ def _download_with_retries(
                 not length_known
                 and not problem
                 and expected_kind(name) == "gzip"
-                and not gzip_complete(part)
+                and not _gzip_complete(part)
             ):
                 problem, cut = "a gzip stream that ends before its trailer", True
             if cut and not length_known:
@@ -290,6 +290,16 @@ def _download_with_retries(
                 part.stat().st_size if part.exists() else 0,
             )
             time.sleep(delay)
+
+
+def _gzip_complete(path: Path) -> bool:
+    """Whether every gzip member in `path` runs to its trailer. Reads the whole file, so it
+    is used only where the server gave no length to compare with."""
+    try:
+        check_stream(path, "gzip")
+    except CorruptArchive:
+        return False
+    return True
 
 
 class _NoDowngrade(urllib.request.HTTPRedirectHandler):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import logging
 import lzma
 import stat
@@ -33,7 +34,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import IO, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 Select = Callable[[str], bool]  # an entry name -> extract it?
@@ -59,7 +60,7 @@ _MAGIC = {
     b"BZh": "bz2",
     b"\xfd7zXZ\x00": "xz",
 }
-_OPEN: dict[str, Callable[[Path], IO[bytes]]] = {
+_OPEN: dict[str, Callable[[Path], io.BufferedIOBase]] = {
     "gzip": gzip.GzipFile,
     "bz2": bz2.BZ2File,
     "xz": lzma.LZMAFile,
@@ -281,7 +282,15 @@ def _scan_tar(
     return names, chosen, links
 
 
-def _drain(archive: Path, kind: str, raw: IO[bytes]) -> None:
+def check_stream(archive: Path, kind: str) -> None:
+    """Decompress the whole of `archive`, a `kind` stream (gzip, bz2, xz), output discarded,
+    in constant memory: CorruptArchive if it ends early or fails the compressor's checks
+    (gzip: every member's CRC-32 and length, nothing but zero padding after the last)."""
+    with _OPEN[kind](archive) as raw:
+        _drain(archive, kind, raw)
+
+
+def _drain(archive: Path, kind: str, raw: io.BufferedIOBase) -> None:
     """Read the rest of the stream: the compressor checks its trailer(s) at the end."""
     try:
         while raw.read(CHUNK):

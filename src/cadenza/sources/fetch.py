@@ -20,7 +20,7 @@ import pandas as pd
 from cadenza.config import SourceParams
 from cadenza.io import atomic_dir, write_json
 from cadenza.sources.download import recording
-from cadenza.sources.layouts import LAYOUTS
+from cadenza.sources.layouts import Layout, layout_of
 from cadenza.sources.registry import SOURCES, Source
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,27 @@ MANIFEST_COLUMNS = [
 def fetch_source(name: str, out: Path, cache: Path, params: SourceParams) -> Path:
     """Fetch source `name` into `out`; return the manifest path."""
     source = SOURCES[name]
+    layout = layout_of(source)
     with atomic_dir(out) as tmp, recording() as fetched:
-        manifest = write_manifest(tmp, LAYOUTS[source.layout](source, params, cache, tmp), source)
+        rows = layout.rows(source, params, cache, tmp)
+        check_formats(rows, layout, source)
+        manifest = write_manifest(tmp, rows, source)
         if fetched:  # a folder read in place or music21's corpus: no file was fetched
             write_json(tmp / "downloads.json", sorted(fetched, key=lambda e: e["name"]))
     n_ok = int((manifest.status == "ok").sum())
     log.info("fetched %s: %d pieces, %d rejected -> %s", name, n_ok, len(manifest) - n_ok, out)
     return out / "manifest.csv"
+
+
+def check_formats(rows: list[dict], layout: Layout, source: Source) -> None:
+    """Refuse usable rows in a format their layout does not declare: prepare would have no
+    reader for it, and would reject every such piece one by one (see `Layout`)."""
+    undeclared = sorted({r["format"] for r in rows if r["status"] == "ok"} - set(layout.formats))
+    if undeclared:
+        raise RuntimeError(
+            f"fetch {source.name}: layout {source.layout!r} wrote rows in format(s) "
+            f"{undeclared}, but declares only {list(layout.formats)}"
+        )
 
 
 def write_manifest(folder: Path, rows: list[dict], source: Source) -> pd.DataFrame:

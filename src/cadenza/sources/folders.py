@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 import pandas as pd
 
@@ -29,7 +29,7 @@ PIANO_MIDI_DE_COPY = (
 )
 
 
-def tree_key(rel: str | PurePosixPath) -> tuple[str, ...]:
+def tree_key(rel: str | PurePath) -> tuple[str, ...]:
     """Tree order of a relative path, the same on every machine and file system: a folder's
     files stay together ("a/x" before "a-b/x"), which plain string order does not promise."""
     return PurePosixPath(rel).parts
@@ -89,7 +89,8 @@ def _piano_midi_de_metadata(folder: Path, rels: list[str]) -> dict[str, dict[str
             "published columns composer, title, year, midi, duration"
         )
     exact, folded = set(rels), {rel.lower(): rel for rel in rels}
-    meta, missing = {}, []
+    meta: dict[str, dict[str, str]] = {}
+    missing: list[str] = []
     for row in table.to_dict("records"):
         name = str(PurePosixPath(row["midi"].strip().replace("\\", "/")))
         rel = name if name in exact else folded.get(name.lower())
@@ -229,10 +230,10 @@ def _midi_dir_metadata(
         )
     exact = set(rels)
     by_name: dict[str, list[str]] = {}
-    for rel in rels:
-        by_name.setdefault(PurePosixPath(rel).name, []).append(rel)
+    for each in rels:
+        by_name.setdefault(PurePosixPath(each).name, []).append(each)
     meta: dict[str, dict[str, str]] = {}
-    unmatched = []
+    unmatched: list[str] = []
     for line, row in enumerate(table.to_dict("records"), start=2):
         given = row[used["file"]].strip().replace("\\", "/")
         file = str(PurePosixPath(given)) if given else ""

@@ -1,9 +1,10 @@
 """From a source's download to a manifest: one function per layout, one row per piece.
 
 A manifest row says where a piece is (`path`, relative to `data/raw/<source>/`), how prepare
-must read it (`format`: midi, npz or bl_pickle, with `member` for pieces inside a container),
-its official `split` where the publisher gives one, and what is known about it (title,
-composer, year). Rows with `status` other than "ok" carry the reason they were rejected.
+must read it (`format`, a `cadenza.sources.registry.Format`, with `member` for pieces inside a
+container), its official `split` where the publisher gives one, and what is known about it
+(title, composer, year). Rows with `status` other than "ok" carry the reason they were
+rejected. `LAYOUTS` is the one list of layouts: each with the formats its rows may name.
 
 `limit` is applied at fetch time: only the first N pieces, in an order that does not depend
 on the machine (the publisher's CSV order for MAESTRO, tree order of paths elsewhere), are
@@ -19,7 +20,9 @@ import re
 import shutil
 import urllib.error
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import pandas as pd
 
@@ -37,9 +40,11 @@ from cadenza.sources.folders import (
     tree_key,
 )
 from cadenza.sources.music21_convert import convert_all
-from cadenza.sources.registry import Source
+from cadenza.sources.registry import Format, Source
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")  # a manifest row or a conversion job, cut by `limit`
 
 
 # picks the archive entries worth extracting under `limit`: (archive, files folder, params,
@@ -93,7 +98,7 @@ def _under(rel: str, subset: str) -> bool:
     return not subset or rel == subset or rel.startswith(subset.rstrip("/") + "/")
 
 
-def _limit(rows: list[dict], params: SourceParams) -> list[dict]:
+def _limit(rows: list[T], params: SourceParams) -> list[T]:
     return rows[: params.limit] if params.limit else rows
 
 
@@ -278,12 +283,38 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-LAYOUTS = {
-    "music21_chorales": music21_chorales,
-    "maestro": maestro,
-    "lpd": lpd,
-    "piano_midi_de": piano_midi_de,
-    "essen_kern": essen_kern,
-    "bl_pickle": bl_pickle,
-    "midi_dir": midi_dir,
+# the download (source, its params, the download cache, the output folder) -> manifest rows
+ReadLayout = Callable[[Source, SourceParams, Path, Path], list[dict]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a download becomes manifest rows, and the formats those rows may name.
+
+    Why the formats are declared: prepare has a reader per format, so a layout that wrote a
+    format nobody reads would fail only at prepare, file by file; declared, a test checks
+    every format has its reader, and fetch refuses rows in an undeclared one.
+    """
+
+    rows: ReadLayout
+    formats: tuple[Format, ...]
+
+
+LAYOUTS: dict[str, Layout] = {
+    "music21_chorales": Layout(music21_chorales, ("midi",)),
+    "maestro": Layout(maestro, ("midi",)),
+    "lpd": Layout(lpd, ("npz",)),
+    "piano_midi_de": Layout(piano_midi_de, ("midi",)),
+    "essen_kern": Layout(essen_kern, ("midi",)),
+    "bl_pickle": Layout(bl_pickle, ("bl_pickle",)),
+    "midi_dir": Layout(midi_dir, ("midi",)),
 }
+
+
+def layout_of(source: Source) -> Layout:
+    """The registered layout `source` names; a ValueError listing the known ones if none."""
+    if source.layout not in LAYOUTS:
+        raise ValueError(
+            f"source {source.name}: unknown layout {source.layout!r} (known: {', '.join(LAYOUTS)})"
+        )
+    return LAYOUTS[source.layout]

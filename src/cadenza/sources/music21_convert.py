@@ -2,40 +2,43 @@
 
 Why music21: it ships a real, redistributable, offline corpus (the Bach chorales, an ABC copy
 of the Essen songs) and reads Humdrum **kern. Conversion is slow (about 0.3 s a piece), hence
-the pool. A piece music21 cannot convert (bwv277's repeats cannot be expanded) becomes a
-manifest row with its reason instead of stopping the stage. An ABC file holding many tunes
-gives one row per tune.
+the process pool (`cadenza.parallel`). A piece music21 cannot convert (bwv277's repeats cannot
+be expanded), or whose worker process dies, becomes a manifest row with its reason instead of
+stopping the stage. An ABC file holding many tunes gives one row per tune.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from pathlib import Path
 
 from tqdm import tqdm
 
+from cadenza.config import RunnerParams
 from cadenza.io import atomic_path, sha256_file
+from cadenza.parallel import WorkerDied, map_ordered
 
 log = logging.getLogger(__name__)
 
 # (piece id, what to parse: "music21:<corpus name>", a file path, or "<path>#<n>" for tune
 # number n of a file that holds many, such as an ABC collection)
 Job = tuple[str, str]
+Task = tuple[str, str, Path]  # a job and the output folder: what a worker process gets
 
 
 def convert_all(jobs: list[Job], out: Path, workers: int, desc: str) -> list[dict]:
     """Convert every job to `out/midi/<piece id>.mid`; return one manifest row per piece."""
-    tasks = [(piece_id, what, out) for piece_id, what in jobs]
+    tasks: list[Task] = [(piece_id, what, out) for piece_id, what in jobs]
     log.info("%s: converting %d scores with music21 on %d workers", desc, len(tasks), workers)
-    if workers == 1:
-        results = [_convert(t) for t in tqdm(tasks, desc=desc, unit="score")]
-    else:
-        ctx = multiprocessing.get_context("spawn")  # fork + torch/music21 threads can hang
-        with ctx.Pool(workers) as pool:
-            it = pool.imap(_convert, tasks, chunksize=4)
-            results = list(tqdm(it, total=len(tasks), desc=desc, unit="score"))
-    rows = [row for result in results for row in result]
+    runner = RunnerParams(kind="serial" if workers == 1 else "process", workers=workers)
+    results = map_ordered(_convert, tasks, runner)
+    rows = [
+        row
+        for task, result in zip(
+            tasks, tqdm(results, total=len(tasks), desc=desc, unit="score"), strict=True
+        )
+        for row in _rows(task, result)
+    ]
     bad = [r for r in rows if r["status"] != "ok"]
     for row in bad:
         log.warning("rejected %s: %s", row["piece_id"], row["reason"])
@@ -43,7 +46,15 @@ def convert_all(jobs: list[Job], out: Path, workers: int, desc: str) -> list[dic
     return rows
 
 
-def _convert(task: tuple[str, str, Path]) -> list[dict]:
+def _rows(task: Task, result: list[dict] | WorkerDied) -> list[dict]:
+    """A task's manifest rows; a score whose conversion killed its worker is rejected."""
+    if isinstance(result, WorkerDied):
+        piece_id, what, _ = task
+        return [_row(piece_id, what, reason=f"the worker process died ({result.how})")]
+    return result
+
+
+def _convert(task: Task) -> list[dict]:
     from music21 import converter, corpus, stream
 
     piece_id, what, out = task

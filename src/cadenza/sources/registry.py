@@ -3,8 +3,13 @@
 A `Source` says where a corpus comes from (its files, with size and checksum where the
 publisher gives them), how its download is laid out, and how prepare must read it: which
 tracks to keep, whether the publisher's split is official, whether to transpose. Adding a
-corpus means adding an entry here and, for a new layout, one function in
-`cadenza.sources.layouts`. Addresses and checksums are from `../shared/reference/datasets.md`.
+corpus means adding an entry here and, for a new layout, one entry in
+`cadenza.sources.layouts.LAYOUTS`, the one list of layouts (tests/test_source_registry.py
+checks that every source names one). Addresses and checksums are from
+`../shared/reference/datasets.md`.
+
+This module imports nothing: the stages that only need to know the sources (train, report)
+do not load the fetch machinery.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Layout = Literal[
-    "music21_chorales", "maestro", "lpd", "piano_midi_de", "essen_kern", "bl_pickle", "midi_dir"
-]
+# What a manifest row's `format` can say: how prepare reads the piece. Each layout declares
+# the formats it writes (`cadenza.sources.layouts.LAYOUTS`), and prepare has one reader per
+# format (`cadenza.prepare.readers.READERS`); tests/test_source_registry.py checks they meet.
+Format = Literal["midi", "npz", "bl_pickle"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class RemoteFile:
 @dataclass(frozen=True)
 class Source:
     name: str
-    layout: Layout  # selects how the download becomes a manifest of pieces
+    layout: str  # a key of cadenza.sources.layouts.LAYOUTS: how the download becomes a manifest
     description: str
     license: str
     citation: str

@@ -9,10 +9,7 @@ cached (the checksum, when there is one, is the full check).
 from __future__ import annotations
 
 import pickletools
-import zlib
 from pathlib import Path
-
-CHUNK = 1 << 16
 
 # what a protocol 0/1 pickle may start with: an opcode that pops nothing (2+: 0x80 PROTO)
 _PICKLE_OPENERS = frozenset(
@@ -66,26 +63,6 @@ def sniff(path: Path, name: str) -> tuple[str, bool]:
     if kind == "pickle" and not tail.endswith(b"."):
         return f"a pickle with no final STOP opcode ({size} bytes)", True
     return "", False
-
-
-def gzip_complete(path: Path) -> bool:
-    """Whether every gzip member in `path` runs to its trailer, whose CRC and length zlib
-    checks. Reads the whole file (output discarded, memory bounded), so it is used only where
-    the server gave no length to compare with."""
-    stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            while block:
-                if stream.eof:
-                    if not block.strip(b"\0"):
-                        break  # zero padding after the last member, as gzip(1) allows
-                    stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                try:
-                    stream.decompress(block, CHUNK)
-                except zlib.error:
-                    return False
-                block = stream.unused_data if stream.eof else stream.unconsumed_tail
-    return stream.eof
 
 
 def describe(head: bytes, size: int) -> str:

@@ -31,10 +31,10 @@ from tqdm import tqdm
 from cadenza.config import PrepareParams, RunnerParams
 from cadenza.io import atomic_dir, read_json, write_json, write_parquet
 from cadenza.meter import format_meter
+from cadenza.parallel import WorkerDied, map_ordered
 from cadenza.prepare.key import estimate_key, shift_to_c
 from cadenza.prepare.parse import NOTE_ARRAYS, ParsedPiece, RejectedPiece
 from cadenza.prepare.readers import read_piece
-from cadenza.prepare.runner import WorkerDied, map_ordered
 from cadenza.prepare.shards import REJECT_COLUMNS, SCHEMA_VERSION, SPLITS, write_partitioned
 from cadenza.prepare.split import split_of
 from cadenza.representations.rolls import roll_runs
@@ -203,7 +203,9 @@ def file_outcome(mapped: PreparedFile | Rejected | WorkerDied) -> PreparedFile |
     """A map result as `prepare_file`'s own: a file whose worker process died (a parser's
     segfault, an OOM kill) is rejected like any other unusable file, so the stage goes on."""
     if isinstance(mapped, WorkerDied):
-        return Rejected("worker", mapped.reason)
+        return Rejected(
+            "worker", f"the worker process died while preparing this file ({mapped.how})"
+        )
     return mapped
 
 
@@ -311,12 +313,12 @@ def encode_piece(
     run_pitch, run_start, run_end = roll_runs(
         cols["onset_beats"], cols["duration_beats"], cols["pitch"], params.steps_per_beat
     )
-    roll = {
+    roll: dict[str, np.ndarray] = {
         "pitch": run_pitch.astype(np.int16),
         "start": run_start.astype(np.int32),
         "end": run_end.astype(np.int32),
     }
-    piece = {
+    piece: dict[str, object] = {
         "piece_id": piece_id,
         "split": split,
         "n_notes": len(cols["pitch"]),

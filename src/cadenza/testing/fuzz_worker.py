@@ -7,7 +7,7 @@ limit (RLIMIT_AS), and the parent puts a deadline on every file. When the child 
 overruns, the file it was on is recorded as a crash, and a fresh child carries on from the
 next file.
 
-The per-file path is the one `cadenza.prepare.run.prepare` takes: `parse_midi` (with the
+The per-file path is the one `cadenza.prepare.stage.prepare` takes: `parse_midi` (with the
 "all" track filter) -> `encode_piece` (key, transposition, note columns, roll runs), then the
 columns become an Arrow table, as the shards do. It ends in "ok" (a row) or "rejected" (a
 `RejectedPiece` with its reason); anything else is a "crash".
@@ -42,7 +42,7 @@ def process_one(path: str) -> tuple[str, str]:
 
     from cadenza.config import PrepareParams
     from cadenza.prepare.parse import RejectedPiece, parse_midi
-    from cadenza.prepare.run import encode_piece
+    from cadenza.prepare.stage import encode_piece
 
     try:
         parsed = parse_midi(path, "all")
@@ -86,11 +86,11 @@ def run_isolated(
     """Outcome of every (name, path), each file under a deadline and a memory limit."""
     results: list[Outcome] = []
     pending = list(files)
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2])  # the child imports this `cadenza`
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
     while pending:
         child = subprocess.Popen(
-            [sys.executable, __file__, str(mem_limit)],
+            [sys.executable, "-m", "cadenza.testing.fuzz_worker", str(mem_limit)],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

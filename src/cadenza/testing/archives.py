@@ -1,4 +1,4 @@
-"""Archives in the official layouts, built from the real copies in ../shared/datasets."""
+"""Archives in the official layouts, built from slices of the real copies in ../shared/datasets."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import symusic
 
-from .conftest import SHARED
-from .loopback import Site
+from cadenza.testing.checkout import DATASETS
+from cadenza.testing.loopback import Site
 
-DATASETS = SHARED / "datasets"
 CORRUPT_MIDI = b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\xff\xff\xff\xffjunk"
 
 
@@ -99,8 +99,10 @@ def bl_pickle_from_midi(folder: Path, step_beats: float, per_split: int = 3) -> 
     files = sorted(folder.rglob("*.mid"))[: 3 * per_split]
     pieces = []
     for path in files:
-        score = symusic.Score(str(path)).resample(int(round(1 / step_beats)), min_dur=1)
-        steps = [set() for _ in range(score.end() + 1)]
+        # symusic's factory is typed as the generic Score; a MIDI file loads in ticks
+        loaded = cast(symusic.core.ScoreTick, symusic.Score(str(path)))
+        score = loaded.resample(int(round(1 / step_beats)), min_dur=1)
+        steps: list[set[int]] = [set() for _ in range(score.end() + 1)]
         for track in score.tracks:
             for note in track.notes:
                 for t in range(note.time, note.time + note.duration):

@@ -1,21 +1,23 @@
-"""Where prepare's per-file work runs: in this process, a local process pool, or Dask.
+"""The one parallel map: `map(fn, items)` in this process, a local process pool, or Dask.
 
-Why: parsing and encoding are independent per file, so they map over any executor. A process
-pool uses the cores of one machine (the default); a Dask cluster (`runner.kind: dask` in
-params.yaml) spreads the parsing of a corpus over many machines (the results still meet in
-this process, which writes the shards). Results always come back
-in input order, and everything after the map runs in this process, so the shards are
-byte-identical whichever runner made them (tests/test_runner.py checks it).
+Why one: every stage whose work is independent per item (prepare's parse + encode per file,
+fetch's music21 conversion per score) needs the same things from a pool: results in input
+order, spawned workers, and a run that survives a worker's death. A process pool uses the
+cores of one machine; a Dask cluster (`runner.kind: dask` in params.yaml) spreads the items
+over many machines (the results still meet in this process). Results always come back in
+input order and everything after the map runs in the caller's process, so what a stage
+writes is byte-identical whichever runner made it (tests/test_runner.py checks prepare's).
 
-The runner is not a dep of the prepare stage in dvc.yaml: it changes where the work runs,
-never what it produces, so switching it does not re-run anything.
+The runner params are not a param of any stage in dvc.yaml: they change where the work runs,
+never what it produces, so switching them does not re-run anything.
 
 A worker that dies (a parser's segfault, `os._exit`, the OOM killer) breaks a process pool:
 every pending future raises BrokenProcessPool. The map survives it (issue #18): the items
 that were in flight are redone one at a time in a worker of their own, so the item that
-kills its worker is known and comes back as `WorkerDied` (prepare makes it a reject); the rest
-go on, in a fresh pool, results still in input order. On Dask, a task whose workers kept
-dying raises KilledWorker; it is redone here the same way, alone.
+kills its worker is known and comes back as `WorkerDied` (the caller decides what that
+means: prepare makes it a reject); the rest go on, in a fresh pool, results still in input
+order. On Dask, a task whose workers kept dying raises KilledWorker; it is redone here the
+same way, alone.
 
 On a Dask cluster of your own (`dask_address`), the workers may run in any folder of any
 machine: the caller sends absolute paths, and `must_see` names the folders every worker must
@@ -35,23 +37,38 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cadenza.config import RunnerParams
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")  # an item
+R = TypeVar("R")  # its result
 
 
 @dataclass(frozen=True)
 class WorkerDied:
     """The result of an item whose worker process died while running it."""
 
-    reason: str
+    exitcode: int | None  # the process's; negative: the signal that killed it
+
+    @property
+    def how(self) -> str:
+        """How the worker ended, e.g. 'exit code -11 / signal SIGSEGV'. A negative exit code
+        is the signal that killed it; SIGKILL is what the out-of-memory killer sends."""
+        how = f"exit code {self.exitcode}"
+        if self.exitcode is not None and self.exitcode < 0:
+            with contextlib.suppress(ValueError):
+                how += f" / signal {signal.Signals(-self.exitcode).name}"
+            if self.exitcode == -signal.SIGKILL:
+                how += ", e.g. the out-of-memory killer"
+        return how
 
 
 def map_ordered(
-    fn: Callable[[Any], Any], items: list, runner: RunnerParams, must_see: Sequence[Path] = ()
-) -> Iterator[Any]:
+    fn: Callable[[T], R], items: list[T], runner: RunnerParams, must_see: Sequence[Path] = ()
+) -> Iterator[R | WorkerDied]:
     """`map(fn, items)` on the chosen runner, lazily, results in input order.
 
     On the process and Dask runners an item whose worker dies gives `WorkerDied` as its result
@@ -74,8 +91,8 @@ def map_ordered(
 def check_workers_see(client: Any, folders: Sequence[Path]) -> None:
     """Refuse to map when a worker of the cluster cannot see one of `folders`.
 
-    Why: such a worker turns each file it gets into a FileNotFoundError reject, and with one
-    such worker of ten the stage would succeed on 90% of the corpus, silently.
+    Why: such a worker fails every item it gets (in prepare, a FileNotFoundError reject per
+    file), and with one such worker of ten a stage would succeed on 90% of its input, silently.
     """
     if not folders:
         return
@@ -84,9 +101,8 @@ def check_workers_see(client: Any, folders: Sequence[Path]) -> None:
     if blind:
         named = "; ".join(f"{worker} lacks {', '.join(gone)}" for worker, gone in blind.items())
         raise RuntimeError(
-            f"prepare: {len(blind)} of {len(missing)} Dask workers cannot see "
-            f"the raw files ({named}); start them where these paths exist, "
-            "e.g. on a shared filesystem"
+            f"{len(blind)} of {len(missing)} Dask workers cannot see the folders this map "
+            f"reads ({named}); start them where these paths exist, e.g. on a shared filesystem"
         )
 
 
@@ -99,11 +115,11 @@ MAX_CHUNK = 16
 
 
 def chunk_size(n_items: int, workers: int) -> int:
-    """Files per task sent to a pool worker: a few chunks per worker, at most `MAX_CHUNK`.
+    """Items per task sent to a pool worker: a few chunks per worker, at most `MAX_CHUNK`.
 
     Why the cap: results come back a whole chunk at a time, in order, so a chunk of
-    `n / (workers * 8)` files (over 1,000 on LPD's 21k) left the progress bar still for
-    minutes. 16 files still amortise the pickling of a task (~1 ms) over tens of ms of work.
+    `n / (workers * 8)` items (over 1,000 files on LPD's 21k) left the progress bar still for
+    minutes. 16 items still amortise the pickling of a task (~1 ms) over tens of ms of work.
     """
     return max(1, min(MAX_CHUNK, n_items // (workers * 8)))
 
@@ -135,8 +151,8 @@ def _process_map(fn: Callable, items: list, workers: int) -> Iterator[Any]:
         except BrokenProcessPool:
             suspects = items[done : done + (workers + 1) * chunk]
             log.warning(
-                "prepare: a worker process died; redoing %d files one at a time to "
-                "find the one that killed it",
+                "a worker process died; redoing %d items one at a time to find the one "
+                "that killed it",
                 len(suspects),
             )
             for result in _isolated_map(fn, suspects):
@@ -153,7 +169,7 @@ def _isolated_map(fn: Callable, items: list) -> Iterator[Any]:
             worker = worker or SoloWorker(fn)
             result = worker.run(item)
             if isinstance(result, WorkerDied):
-                log.warning("prepare: %s", result.reason)
+                log.warning("a worker process died on an item (%s)", result.how)
                 worker.close()
                 worker = None
             yield result
@@ -182,7 +198,7 @@ class SoloWorker:
             ok, value = self._conn.recv()
         except (EOFError, OSError):  # the pipe closed: the process is gone
             self._proc.join()
-            return WorkerDied(died_reason(self._proc.exitcode))
+            return WorkerDied(self._proc.exitcode)
         if not ok:
             raise value
         return value
@@ -211,21 +227,8 @@ def _solo_loop(fn: Callable, conn: Connection) -> None:
                 conn.send((False, RuntimeError(f"{type(err).__name__}: {err}")))
 
 
-def died_reason(exitcode: int | None) -> str:
-    """Why a worker process ended, for a rejects-table reason, e.g. 'exit code -11 / signal
-    SIGSEGV'. A negative exit code is the signal that killed it; SIGKILL is what the
-    out-of-memory killer sends."""
-    how = f"exit code {exitcode}"
-    if exitcode is not None and exitcode < 0:
-        with contextlib.suppress(ValueError):
-            how += f" / signal {signal.Signals(-exitcode).name}"
-        if exitcode == -signal.SIGKILL:
-            how += ", e.g. the out-of-memory killer"
-    return f"the worker process died while preparing this file ({how})"
-
-
 def _dask_map(client: Any, fn: Callable, items: list) -> Iterable[Any]:
-    """One Dask task per file. A task that Dask gives up on (KilledWorker) is redone here,
+    """One Dask task per item. A task that Dask gives up on (KilledWorker) is redone here,
     alone in a worker process of its own: Dask blames every task a dying worker held, the
     innocent ones queued behind the culprit too, so only the isolated run tells them apart."""
     from distributed import KilledWorker
@@ -242,12 +245,12 @@ def _dask_client(runner: RunnerParams, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if runner.dask_address:
-        log.info("prepare: mapping over the Dask cluster at %s", runner.dask_address)
+        log.info("mapping over the Dask cluster at %s", runner.dask_address)
         with Client(runner.dask_address) as client:
             yield client
         return
     log.info(
-        "prepare: mapping over a local Dask cluster (%d workers, processes=%s)",
+        "mapping over a local Dask cluster (%d workers, processes=%s)",
         workers,
         runner.dask_processes,
     )
