@@ -72,7 +72,7 @@ def listening_section(result_path: Path | None) -> Section:
     how = (
         "Run one with `.venv/bin/cadenza listening-test make --n 12`, hand out the folder, "
         "then `.venv/bin/cadenza listening-test analyze answers/*.json` and "
-        "`.venv/bin/dvc repro report` (README, section Listening)."
+        "`.venv/bin/dvc repro report` (docs/listening.md)."
     )
     result = read_json(result_path) if result_path is not None and result_path.exists() else {}
     if not result.get("n_answers"):  # absent, or the committed placeholder (a DVC dep)
@@ -81,7 +81,7 @@ def listening_section(result_path: Path | None) -> Section:
             f"No listening test analysed yet. {how} {power_text(power_analysis())}",
         )
     text = (
-        f"{result['n_listeners']} listener(s), {result['n_answers']} rating(s) on seed "
+        f"{result['n_listeners']} listener(s), {result['n_answers']} rating(s) on paper "
         "003's scale (1 = completely random noise, 5 = musically plausible, 10 = composed "
         "by a novice composer); `yes_*` is the share of yes on paper 004's questions; "
         f"`diff_vs_real` is the mean rating minus that of the real excerpts "

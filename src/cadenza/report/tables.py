@@ -16,7 +16,7 @@ from cadenza.report.document import Section
 N_PIECES = "n_pieces"
 INTRO = (
     "Music metrics are means over pieces, on a 24-steps-per-beat grid (definitions and "
-    "citations in the README). The reference rows are the training data, the test "
+    "citations in docs/metrics.md). The reference rows are the training data, the test "
     "data, and the test data with the accompaniment's bars shuffled against the melody "
     "(MuseGAN's check: tonal distance must rise). Likelihood metrics are teacher-forced on "
     "the test split. `yl_mean_oa` / `yl_mean_kl` are the mean Yang & Lerch overlap area "
