@@ -38,6 +38,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -224,17 +225,20 @@ def later_due_run() -> str | None:
     )
     from prefect.client.schemas.objects import StateType
 
+    run_id = flow_run.get_id()
+    if not run_id:
+        return None
     with get_client(sync_client=True) as client:
-        mine = client.read_flow_run(flow_run.get_id())
+        mine = client.read_flow_run(UUID(run_id))
         if mine.expected_start_time is None:
             return None
+        # validated from plain values: pydantic turns the datetimes into Prefect's DateTime
+        window = FlowRunFilterExpectedStartTime.model_validate(
+            {"after_": mine.expected_start_time, "before_": datetime.now(UTC)}
+        )
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment])),
-            flow_run_filter=FlowRunFilter(
-                expected_start_time=FlowRunFilterExpectedStartTime(
-                    after_=mine.expected_start_time, before_=datetime.now(UTC)
-                )
-            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment)])),
+            flow_run_filter=FlowRunFilter(expected_start_time=window),
         )
     later = [
         run
