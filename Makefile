@@ -36,7 +36,7 @@ run: setup  ## fetch -> prepare -> train -> generate -> evaluate -> report, with
 test: setup  ## the whole test suite (unit + tiny end-to-end dvc repro + Prefect flow)
 	$(BIN)/pytest -q --durations=15
 
-lint: setup  ## ruff lint + format check on everything, mypy on the library (also run by .ci/run)
+lint: setup  ## ruff check + format check, mypy on src/cadenza, pipeline and bench (also .ci/run)
 	$(BIN)/ruff check src pipeline tests bench
 	$(BIN)/ruff format --check src pipeline tests bench
 	$(BIN)/mypy

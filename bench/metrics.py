@@ -29,10 +29,10 @@ from cadenza.metrics import muspy_set
 from cadenza.metrics.yang_lerch import PieceNotes, feature_matrix
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.representations.rolls import sounding_counts
+from cadenza.testing.checkout import DATASETS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIRS = [
-    ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
+    DATASETS / "maestro-v2.0.0",
     ROOT / "data" / "raw" / "bach_chorales" / "midi",
 ]
 SPB = 24

@@ -46,13 +46,13 @@ from cadenza.prepare.readers import read_lpd, read_lpd_dense
 from cadenza.prepare.stage import prepare
 from cadenza.sources.fetch import write_manifest
 from cadenza.sources.registry import SOURCES, Source
+from cadenza.testing.checkout import DATASETS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIRS = [
     ROOT / "data" / "raw" / "bach_chorales" / "midi",
-    ROOT.parent / "shared" / "datasets" / "maestro-v2.0.0",
+    DATASETS / "maestro-v2.0.0",
 ]
-DEFAULT_LPD = ROOT.parent / "shared" / "datasets" / "lpd_cleansed_sample"
+DEFAULT_LPD = DATASETS / "lpd_cleansed_sample"
 LPD_CLEANSED_FILES = 21_425
 
 

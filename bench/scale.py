@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -31,10 +30,9 @@ from pathlib import Path
 import psutil
 import yaml
 
+from cadenza.dvc_cli import dvc_argv, dvc_env, run_dvc_shown
+from cadenza.testing.checkout import DATASETS, ROOT
 from pipeline.stages import stage_order
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 def build_archives(out: Path, maestro: Path, lpd: Path) -> tuple[Path, Path]:
@@ -62,17 +60,15 @@ def make_project(dest: Path, sources: dict, profile: str, models: list[str]) -> 
         params["models"] = {m: params["models"][m] for m in models}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"]):
-        subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=dest, check=True)
+        run_dvc_shown(dest, *cmd)
     return dest
 
 
 def run_measured(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB of the process and all its children); output to `log`."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     start = time.perf_counter()
     with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=dvc_env(), stdout=fh, stderr=subprocess.STDOUT)
         peak = _watch_peak(proc)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
@@ -111,9 +107,7 @@ def run_dag(
     with contextlib.chdir(project):  # stage names relative to the project, as DVC prints them
         stages = stage_order(".", targets or [])
     for stage in stages:
-        seconds, peak = run_measured(
-            [sys.executable, "-m", "dvc", "repro", "--single-item", stage.name], project, log
-        )
+        seconds, peak = run_measured(dvc_argv("repro", "--single-item", stage.name), project, log)
         rows.append((stage.name, seconds, peak))
         print(f"  {label:9s} {stage.name:28s} {seconds:8.1f} s {peak:8.0f} MB", flush=True)
     return rows

@@ -19,10 +19,11 @@ from typing import cast
 
 import torch
 
+from cadenza.batches import pick_device, windows
 from cadenza.config import ModelParams, load_params
 from cadenza.data import load_units, make_info, to_stream
 from cadenza.models import SPECS, Adversarial, load_family
-from cadenza.train import OPTIMIZERS, pick_device, supervised_step, windows
+from cadenza.train import OPTIMIZERS, supervised_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,13 +16,14 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from cadenza.dvc_cli import dvc_argv, dvc_env
+from cadenza.dvc_cli import DvcError, dvc_argv, dvc_env
 from pipeline.process_group import run_streamed
 
 # another DVC process holds the repository lock, a path of the stage (`.dvc/tmp/rwlock`: DVC
 # frees the repository lock while a stage command runs), or is writing dvc.lock
 LOCK_ERRORS = ("Unable to acquire lock", "is busy, it is being blocked by", "validation failed")
 LOCK_POLL_S = 2.0
+ERROR_TAIL_LINES = 10  # of a failed command's output, kept in its error (the whole is logged)
 
 
 class LockHeld(RuntimeError):
@@ -46,7 +47,8 @@ def run_logger() -> Any:
 def dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> list[str]:
     """Run `dvc ARGS` as a process group of its own, streaming its output into the task log;
     return its output lines. Raises StageTimeout past `timeout_s`, LockHeld when DVC could
-    not take its lock, RuntimeError naming the command on any other failure."""
+    not take its lock, DvcError (a RuntimeError) naming the command and holding the last lines
+    of its output on any other failure."""
     done = run_streamed(dvc_argv(*args), project, dvc_env(), run_logger().info, timeout_s)
     command = f"dvc {' '.join(args)}"
     if done.timed_out and done.returncode != 0:
@@ -55,10 +57,11 @@ def dvc_streamed(project: str, *args: str, timeout_s: float | None = None) -> li
             f"stopped (flow.timeout_s in params.yaml)"
         )
     if done.returncode != 0:
-        held = [line for line in done.lines[-10:] if any(err in line for err in LOCK_ERRORS)]
+        tail = done.lines[-ERROR_TAIL_LINES:]
+        held = [line for line in tail if any(err in line for err in LOCK_ERRORS)]
         if held:
             raise LockHeld(held[-1])
-        raise RuntimeError(f"{command} failed with exit code {done.returncode}")
+        raise DvcError(args, done.returncode, "\n".join(tail))
     return done.lines
 
 

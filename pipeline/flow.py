@@ -137,18 +137,20 @@ def _no_retry_after_timeout(task: Any, task_run: Any, state: Any) -> bool:
 
 def stage_runner(stage: Stage, settings: FlowParams, gpu: list[str]) -> Any:
     """`repro_stage` with the options of this stage's kind: stages that talk to the network
-    retry with backoff (flow.fetch_retries), those that train carry the `gpu` tags."""
+    retry with backoff (flow.fetch_retries), those that train carry the `gpu` tags (a stage
+    that needs both gets both)."""
+    options: dict[str, Any] = {}
     if stage.needs.network and settings.fetch_retries:
         delays: list[float] = list(FETCH_RETRY_DELAYS_S[: settings.fetch_retries])
         delays += delays[-1:] * (settings.fetch_retries - len(delays))
-        return repro_stage.with_options(
+        options.update(
             retries=settings.fetch_retries,
             retry_delay_seconds=delays,
             retry_condition_fn=_no_retry_after_timeout,
         )
     if stage.needs.gpu:
-        return repro_stage.with_options(tags=gpu)
-    return repro_stage
+        options.update(tags=gpu)
+    return repro_stage.with_options(**options) if options else repro_stage
 
 
 @flow(

@@ -12,18 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from cadenza.compare import collect
-from cadenza.compare.rows import metric_rows
+from cadenza.compare.rows import COLUMNS, metric_rows
 from cadenza.compare.values import changed, fmt
-
-STATUS_ORDER = ("ran", "restored from the run cache", "up to date")
-CHANGE_COLUMNS = ("file", "metric", "old", "new", "change", "better", "verdict")
+from pipeline.stages import RAN, RESTORED, UP_TO_DATE
 
 
 def run_summary(project: str, status: dict[str, str], files: list[str]) -> str:
     """Markdown: the stages by what DVC did with them, then the metrics of `files` that
     changed against HEAD (old, new, change, better direction, verdict)."""
     parts = ["# Cadenza run\n", "## Stages\n"]
-    for what in STATUS_ORDER:
+    for what in (RAN, RESTORED, UP_TO_DATE):
         names = [name for name, done in status.items() if done == what]
         if names:
             parts.append(f"- {what} ({len(names)}): {', '.join(names)}")
@@ -54,11 +52,11 @@ def changed_rows(project: str, files: list[str]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table, numbers as `cadenza compare` writes them."""
-    lines = ["| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = [
             fmt(row[col]) if col in ("old", "new", "change") else str(row[col] or "-")
-            for col in CHANGE_COLUMNS
+            for col in COLUMNS
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

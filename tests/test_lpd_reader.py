@@ -210,7 +210,8 @@ def test_every_sample_file_reads_as_the_pypianoroll_baseline(piano):
         kept += not isinstance(expected, tuple)
     assert kept > 0
     if piano == "program":
-        assert len(files) == 342 and kept == 241  # the README's count of files with piano
+        # docs/figures.md's sample: 241 files with piano (prepare keeps 239, rejects 2)
+        assert len(files) == 342 and kept == 241
 
 
 def test_prepare_reports_kept_rejected_and_filtered_counts_per_source(tmp_path, caplog):

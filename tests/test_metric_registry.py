@@ -173,3 +173,28 @@ def test_no_module_keeps_its_own_list_of_metric_names():
         if (lines := _name_lists(ast.parse(path.read_text())))
     }
     assert found == {}
+
+
+def _doc_rows() -> dict[str, tuple[str, str, str, str]]:
+    """The rows of docs/metrics.md's table of registered metrics: {name: (group, unit, better,
+    written for)}, in the doc's order."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    section = text.split("## Every registered metric", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3], cells[4])
+    return rows
+
+
+def test_the_docs_list_every_metric_with_its_unit():
+    """docs/metrics.md states each metric's unit, direction and condition: they must be the
+    registry's, so the page cannot drift from what evaluate, compare and report read."""
+    expected = {
+        m.name: (m.group, m.unit, m.better or "-", m.condition or "every evaluated model")
+        for m in METRICS.values()
+    }
+    rows = _doc_rows()
+    assert list(rows) == list(expected)
+    assert rows == expected

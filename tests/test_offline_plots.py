@@ -167,7 +167,7 @@ def test_cadenza_plots_compares_revisions_offline_without_the_config(tmp_path):
     assert _revs(rendered_lines(page, tmp_path)) == {"HEAD~1": 3, "HEAD": 4}
 
 
-# --- training on another machine: the DVC half of the README's "GPU worker pool" recipe ---
+# --- training on another machine: the DVC half of docs/orchestration.md#training-on-a-gpu-machine
 
 SPLIT_DAG = """stages:
   fetch:

@@ -9,6 +9,7 @@ import symusic
 import torch
 import yaml
 
+from cadenza.batches import stream_logits, windows
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import (
     EvaluateParams,
@@ -23,7 +24,7 @@ from cadenza.generate import generate
 from cadenza.models import SPECS, Adversarial, load_family
 from cadenza.prepare.stage import prepare
 from cadenza.testing.checkout import ROOT
-from cadenza.train import cyclic_lr, stream_logits, train, windows
+from cadenza.train import cyclic_lr, train
 
 # every model of the shipped params.yaml, shrunk to a tiny net and a few short batches
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]

@@ -1,10 +1,11 @@
 """`render`: MIDI -> short audio clips with FluidSynth and a General MIDI soundfont.
 
-Why: objective metrics are half the judgement; every seed paper also listened to its samples.
-Each MIDI file is cut (or padded with silence) to exactly `clip_seconds`, so that samples and
-real excerpts are heard at the same length and the audio stays small, and rendered offline
-with the `fluidsynth` CLI to OGG Vorbis (or WAV where this FluidSynth has no Vorbis encoder).
-A rendered clip lasts `clip_seconds` plus the notes' natural release, about 2 s.
+Why: objective metrics are half the judgement; every founding paper (paper 000-004) also
+listened to its samples. Each MIDI file is cut (or padded with silence) to exactly
+`clip_seconds`, so that samples and real excerpts are heard at the same length and the audio
+stays small, and rendered offline with the `fluidsynth` CLI to OGG Vorbis (or WAV where this
+FluidSynth has no Vorbis encoder). A rendered clip lasts `clip_seconds` plus the notes' natural
+release, about 2 s.
 
 Rendering is optional: where no synthesizer or soundfont is installed, `render_folders`
 writes only status files saying why, and the report links the MIDI instead. Nothing fails.

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cadenza.batches import pick_device
 from cadenza.config import ModelParams, SourceParams
 from cadenza.io import write_json
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll
@@ -31,7 +32,7 @@ from cadenza.models import SPECS, PitchAutoregressiveModel, load_family
 from cadenza.sources import bl_pickle
 from cadenza.sources.layouts import download
 from cadenza.sources.registry import SOURCES
-from cadenza.train import Loop, Progress, fit, pick_device, seed_everything, supervised_step
+from cadenza.train import Loop, Progress, fit, seed_everything, supervised_step
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,18 @@ params.yaml through `load_params`, which fails before any work on a bad key.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
 from cadenza import paths
-from cadenza.config import Params, ParamsError, load_params, load_yaml_as
+from cadenza.config import ModelParams, Params, ParamsError, load_params, load_yaml_as
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
@@ -48,8 +52,14 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 
 def _params(path: Path) -> Params:
+    return _loaded(load_params, path)
+
+
+def _loaded(load: Callable[[Path], T], path: Path) -> T:
+    """`load(path)`, or a one-line "bad param" error and exit code 2: every params file the
+    user writes (params.yaml, a benchmark's params) fails the same way."""
     try:
-        return load_params(path)
+        return load(path)
     except ParamsError as err:
         typer.echo(f"error: bad param: {err}", err=True)
         raise typer.Exit(2) from None
@@ -66,7 +76,8 @@ def _clear_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _model(params: Params, name: str):
+def _model(params: Params, name: str) -> ModelParams:
+    """Model `name` of params.yaml, checked before any work: a typo exits 2, not a KeyError."""
     if name not in params.models:
         typer.echo(f"error: bad param: models.{name}: no such model in params", err=True)
         raise typer.Exit(2)
@@ -416,11 +427,7 @@ def benchmark_bl(
     """Boulanger-Lewandowski et al.'s polyphonic benchmark: train, early-stop, test NLL."""
     from cadenza.benchmark import DATASETS, BenchmarkParams, dataset_file, load_bl, run
 
-    try:
-        params = load_yaml_as(params_file, BenchmarkParams)
-    except ParamsError as err:
-        typer.echo(f"error: bad param: {err}", err=True)
-        raise typer.Exit(2) from None
+    params = _loaded(functools.partial(load_yaml_as, cls=BenchmarkParams), params_file)
     known = {"dataset": set(params.datasets) & set(DATASETS), "model": set(params.models)}
     for name, value in (("dataset", dataset), ("model", model)):
         if value not in known[name]:
@@ -475,7 +482,9 @@ def flow_run(
             err=True,
         )
         raise typer.Exit(130) from None
-    assert isinstance(stages, list)  # a run outside a deployment is never superseded
+    if not isinstance(stages, list):  # a Cancelled state: only a deployment's run is superseded
+        typer.echo(f"flow run cancelled: {stages.message}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
 
 

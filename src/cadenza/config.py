@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from cadenza.models.specs import SPECS
+from cadenza.paths import PARAMS
 from cadenza.validation import ParamsError, RangeError, check, from_dict
 
 T = TypeVar("T")
@@ -177,6 +178,7 @@ DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
     "fetch": 4 * 3600.0,  # several downloads, each with a 30-minute deadline, and extraction
     "prepare": 4 * 3600.0,
     "train": 48 * 3600.0,  # the `full` profile of one model on one GPU
+    "benchmark": 48 * 3600.0,  # `cadenza benchmark bl`: roll_nade on Nottingham takes ~4 h
     "default": 4 * 3600.0,  # generate, evaluate, reference, excerpts, render, report, ...
 }
 MAX_STAGE_TIMEOUT_S = 30 * 24 * 3600.0  # a month: longer is a typo, not a training
@@ -613,7 +615,7 @@ def load_yaml_as(path: Path | str, cls: type[T]) -> T:
     return typing.cast(T, from_dict(cls, load_yaml(path) or {}, ""))
 
 
-def load_params(path: Path | str = "params.yaml") -> Params:
+def load_params(path: Path | str = PARAMS) -> Params:
     """Read and validate the whole params file; raise `ParamsError` naming the bad key."""
     params = load_yaml_as(path, Params)
     from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cadenza.settings import ANALYTICS_OFF
+from cadenza.settings import ANALYTICS_OFF, venv_first
 
 
 class DvcError(RuntimeError):
@@ -38,12 +38,7 @@ def dvc_argv(*args: str) -> list[str]:
 def dvc_env() -> dict[str, str]:
     """This process's environment, with analytics off (a user's setting wins) and this
     interpreter's folder first on PATH."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **ANALYTICS_OFF,
-        **os.environ,
-        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-    }
+    return {**ANALYTICS_OFF, **os.environ, "PATH": venv_first(os.environ.get("PATH", ""))}
 
 
 def run_dvc(project: Path, *args: str) -> str:

@@ -20,9 +20,9 @@ import torch
 from sklearn.manifold import TSNE
 
 from cadenza.checkpoint import load_checkpoint
-from cadenza.io import atomic_dir, atomic_path, write_json
+from cadenza.io import atomic_dir, write_json
 from cadenza.models import SPECS
-from cadenza.plotting import plt
+from cadenza.plotting import plt, save_png
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,7 @@ def plot_map(xy: np.ndarray, points: Points, title: str, out: Path) -> Path:
     ax.set(title=title, xticks=[], yticks=[])
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=80)
 
 
 def embedding_maps(models: dict[str, Path], out: Path, seed: int) -> dict[str, str]:

@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from cadenza.batches import eval_batch_size, pick_device, stream_logits
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams, ModelParams
 from cadenza.data import cap_units, chosen_sources, load_units, piece_notes, source_of, to_stream
@@ -44,7 +45,6 @@ from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
 from cadenza.representations.rolls import note_steps, steps_to_roll
 from cadenza.representations.tokens import PAD_ID, UNK_ID, Notes
-from cadenza.train import eval_batch_size, pick_device, stream_logits
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def evaluate_model(
                 params.steps_per_beat,
             )
         )
-    result: dict[str, Any] = {**mean_metrics([piece_metrics(p, params) for p in samples])}
+    result: dict[str, Any] = mean_metrics([piece_metrics(p, params) for p in samples])
     result["empty_samples"] = unreadable
     pooled, by_source, mp = likelihood(ckpt, prepared, seed, max_test_units)
     result.update(pooled)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cadenza.batches import pick_device
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import GenerateParams, ModelParams
 from cadenza.data import load_units
@@ -26,7 +27,6 @@ from cadenza.io import atomic_dir
 from cadenza.models import SPECS, load_family
 from cadenza.representations.midi import write_midi
 from cadenza.representations.tokens import SECONDS_TO_BEATS
-from cadenza.train import pick_device
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ order, spawned workers, and a run that survives a worker's death. A process pool
 cores of one machine; a Dask cluster (`runner.kind: dask` in params.yaml) spreads the items
 over many machines (the results still meet in this process). Results always come back in
 input order and everything after the map runs in the caller's process, so what a stage
-writes is byte-identical whichever runner made it (tests/test_runner.py checks prepare's).
+writes is byte-identical whichever runner made it (tests/test_parallel.py checks prepare's).
 
 The runner params are not a param of any stage in dvc.yaml: they change where the work runs,
 never what it produces, so switching them does not re-run anything.

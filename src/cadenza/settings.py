@@ -18,6 +18,16 @@ ANALYTICS_OFF = {
 }
 
 
+def venv_first(path: str) -> str:
+    """`path` (a PATH value) with this interpreter's folder first: stage commands are a bare
+    `cadenza ...` and queue workers a bare `dvc`, which must be this environment's even when
+    it is not activated. Unchanged when that folder is already first."""
+    bin_dir = str(Path(sys.executable).parent)
+    if path.split(os.pathsep)[0] == bin_dir:
+        return path
+    return os.pathsep.join([bin_dir, path])
+
+
 def analytics_off() -> None:
     """Every `cadenza` command runs this first; a user's own setting wins."""
     for key, value in ANALYTICS_OFF.items():
@@ -35,7 +45,4 @@ def apply_offline_settings(project: Path) -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect won't
-    # stage commands (`cadenza ...`, `dvc`) must resolve to this environment's executables
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    os.environ["PATH"] = venv_first(os.environ.get("PATH", ""))

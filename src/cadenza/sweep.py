@@ -31,7 +31,7 @@ import yaml
 from cadenza.config import from_dict, load_yaml
 from cadenza.dvc_cli import run_dvc, run_dvc_spawning
 from cadenza.io import atomic_path, flatten
-from cadenza.plotting import plt
+from cadenza.plotting import plt, save_png
 
 log = logging.getLogger(__name__)
 # points waiting (queued, or running on a worker that died) with no live queue worker and no
@@ -192,9 +192,7 @@ def write_outputs(name: str, sweep: Sweep, table: pd.DataFrame, out: Path) -> No
     ax.set(xlabel=keys[0].rsplit(".", 1)[-1], ylabel=metric.split(" ", 1)[1], title=f"sweep {name}")
     ax.legend(title=", ".join(k.rsplit(".", 1)[-1] for k in keys[1:]) or None, fontsize=8)
     fig.tight_layout()
-    with atomic_path(out / "plot.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, out / "plot.png", dpi=90)
     scored = table.dropna(subset=[metric])
     if scored.empty:
         best_line = "No point produced the metric."

@@ -9,7 +9,8 @@ otherwise on the CPU. Each epoch appends a row to a CSV log (for `dvc plots`), a
 improvement on the valid loss rewrites the checkpoint atomically, so a killed run leaves the
 last good one; beside it, `<ckpt>.resume.pt` holds the whole training state after each epoch,
 so a re-run after a kill continues where it stopped and ends with the same weights as an
-uninterrupted run. Adversarial families bring their own update (`train_step`).
+uninterrupted run. Adversarial families bring their own update (`train_step`). The windows
+and the valid loss come from `cadenza.batches`, which the evaluator shares.
 
 The loop itself is `fit`: the polyphonic benchmark (`cadenza.benchmark`) plugs its own
 batches (whole padded pieces), loss and valid score into it (`Loop`).
@@ -24,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -34,11 +35,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cadenza.batches import epoch_batches, evaluate_loss, pick_device, windows
 from cadenza.checkpoint import load_data, save_checkpoint, save_data, verify_content
 from cadenza.config import ModelParams, TrainParams
 from cadenza.data import cap_units, chosen_sources, load_units, make_info, to_stream
 from cadenza.io import atomic_path
-from cadenza.models import SPECS, Adversarial, Family, load_family
+from cadenza.models import SPECS, Adversarial, load_family
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,6 @@ LOG_FIELDS = [
     "valid_seconds",
 ]
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
-
-
-def pick_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seed_everything(seed: int) -> None:
@@ -435,90 +433,6 @@ def cyclic_lr(step: int, cfg: TrainParams) -> float:
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def windows(
-    stream: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
-    generator is given. Works for any stream whose first axis is time; byte-sized frames
-    come out as float."""
-    n_windows = (len(stream) - 1) // seq_len
-    order = (
-        torch.randperm(n_windows, generator=generator)
-        if generator is not None
-        else torch.arange(n_windows)
-    )
-    as_float = stream.dtype == torch.uint8
-    for i in range(0, n_windows, batch_size):
-        starts = (order[i : i + batch_size] * seq_len).tolist()
-        x = torch.stack([stream[s : s + seq_len] for s in starts])
-        y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
-        yield (x.float(), y.float()) if as_float else (x, y)
-
-
-def epoch_batches(stream_len: int, cfg: TrainParams) -> int:
-    """Batches in one training epoch: every window of the stream once, up to the cap."""
-    n = -(-((stream_len - 1) // cfg.seq_len) // cfg.batch_size)
-    return min(n, cfg.max_batches) if cfg.max_batches else n
-
-
-def eval_batch_size(cfg: TrainParams, info: dict) -> int:
-    """Windows per evaluation batch: without gradients, a bigger batch than training's (up
-    to 8x: activations grow with it too, and a GAN's images are large), as long as the
-    output (windows x seq_len x vocabulary or 128 pitches, float32) stays under 256 MB."""
-    width = max(len(info.get("vocab", ())), 128)
-    fits = EVAL_OUTPUT_FLOATS // (cfg.seq_len * width)
-    return max(cfg.batch_size, min(8 * cfg.batch_size, fits))
-
-
-EVAL_OUTPUT_FLOATS = 1 << 26
-
-
-@torch.inference_mode()
-def evaluate_loss(
-    family: Family,
-    model: torch.nn.Module,
-    stream: torch.Tensor,
-    cfg: TrainParams,
-    device: str,
-    info: dict | None = None,
-) -> float:
-    """Mean loss over the stream's windows, in order (each window starts fresh)."""
-    model.eval()
-    total, count = 0.0, 0
-    for x, y in windows(stream, cfg.seq_len, eval_batch_size(cfg, info or {})):
-        total += family.loss(model, x.to(device), y.to(device)).item() * len(x)
-        count += len(x)
-    return total / max(count, 1)
-
-
-@torch.inference_mode()
-def stream_logits(
-    model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str, rows: int = 1
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Teacher-forced (logits, targets) over a whole token stream, flattened per window.
-
-    The stream is cut into up to `rows` contiguous parts scored side by side as one batch,
-    each in windows of `seq_len` that carry the recurrent state (a Transformer has none:
-    each window is its own context). Parts are kept at least 16 windows long, so that little
-    context is lost at their starts; the tail is padded with id 0 (`<pad>`), which scoring
-    ignores.
-    """
-    model.eval()
-    n = len(ids) - 1
-    if n < 1:
-        return
-    rows = max(1, min(rows, n // (16 * seq_len)))
-    length = -(-n // rows)
-    x = torch.zeros(rows * length, dtype=ids.dtype)
-    y = torch.zeros(rows * length, dtype=ids.dtype)
-    x[:n], y[:n] = ids[:-1], ids[1:]
-    x, y = x.view(rows, length), y.view(rows, length)
-    state = None
-    for s in range(0, length, seq_len):
-        logits, state = model(x[:, s : s + seq_len].to(device), state)
-        yield logits.float().reshape(-1, logits.shape[-1]), y[:, s : s + seq_len].reshape(-1)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

@@ -11,8 +11,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from cadenza.compare.read import Comparison
-from cadenza.compare.rows import TEST_ROW, reference_diff, section_name
+from cadenza.compare.rows import reference_diff, section_name
 from cadenza.compare.values import Values, changed, finite, fmt, one_side
+from cadenza.metrics.registry import TEST_ROW
 
 # params.yaml sections whose change means the two revisions measured different things
 HEADER_PARAMS = {

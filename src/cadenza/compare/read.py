@@ -9,10 +9,10 @@ from typing import Any
 
 from dvc.repo import Repo
 
-PARAMS_FILE = "params.yaml"
+from cadenza.paths import PARAMS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     """Everything `cadenza compare` prints, read from DVC once."""
 
@@ -41,7 +41,7 @@ def collect(
             why = "missing" if isinstance(err, FileNotFoundError) else "unreadable"
             errors[path][why].append(rev)
     values = {
-        key: (v.get("old"), v.get("new")) for key, v in (params.get(PARAMS_FILE) or {}).items()
+        key: (v.get("old"), v.get("new")) for key, v in (params.get(str(PARAMS)) or {}).items()
     }
     return Comparison(
         a_rev,

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from cadenza.compare.values import Values, changed, finite, is_config, is_number, one_side
-from cadenza.metrics.registry import MUSIC, REFERENCE, TEST_ROW
+from cadenza.metrics.registry import CLOSER, MUSIC, REFERENCE, TEST_ROW
 from cadenza.metrics.registry import direction as registry_direction
 
 REFERENCE_FILE = f"{REFERENCE}.json"
@@ -85,7 +85,7 @@ def verdict(old, new, better: str, test_old=None, test_new=None) -> str:
         return "same"
     if not finite(old) or not finite(new) or not better:
         return ""
-    if better == "closer to test":
+    if better == CLOSER:
         if not finite(test_old) or not finite(test_new):
             return ""
         old, new = abs(old - test_old), abs(new - test_new)

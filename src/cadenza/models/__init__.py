@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from cadenza.models.specs import SPECS, FamilySpec
+from cadenza.models.specs import SPECS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +31,6 @@ __all__ = [
     "SPECS",
     "Adversarial",
     "Family",
-    "FamilySpec",
     "FrameScorer",
     "InfoMaker",
     "PitchAutoregressiveModel",

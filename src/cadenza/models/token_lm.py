@@ -6,7 +6,7 @@ symbols with a `<next>` separator), paper 001 (one LSTM layer with dropout over 
 time series) and paper 000 (a vanilla RNN with one hidden layer over the lowest note). With
 `train.epochs: 0` it is paper 003's `untrained` baseline. `TokenLMNet` selects the variant.
 
-`sample_tokens` implements paper 003's generation, shared by every token family: feed a
+`sample` implements paper 003's generation, shared by every token family: feed a
 prompt, then draw each next token either greedily (with probability `greedy_prob`) or from
 the temperature-scaled, optionally top-k filtered softmax. Paper 000's "predicting k future
 notes" is this loop run for k steps.
@@ -60,19 +60,8 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0)
 
 
-def sample(
-    model: nn.Module,
-    mp: ModelParams,
-    info: dict,
-    prompt: list[str],
-    gen: GenerateParams,
-    generator: torch.Generator,
-) -> Notes:
-    return sample_tokens(model, mp, info, prompt, gen, generator)
-
-
 @torch.no_grad()
-def sample_tokens(
+def sample(
     model: nn.Module,
     mp: ModelParams,
     info: dict,

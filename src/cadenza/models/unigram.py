@@ -10,9 +10,7 @@ import torch
 from torch import nn
 
 from cadenza.models.specs import UnigramNet
-from cadenza.models.token_lm import loss, sample_tokens  # noqa: F401 - the family interface
-
-sample = sample_tokens
+from cadenza.models.token_lm import loss, sample  # noqa: F401 - the family interface
 
 
 class Unigram(nn.Module):

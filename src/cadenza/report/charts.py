@@ -11,9 +11,8 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.typing import LineStyleType
 
-from cadenza.io import atomic_path
 from cadenza.metrics.registry import REFERENCE
-from cadenza.plotting import plt
+from cadenza.plotting import plt, save_png
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.representations.rolls import notes_to_roll
 
@@ -142,9 +141,7 @@ def plot_roll(midi: Path, out: Path, title: str, steps_per_beat: int = 4) -> Pat
 
 
 def save_figure(fig: plt.Figure, out: Path) -> Path:
+    """The report's figures at one dpi, laid out tight unless the figure chose its own layout."""
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=100)

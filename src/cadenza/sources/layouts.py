@@ -55,7 +55,7 @@ Chooser = Callable[[Path, Path, SourceParams, int], Select]
 def download(source: Source, params: SourceParams, cache: Path) -> Path:
     """The source's (single) file, from the params' or environment's mirror, else upstream."""
     (remote,) = source.files
-    url = params.url or _env_mirror(source) or remote.url
+    url = _url(source, params)
     if not url:
         raise RuntimeError(
             f"{source.name} has no stable public address; download {remote.name} yourself "
@@ -65,6 +65,12 @@ def download(source: Source, params: SourceParams, cache: Path) -> Path:
     # a mirror or local copy must hold the published bytes, unless the params say otherwise
     sha256, size = (params.sha256, 0) if params.sha256 else (remote.sha256, remote.size)
     return fetch_file(url, cache, remote.name, sha256, size, retries=params.retries)
+
+
+def _url(source: Source, params: SourceParams) -> str:
+    """Where the source's first file comes from: the params' mirror, the environment's, else
+    upstream (empty where upstream has no stable address)."""
+    return params.url or _env_mirror(source) or source.files[0].url
 
 
 def _env_mirror(source: Source) -> str:
@@ -186,7 +192,7 @@ def _lpd_entries(archive: Path, files: Path, params: SourceParams, max_bytes: in
 def piano_midi_de(source: Source, params: SourceParams, cache: Path, out: Path) -> list[dict]:
     """Crawled from the site (or a copy of its pages), or read from a local copy of the
     published corpus, which needs no crawl and no politeness delay."""
-    location = params.url or _env_mirror(source) or source.files[0].url
+    location = _url(source, params)
     local = local_path(location)
     if local is not None and local.is_dir():
         return piano_midi_de_copy(local, out, params, f"sources.{source.name}.url")
@@ -255,7 +261,7 @@ def bl_pickle(source: Source, params: SourceParams, cache: Path, out: Path) -> l
     before it is copied: a bad file is refused (and dropped from the cache), never run.
     """
     local = download(source, params, cache)
-    origin = params.url or _env_mirror(source) or source.files[0].url
+    origin = _url(source, params)
     data = load_fetched(local, cache / source.files[0].name, source.name, origin)
     target = out / "files" / source.files[0].name
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -158,8 +158,8 @@ def kill_trials(
 
 
 def make_toy_project(root: Path) -> Path:
-    """A project under `root` whose data/raw/bach_chorales holds the conftest toy corpus (30
-    good files and 3 broken ones)."""
+    """A project under `root` whose data/raw/bach_chorales holds the toy corpus of
+    cadenza.testing.corpora.write_corpus (30 good files and 3 broken ones)."""
     project = make_project(root / "p", {"bach_chorales": {"limit": 0}})
     shutil.move(write_corpus(root) / "toy", project / "data" / "raw" / "bach_chorales")
     return project
