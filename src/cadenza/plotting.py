@@ -9,13 +9,13 @@ atomically (a killed stage leaves no half-written image) and its figure is freed
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure  # the figure class alone does not choose a backend
+
+from cadenza.io import atomic_path
 
 matplotlib.use("Agg")
 
 from matplotlib import pyplot as plt  # noqa: E402 - must follow matplotlib.use
-from matplotlib.figure import Figure  # noqa: E402 - must follow matplotlib.use
-
-from cadenza.io import atomic_path  # noqa: E402 - kept below the backend choice
 
 __all__ = ["plt", "save_png"]
 
