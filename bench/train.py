@@ -23,9 +23,8 @@ from cadenza.batches import pick_device, windows
 from cadenza.config import ModelParams, load_params
 from cadenza.data import load_units, make_info, to_stream
 from cadenza.models import SPECS, Adversarial, load_family
+from cadenza.testing.checkout import ROOT
 from cadenza.train import OPTIMIZERS, supervised_step
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def throughput(

@@ -33,8 +33,8 @@ import pytest
 from dvc.repo import Repo
 
 from cadenza.models.specs import SPECS
+from cadenza.testing.checkout import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "cadenza"
 CLI_MODULE = "cadenza.cli"

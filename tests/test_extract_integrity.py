@@ -30,9 +30,8 @@ from cadenza.sources.extract import (
 )
 from cadenza.sources.fetch import fetch_source
 from cadenza.sources.registry import SOURCES
-from cadenza.testing.checkout import SHARED
+from cadenza.testing.checkout import DATASETS
 
-DATASETS = SHARED / "datasets"
 ESSEN = DATASETS / "essen" / "europa" / "deutschl" / "erk"
 needs_shared = pytest.mark.skipif(
     not ESSEN.is_dir(), reason="needs ../shared/datasets/essen (real kern files)"

@@ -23,11 +23,10 @@ from cadenza.prepare.stage import prepare
 from cadenza.sources.extract import UnsafeArchive, safe_extract
 from cadenza.sources.fetch import fetch_source
 from cadenza.testing import archives
-from cadenza.testing.checkout import SHARED
+from cadenza.testing.checkout import DATASETS
 from cadenza.testing.corpora import chorale_like, write_score
 from cadenza.testing.loopback import Site, serve
 
-DATASETS = SHARED / "datasets"
 needs_shared = pytest.mark.skipif(
     not DATASETS.is_dir(), reason="needs ../shared/datasets (real corpora)"
 )

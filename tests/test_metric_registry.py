@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +32,8 @@ from cadenza.metrics.registry import (
 )
 from cadenza.report.leaderboard import HEADLINE
 from cadenza.report.tables import N_PIECES, metric_groups, metrics_table
+from cadenza.testing.checkout import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS_DIR = ROOT / "reports" / "metrics"
 VALID_DIR = ROOT / "reports" / "valid"
 SRC = ROOT / "src" / "cadenza"
