@@ -7,7 +7,6 @@ import html
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 import wave
@@ -29,10 +28,10 @@ from cadenza.listening import (
     make_test,
     power_analysis,
 )
+from cadenza.testing.browser import CHROMIUM, headless_dom
 from cadenza.testing.checkout import ROOT
 from cadenza.testing.corpora import write_score
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt install chromium; CI installs it)"
 )
@@ -112,30 +111,9 @@ def test_make_refuses_a_key_inside_the_folder(tmp_path, audio_root):
 
 def _chromium_dom(page: Path, tmp: Path, netlog: Path) -> str:
     """Open a page from its file:// URL in headless Chromium; the DOM after its scripts."""
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp / 'profile'}",
-            "--virtual-time-budget=8000",
-            f"--log-net-log={netlog}",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return headless_dom(
+        page, tmp / "profile", f"--log-net-log={netlog}", budget_ms=8000, timeout_s=120
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
 
 
 def _page_requests(netlog: Path) -> list[str]:

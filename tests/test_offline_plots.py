@@ -21,9 +21,9 @@ import vl_convert
 from dvc.repo import Repo
 
 from cadenza.dvc_plots import TEMPLATE, offline_template_html
+from cadenza.testing.browser import CHROMIUM, headless_dom
 from cadenza.testing.checkout import ROOT
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt install chromium; CI installs it)"
 )
@@ -91,31 +91,15 @@ def rendered_lines(page: Path, tmp: Path) -> dict[str, int]:
     """Open `page` from disk in headless Chromium with every network request refused; the
     line marks vega drew, as {aria label: number of points}."""
     assert "<script src=" not in page.read_text()
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--proxy-server=127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            f"--user-data-dir={tmp / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    dom = headless_dom(
+        page,
+        tmp / "profile",
+        "--proxy-server=127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        budget_ms=5000,
+        timeout_s=60,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {label: path.count("L") + 1 for label, path in LINE_MARK.findall(proc.stdout)}
+    return {label: path.count("L") + 1 for label, path in LINE_MARK.findall(dom)}
 
 
 def _revs(lines: dict[str, int]) -> dict[str, int]:
