@@ -2,6 +2,7 @@
 that lowers the valid NLL. The published pickles come from ../shared."""
 
 import itertools
+import json
 import math
 import pickle
 
@@ -140,3 +141,133 @@ def test_short_training_lowers_the_valid_nll(tmp_path, family):
     assert history[-1] < history[0] and math.isfinite(result["test_nll"])
     table = results_table([result])
     assert "RNN-NADE (B-L 2012) | 5.56" in table and f"Cadenza `{family}`" in table
+
+
+def _tiny(epochs: int) -> ModelParams:
+    return from_dict(
+        ModelParams,
+        {
+            "family": "roll_made",
+            "net": {"pitches": KEYS, "hidden": 32, "made_hidden": 64},
+            "train": {"epochs": epochs, "batch_size": 8, "lr": 0.003, "patience": 0},
+        },
+        "m",
+    )
+
+
+def _toy_data() -> dict[str, list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    rolls = [(rng.random((n, KEYS)) < 0.05).astype(np.uint8) for n in (30, 50, 70, 90, 40, 60)]
+    return {"train": rolls[:4], "valid": rolls[4:5], "test": rolls[5:]}
+
+
+def test_a_killed_benchmark_run_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """A run longer than a session (roll_nade on Nottingham: hours) goes on where it was
+    stopped: killed after epoch 2 of 3, started again, it ends where an uninterrupted run
+    ends, and deletes its resume file."""
+    import cadenza.benchmark as bench
+
+    whole = bench.run("jsb", _toy_data(), "m", _tiny(3), 0, tmp_path / "whole.json")
+    real_save = bench.save_data
+
+    def die_after_epoch_2(path, payload):
+        real_save(path, payload)
+        if payload["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "save_data", die_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run("jsb", _toy_data(), "m", _tiny(3), 0, tmp_path / "cut.json")
+    assert (tmp_path / "cut.resume.pt").exists() and not (tmp_path / "cut.json").exists()
+    monkeypatch.setattr(bench, "save_data", real_save)
+    resumed = bench.run("jsb", _toy_data(), "m", _tiny(3), 0, tmp_path / "cut.json")
+    assert not (tmp_path / "cut.resume.pt").exists()
+    assert resumed["history"] == whole["history"]
+    assert resumed["test_nll"] == pytest.approx(whole["test_nll"], abs=1e-9)
+    # a resume file of another run (another seed) is not used
+    monkeypatch.setattr(bench, "save_data", die_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run("jsb", _toy_data(), "m", _tiny(3), 0, tmp_path / "other.json")
+    monkeypatch.setattr(bench, "save_data", real_save)
+    other = bench.run("jsb", _toy_data(), "m", _tiny(3), 1, tmp_path / "other.json")
+    assert len(other["history"]) == 3 and other["seed"] == 1
+
+
+def test_long_pieces_train_on_windows_and_are_scored_whole(tmp_path):
+    from cadenza.benchmark import cut_windows, eval_batch_size, run
+
+    pieces = _toy_data()["train"]
+    windows = cut_windows(pieces, 25)
+    assert [len(w) for w in windows[:3]] == [25, 5, 25]  # 30 frames = 25 + 5
+    assert sum(len(w) for w in windows) == sum(len(p) for p in pieces)
+    assert np.array_equal(np.concatenate(windows[:2]), pieces[0])
+    assert eval_batch_size(pieces) == 16
+    assert eval_batch_size([np.zeros((9_000, KEYS))]) == 3  # 32,000 // 9,000
+    result = run("jsb", _toy_data(), "m", _tiny(1), 0, tmp_path / "w.json", window=25)
+    assert result["window"] == 25 and result["test_frames"] == 60  # the test piece, whole
+
+
+def test_the_table_gives_mean_and_std_over_seeds():
+    runs = [
+        {
+            "dataset": "jsb",
+            "model": "roll_made",
+            "seed": s,
+            "test_nll": v,
+            "test_accuracy": 0.3,
+            "epochs": 10,
+            "seconds": 1.0,
+            "device": "CPU",
+        }
+        for s, v in enumerate([5.0, 5.1, 5.2])
+    ]
+    table = results_table(runs)
+    assert "| Cadenza `roll_made` | **5.10 ± 0.10 (n = 3)**, acc 0.300 |" in table
+    assert "| jsb | roll_made | 2 | 5.200 | 10 | 1.0 | CPU |" in table
+
+
+@pytest.mark.skipif(
+    not (SHARED / "datasets" / "piano-midi.de").exists(), reason="../shared piano-midi.de absent"
+)
+def test_piano_midi_de_runs_through_the_cli_on_windows_of_whole_pieces(tmp_path):
+    """Piano-midi.de's benchmark pickle is not in ../shared: one in the B-L format, made from
+    whole pieces of the real piano-midi.de copy, fetched through the CLI's mirror variable;
+    training reads windows (params `windows:`), test scores every frame of the whole pieces."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from cadenza.testing.archives import bl_pickle_from_midi
+
+    blob = bl_pickle_from_midi(SHARED / "datasets" / "piano-midi.de", 0.5, 2, max_steps=0)
+    (tmp_path / "Piano-midi.de.pickle").write_bytes(blob)
+    test_frames = sum(len(p) for p in pickle.loads(blob)["test"])
+    assert test_frames > 1000  # whole pieces, longer than any window
+    tiny = {
+        "family": "roll_made",
+        "net": {"pitches": KEYS, "hidden": 16, "made_hidden": 32},
+        "train": {"epochs": 1, "batch_size": 8},
+    }
+    params = {
+        "datasets": {"piano_midi_de": {}},
+        "models": {"tiny": tiny},
+        "windows": {"piano_midi_de": 100},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = dict(os.environ, CADENZA_MIRROR_BL_PIANO_MIDI=str(tmp_path / "Piano-midi.de.pickle"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "benchmark", "bl", "--dataset", "piano_midi_de"]
+        + ["--model", "tiny", "--seed", "1", "--out", "r.json", "--cache", "cache"]
+        + ["--params", "params.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["window"] == 100 and result["seed"] == 1
+    assert result["test_frames"] == test_frames and math.isfinite(result["test_nll"])

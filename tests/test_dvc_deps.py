@@ -47,6 +47,7 @@ NOT_INPUTS = {
     "--cache",
     # read through the stage's `params:`, which track exactly the keys the stage uses
     "--params",
+    "--papers",
 }
 # `cadenza.models.load_family` imports a family's module by its name in SPECS: whoever uses it
 # may run any family's code

@@ -277,7 +277,7 @@ def test_benchmark_pipeline_runs_through_dvc(tmp_path):
     params_path = project / "bench" / "bl" / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["models"]["roll_lstm"]["train"].update(epochs=1)
-    params["run"] = {"datasets": ["jsb"], "models": ["roll_lstm"]}
+    params["run"] = {"jsb-roll_lstm-0": {"dataset": "jsb", "model": "roll_lstm", "seed": 0}}
     params_path.write_text(yaml.safe_dump(params))
     run(["dvc", "init", "--no-scm", "-q"], project)
     env = _env(project)
@@ -293,7 +293,7 @@ def test_benchmark_pipeline_runs_through_dvc(tmp_path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((project / "bench/bl/results/jsb_roll_lstm.json").read_text())
+    result = json.loads((project / "bench/bl/results/jsb-roll_lstm-0.json").read_text())
     assert result["test_frames"] == 4725 and math.isfinite(result["test_nll"])
     table = (project / "bench" / "bl" / "results.md").read_text()
     assert "| Cadenza `roll_lstm` |" in table and "| RNN-NADE (B-L 2012) |" in table

@@ -15,7 +15,9 @@ from cadenza.config import (
     EvaluateParams,
     GenerateParams,
     ModelParams,
+    ParamsError,
     PrepareParams,
+    TrainParams,
     from_dict,
 )
 from cadenza.data import cap_units, load_units, make_info, to_stream
@@ -281,3 +283,20 @@ def test_too_little_training_data_is_a_clear_error_not_a_missing_checkpoint(prep
         ValueError, match="chord_lstm: the training split gives .* less than one window"
     ):
         train("chord_lstm", mp, prepared, tmp_path / "ckpt.pt", tmp_path / "log.csv", 0)
+
+
+def test_stride_one_gives_every_window_as_keras_epochs_do():
+    """Papers 001 and 004 train on every window (stride 1), seq_len times the windows of
+    the default non-overlapping epoch; each y is its x moved by one step."""
+    from cadenza.batches import epoch_batches
+
+    stream = torch.arange(12)
+    every = [x for xb, _ in windows(stream, 3, 100, stride=1) for x in xb.tolist()]
+    assert every == [[s, s + 1, s + 2] for s in range(9)]  # starts 0..8: 8 + 3 < 12
+    default = [x for xb, _ in windows(stream, 3, 100) for x in xb.tolist()]
+    assert default == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    cfg = TrainParams(seq_len=3, batch_size=4, stride=1)
+    assert epoch_batches(12, cfg) == 3  # 9 windows in batches of 4
+    assert epoch_batches(12, TrainParams(seq_len=3, batch_size=4)) == 1
+    with pytest.raises(ParamsError, match=r"train\.stride: must be in \[0, seq_len\]"):
+        from_dict(TrainParams, {"seq_len": 3, "stride": 4}, "train")

@@ -8,6 +8,7 @@ windows the same way (the same windows, in the same order, for the same seed).
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 
 import torch
@@ -21,13 +22,28 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def device_label(device: str) -> str:
+    """The hardware a result was measured on, as the benchmark and paper tables print it."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+
+
 def windows(
-    stream: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator | None = None
+    stream: torch.Tensor,
+    seq_len: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    stride: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
-    generator is given. Works for any stream whose first axis is time; byte-sized frames
+    generator is given. Windows start every `stride` steps (0 = `seq_len`: each step is a
+    target once; 1 = every window, as Keras' and the TensorFlow tutorial's training sets of
+    papers 001 and 004). Works for any stream whose first axis is time; byte-sized frames
     come out as float."""
-    n_windows = (len(stream) - 1) // seq_len
+    stride = stride or seq_len
+    n_windows = n_windows_of(len(stream), seq_len, stride)
     order = (
         torch.randperm(n_windows, generator=generator)
         if generator is not None
@@ -35,15 +51,21 @@ def windows(
     )
     as_float = stream.dtype == torch.uint8
     for i in range(0, n_windows, batch_size):
-        starts = (order[i : i + batch_size] * seq_len).tolist()
+        starts = (order[i : i + batch_size] * stride).tolist()
         x = torch.stack([stream[s : s + seq_len] for s in starts])
         y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
         yield (x.float(), y.float()) if as_float else (x, y)
 
 
+def n_windows_of(stream_len: int, seq_len: int, stride: int) -> int:
+    """Windows of `seq_len` (+1 for the shifted target) starting every `stride` steps."""
+    return max(0, (stream_len - 1 - seq_len) // stride + 1)
+
+
 def epoch_batches(stream_len: int, cfg: TrainParams) -> int:
     """Batches in one training epoch: every window of the stream once, up to the cap."""
-    n = -(-((stream_len - 1) // cfg.seq_len) // cfg.batch_size)
+    n_windows = n_windows_of(stream_len, cfg.seq_len, cfg.stride or cfg.seq_len)
+    n = -(-n_windows // cfg.batch_size)
     return min(n, cfg.max_batches) if cfg.max_batches else n
 
 

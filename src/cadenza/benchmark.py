@@ -13,10 +13,9 @@ the valid NLL. Everything is fixed by the seed; run time and hardware go into th
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import cast
 
@@ -24,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cadenza.batches import pick_device
-from cadenza.config import ModelParams, SourceParams
+from cadenza.batches import device_label, pick_device
+from cadenza.checkpoint import load_data, save_data, verify_content
+from cadenza.config import SEED_LIMIT, ModelParams, SourceParams
 from cadenza.io import write_json
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll
 from cadenza.models import SPECS, PitchAutoregressiveModel, load_family
@@ -37,6 +37,8 @@ from cadenza.train import Loop, Progress, fit, seed_everything, supervised_step
 log = logging.getLogger(__name__)
 
 LOW, KEYS = 21, 88  # MIDI 21..108
+EVAL_FRAMES = 32_000  # padded frames per scoring batch: JSB's and Nottingham's batches of 16
+RESUME_FORMAT = "cadenza-bench-resume/1"
 SPLITS = ("train", "valid", "test")
 DATASETS = {
     "jsb": "bl_jsb",
@@ -67,16 +69,29 @@ PUBLISHED = {
 
 
 @dataclass(frozen=True)
+class Run:
+    """One cell of the benchmark with one seed: what one stage of bench/bl/dvc.yaml runs."""
+
+    dataset: str
+    model: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class BenchmarkParams:
     """`bench/bl/params.yaml` (read by `cadenza.config.load_yaml_as`): where each dataset
     comes from, and the models."""
 
-    seed: int
     datasets: dict[str, SourceParams]  # `url` "" = the registry's address
     models: dict[str, ModelParams]
-    run: dict[str, list[str]] = field(default_factory=dict)  # what dvc.yaml's matrix runs
+    # what `dvc repro` runs: one stage per entry (bench@<key>), every one committed
+    run: dict[str, Run] = field(default_factory=dict)
     # per model: training batches transposed by up to this many semitones (absent = none)
     transpose: dict[str, int] = field(default_factory=dict)
+    # per dataset: train on windows of at most this many frames, cut from the pieces, each
+    # from a fresh state (truncated backpropagation: memory and time per step bounded on long
+    # pieces such as Piano-midi.de's); absent = whole pieces. Valid and test: whole pieces.
+    windows: dict[str, int] = field(default_factory=dict)
 
 
 def load_bl(path: Path) -> dict[str, list[np.ndarray]]:
@@ -149,7 +164,7 @@ def score(
     autoregressive."""
     model.eval()
     probs, predicted, targets = [], [], []
-    for x, y, mask in batches(pieces, 16):
+    for x, y, mask in batches(pieces, eval_batch_size(pieces)):
         x, y = x.to(device), y.to(device)
         logits = conditionals(model, family, x, y)
         probs.append(torch.sigmoid(logits.float())[mask.to(device)].cpu().numpy())
@@ -189,6 +204,7 @@ def run(
     seed: int,
     out_json: Path,
     transpose_max: int = 0,
+    window: int = 0,
 ) -> dict:
     """Train on train, early-stop on valid NLL, score the best weights on test.
 
@@ -197,7 +213,14 @@ def run(
     learning rate (as published; `train.optimizer` and `train.schedule` are not read).
     With `transpose_max` > 0 each training batch is transposed by a random number of
     semitones in [-transpose_max, transpose_max] (Walder 2016's augmentation); valid and
-    test are scored as published, untransposed."""
+    test are scored as published, untransposed. With `window` > 0, training reads windows of
+    at most that many frames (`cut_windows`).
+
+    After every epoch the whole state is saved beside `out_json` (`<name>.resume.pt`), so a
+    run that is killed, or outlives a session, goes on from its last epoch when started
+    again with the same arguments; a finished run deletes it."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed {seed}: must be in [0, {SEED_LIMIT - 1}]")
     seed_everything(seed)
     device = pick_device()
     model = load_family(mp.family).build(mp.net, {}).to(device)
@@ -206,10 +229,24 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     best_state: dict[str, torch.Tensor] = {}
-    start = time.perf_counter()
+    train_pieces = cut_windows(data["train"], window) if window else data["train"]
+    resume_path = out_json.with_name(out_json.stem + ".resume.pt")
+    run_key = {
+        "dataset": dataset,
+        "params": asdict(mp),
+        "seed": seed,
+        "transpose_max": transpose_max,
+        "window": window,
+    }
+    progress, seconds_before = Progress(), 0.0
+    if resume_path.exists():
+        progress, seconds_before = _resume(
+            resume_path, run_key, model, optimizer, best_state, history, generator
+        )
+    start = time.perf_counter() - seconds_before
 
     def train_batches() -> Iterator[tuple[torch.Tensor, ...]]:
-        for x, y, mask in batches(data["train"], cfg.batch_size, generator):
+        for x, y, mask in batches(train_pieces, cfg.batch_size, generator):
             if transpose_max:
                 shift = int(
                     torch.randint(-transpose_max, transpose_max + 1, (1,), generator=generator)
@@ -233,15 +270,27 @@ def run(
         history.append({"epoch": progress.epoch, "valid_nll": valid})
         if improved:
             best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        state = {
+            "run": run_key,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best_state": best_state,
+            "history": history,
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "seconds": time.perf_counter() - start,
+            **asdict(progress),
+        }
+        save_data(resume_path, {"format": RESUME_FORMAT, **state})
 
     loop = Loop(
         batches=train_batches,
-        n_batches=-(-len(data["train"]) // cfg.batch_size),
+        n_batches=-(-len(train_pieces) // cfg.batch_size),
         step=step,
         validate=lambda _: _valid_nll(model, mp.family, data["valid"], device),
         unit="frames",
     )
-    progress = fit(f"{dataset} {name}", model, optimizer, cfg, loop, Progress(), on_epoch)
+    progress = fit(f"{dataset} {name}", model, optimizer, cfg, loop, progress, on_epoch)
     model.load_state_dict(best_state)
     test = score(model, mp.family, data["test"], device)
     result = {
@@ -253,16 +302,15 @@ def run(
         "valid_nll": progress.best,
         "epochs": len(history),
         "seconds": round(time.perf_counter() - start, 1),
-        "device": torch.cuda.get_device_name()
-        if device == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        "threads)",
+        "device": device_label(device),
         "params": asdict(mp),
         "transpose_max": transpose_max,
+        "window": window,
         "seed": seed,
         "history": history,
     }
     write_json(out_json, result)
+    resume_path.unlink(missing_ok=True)
     log.info(
         "%s %s: test NLL %.3f, accuracy %.3f (%d frames, %.0f s)",
         dataset,
@@ -275,11 +323,56 @@ def run(
     return result
 
 
+def cut_windows(pieces: list[np.ndarray], window: int) -> list[np.ndarray]:
+    """Each piece cut into consecutive windows of at most `window` frames (the last one
+    shorter), in order: every frame is still a target once per epoch."""
+    return [p[i : i + window] for p in pieces for i in range(0, len(p), window)]
+
+
+def eval_batch_size(pieces: list[np.ndarray]) -> int:
+    """Pieces per scoring batch: 16, fewer where the longest piece would make a padded batch
+    of more than `EVAL_FRAMES` frames (Piano-midi.de's pieces run to thousands)."""
+    longest = max((len(p) for p in pieces), default=1)
+    return max(1, min(16, EVAL_FRAMES // longest))
+
+
+def _resume(
+    path: Path,
+    run_key: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor],
+    history: list[dict],
+    generator: torch.Generator,
+) -> tuple[Progress, float]:
+    """The progress and training seconds saved in `path`, loaded into the live objects. A
+    file left by another run (dataset, params, seed, transposition or window) is discarded,
+    with a log line; a damaged one is refused (ValueError naming it)."""
+    hint = "; delete it to train from the start"
+    payload = load_data(path, "benchmark resume file", None, hint)
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise ValueError(f"{path}: not a {RESUME_FORMAT} file{hint}")
+    verify_content(payload, path, "benchmark resume file", hint)
+    if payload["run"] != run_key:
+        log.warning("%s: left by another run; discarding it, training from the start", path)
+        path.unlink()
+        return Progress(), 0.0
+    log.info("%s: resuming after epoch %d", path, payload["epoch"])
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    best_state.update(payload["best_state"])
+    history.extend(payload["history"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    progress = Progress(**{f.name: payload[f.name] for f in fields(Progress)})
+    return progress, float(payload["seconds"])
+
+
 @torch.no_grad()
 def _valid_nll(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str) -> float:
     model.eval()
     total, frames = 0.0, 0
-    for x, y, mask in batches(pieces, 16):
+    for x, y, mask in batches(pieces, eval_batch_size(pieces)):
         x, y, mask = x.to(device), y.to(device), mask.to(device)
         total += masked_nll(conditionals(model, family, x, y), y, mask).item() * int(mask.sum())
         frames += int(mask.sum())
@@ -292,8 +385,17 @@ def dataset_file(dataset: str, params: SourceParams, cache: Path) -> Path:
     return download(SOURCES[DATASETS[dataset]], params, cache)
 
 
+def mean_std(values: list[float]) -> str:
+    """The mean over seeds and the sample standard deviation (ddof = 1), as in
+    "5.05 ± 0.03 (n = 3)"; the single value and "(n = 1)" where only one seed has run."""
+    if len(values) == 1:
+        return f"{values[0]:.2f} (n = 1)"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} (n = {len(values)})"
+
+
 def results_table(results: list[dict]) -> str:
-    """Markdown: our rows (with the command that reproduces each) under the published ones."""
+    """Markdown: our rows (mean ± std over the seeds that ran) under the published ones, then
+    each run's epochs, time and hardware."""
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in results)]
     header = "| model | " + " | ".join(datasets) + " | source |"
     lines = [header, "|---|" + "---:|" * len(datasets) + "---|"]
@@ -303,23 +405,27 @@ def results_table(results: list[dict]) -> str:
     for name in sorted({r["model"] for r in results}):
         cells = []
         for d in datasets:
-            row = next((r for r in results if r["model"] == name and r["dataset"] == d), None)
+            runs = [r for r in results if r["model"] == name and r["dataset"] == d]
             cells.append(
-                f"**{row['test_nll']:.2f}** (acc {row['test_accuracy']:.3f})" if row else "-"
+                f"**{mean_std([r['test_nll'] for r in runs])}**, acc "
+                f"{np.mean([r['test_accuracy'] for r in runs]):.3f}"
+                if runs
+                else "-"
             )
         lines.append(f"| Cadenza `{name}` | " + " | ".join(cells) + " | this repo |")
     lines += [
         "",
-        "Test NLL in nats per frame (lower is better); acc = Bay et al.'s frame "
-        "accuracy. Reproduce a row: `dvc repro bench/bl/dvc.yaml` (all), or "
-        "`cd bench/bl && cadenza benchmark bl --dataset DATASET --model MODEL "
-        "--out results/DATASET_MODEL.json`.",
+        "Test NLL in nats per frame (lower is better), mean ± standard deviation over seeds; "
+        "acc = Bay et al.'s frame accuracy (mean). Reproduce a cell: `dvc repro "
+        "bench/bl/dvc.yaml` (all), or `cd bench/bl && cadenza benchmark bl --dataset DATASET "
+        "--model MODEL --seed SEED --out results/DATASET-MODEL-SEED.json`.",
         "",
-        "| dataset | model | epochs | seconds | device |",
-        "|---|---|---:|---:|---|",
+        "| dataset | model | seed | test NLL | epochs | seconds | device |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['seconds']} | {r['device']} |"
-        for r in results
+        f"| {r['dataset']} | {r['model']} | {r['seed']} | {r['test_nll']:.3f} | {r['epochs']} "
+        f"| {r['seconds']} | {r['device']} |"
+        for r in sorted(results, key=lambda r: (r["dataset"], r["model"], r["seed"]))
     ]
     return "\n".join(lines) + "\n"

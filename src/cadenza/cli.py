@@ -30,6 +30,8 @@ flow_app = typer.Typer(no_args_is_help=True, help="Run the DVC DAG as a Prefect 
 app.add_typer(flow_app, name="flow")
 bench_app = typer.Typer(no_args_is_help=True, help="Published benchmarks, reproduced.")
 app.add_typer(bench_app, name="benchmark")
+paper_app = typer.Typer(no_args_is_help=True, help="The founding papers' experiments, reproduced.")
+app.add_typer(paper_app, name="paper")
 listen_app = typer.Typer(
     no_args_is_help=True, help="A blind listening test: make the page, analyse the answers."
 )
@@ -421,6 +423,7 @@ def benchmark_bl(
     dataset: str = typer.Option(..., help="jsb, nottingham, musedata or piano_midi_de"),
     model: str = typer.Option(..., help="a model of the benchmark's params"),
     out: Path = typer.Option(..., help="result JSON"),
+    seed: int = typer.Option(0, help="the run's seed (results: mean ± std over seeds)"),
     cache: Path = typer.Option(paths.DOWNLOAD_CACHE),
     params_file: Path = typer.Option(paths.PARAMS, "--params"),
 ) -> None:
@@ -439,9 +442,10 @@ def benchmark_bl(
         load_bl(path),
         model,
         params.models[model],
-        params.seed,
+        seed,
         out,
         params.transpose.get(model, 0),
+        params.windows.get(dataset, 0),
     )
 
 
@@ -454,6 +458,50 @@ def benchmark_table(results: Path = typer.Option(...), out: Path = typer.Option(
     rows = [read_json(p) for p in sorted(results.glob("*.json"))]
     with atomic_path(out) as tmp:
         tmp.write_text(results_table(rows))
+    typer.echo(out.read_text())
+
+
+@paper_app.command("run")
+def paper_run(
+    model: str,
+    seed: int = typer.Option(..., help="one of papers.yaml `seeds`"),
+    prepared: Path = typer.Option(...),
+    work: Path = typer.Option(..., help="the run's checkpoint and per-epoch log"),
+    out: Path = typer.Option(..., help="the run's figures (JSON)"),
+    papers_file: Path = typer.Option(..., "--papers", help="papers.yaml"),
+    params_file: Path = PARAMS,
+) -> None:
+    """Train one paper model with one seed; score it on train, valid and test."""
+    from cadenza.io import write_json
+    from cadenza.papers import Papers
+    from cadenza.papers.run import run_cell
+
+    params = _params(params_file)
+    papers = _loaded(functools.partial(load_yaml_as, cls=Papers), papers_file)
+    _model(params, model)
+    if seed not in papers.seeds:
+        typer.echo(f"error: bad param: --seed {seed}: not in {papers_file} seeds", err=True)
+        raise typer.Exit(2)
+    result = run_cell(model, params.model(model), prepared, work, seed, papers.eval_units)
+    write_json(out, result)
+
+
+@paper_app.command("table")
+def paper_table(
+    runs: Path = typer.Option(..., help="folder of `cadenza paper run` JSONs"),
+    out: Path = typer.Option(..., help="the table (markdown)"),
+    papers_file: Path = typer.Option(..., "--papers", help="papers.yaml"),
+) -> None:
+    """Each published figure beside ours: mean ± std over seeds, with the verdict."""
+    from cadenza.io import atomic_path, read_json
+    from cadenza.papers import Papers
+    from cadenza.papers.table import table
+
+    papers = _loaded(functools.partial(load_yaml_as, cls=Papers), papers_file)
+    results = [read_json(p) for p in sorted(runs.glob("*.json"))]
+    command = ".venv/bin/dvc repro --glob 'bench/papers/dvc.yaml:run@MODEL-*'"
+    with atomic_path(out) as tmp:
+        tmp.write_text(table(papers, results, command))
     typer.echo(out.read_text())
 
 

@@ -328,6 +328,9 @@ class TrainParams:
     max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)
     compile: bool = False  # torch.compile the model (on a GPU only)
     max_pieces: int = 0  # train on the first N training pieces only (paper 004's sweep)
+    # training windows start every `stride` steps: 0 = seq_len (each step a target once per
+    # epoch); 1 = every window, as Keras' epochs in papers 001 and 004 (seq_len x the updates)
+    stride: int = 0
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -342,6 +345,7 @@ class TrainParams:
             f"batch_size * seq_len must be <= {MAX_BATCH_UNITS} (positions in one batch)",
         )
         check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
+        check(0 <= self.stride <= self.seq_len, "stride", "must be in [0, seq_len] (0 = seq_len)")
         check(self.lr > 0, "lr", "must be > 0")
         check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
         check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")

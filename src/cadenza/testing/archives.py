@@ -92,10 +92,12 @@ def piano_midi_de_folder(root: Path, n: int = 10) -> tuple[Path, pd.DataFrame]:
     return root, table
 
 
-def bl_pickle_from_midi(folder: Path, step_beats: float, per_split: int = 3) -> bytes:
+def bl_pickle_from_midi(
+    folder: Path, step_beats: float, per_split: int = 3, max_steps: int = 200
+) -> bytes:
     """A pickle in the B-L format (dict of splits -> pieces -> steps -> pitches), made from
     real MIDI files, for the two benchmarks that ../shared does not ship (MuseData,
-    Piano-midi.de)."""
+    Piano-midi.de); each piece cut to `max_steps` (0 = whole)."""
     files = sorted(folder.rglob("*.mid"))[: 3 * per_split]
     pieces = []
     for path in files:
@@ -108,7 +110,7 @@ def bl_pickle_from_midi(folder: Path, step_beats: float, per_split: int = 3) -> 
                 for t in range(note.time, note.time + note.duration):
                     if 21 <= note.pitch <= 108:
                         steps[t].add(note.pitch)
-        pieces.append([sorted(s) for s in steps[:200]])
+        pieces.append([sorted(s) for s in steps[: max_steps or None]])
     data = {
         "train": pieces[:per_split],
         "valid": pieces[per_split : 2 * per_split],
