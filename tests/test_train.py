@@ -26,7 +26,7 @@ from cadenza.generate import generate
 from cadenza.models import SPECS, Adversarial, load_family
 from cadenza.prepare.stage import prepare
 from cadenza.testing.checkout import ROOT
-from cadenza.train import cyclic_lr, train
+from cadenza.train import Loop, Progress, cyclic_lr, fit, train
 
 # every model of the shipped params.yaml, shrunk to a tiny net and a few short batches
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
@@ -300,3 +300,35 @@ def test_stride_one_gives_every_window_as_keras_epochs_do():
     assert epoch_batches(12, TrainParams(seq_len=3, batch_size=4)) == 1
     with pytest.raises(ParamsError, match=r"train\.stride: must be in \[0, seq_len\]"):
         from_dict(TrainParams, {"seq_len": 3, "stride": 4}, "train")
+
+
+@pytest.mark.parametrize(
+    "monitor, epochs_run, kept", [("valid", 3, [1]), ("train", 6, [1, 2, 3, 4, 5, 6])]
+)
+def test_early_stopping_watches_the_monitored_loss(monitor, epochs_run, kept):
+    """Training loss falling, valid loss rising after epoch 1 (a few files overfit): on
+    the valid loss, patience 2 stops after epoch 3 and keeps epoch 1; on the training
+    loss (Keras' monitor='loss', paper 004's tutorial) every epoch improves."""
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    train_losses = iter([1.0, 0.8, 0.6, 0.5, 0.4, 0.3])
+    valid_losses = iter([1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
+    loop = Loop(
+        batches=lambda: [()],
+        n_batches=1,
+        step=lambda _: (next(train_losses), 1),
+        validate=lambda _: next(valid_losses),
+        unit="notes",
+        monitor=monitor,
+    )
+    improved_epochs: list[int] = []
+
+    def on_epoch(progress: Progress, valid: float, improved: bool) -> None:
+        if improved:
+            improved_epochs.append(progress.epoch)
+
+    cfg = TrainParams(epochs=6, patience=2, schedule="constant")  # `train` passes cfg.monitor
+    progress = fit("test", model, optimizer, cfg, loop, Progress(), on_epoch)
+    assert progress.epoch == epochs_run
+    assert improved_epochs == kept
+    assert [row["valid_loss"] for row in progress.rows][:2] == [1.0, 1.1]  # the log is unchanged

@@ -210,7 +210,8 @@ def run(
 
     The shared trainer's loop (`cadenza.train.fit`) with the benchmark's own data and loss:
     batches of whole pieces padded and masked, the masked frame NLL, Adam at a constant
-    learning rate (as published; `train.optimizer` and `train.schedule` are not read).
+    learning rate (as published; `train.optimizer`, `train.schedule` and `train.monitor`
+    are not read: it always keeps the best valid NLL).
     With `transpose_max` > 0 each training batch is transposed by a random number of
     semitones in [-transpose_max, transpose_max] (Walder 2016's augmentation); valid and
     test are scored as published, untransposed. With `window` > 0, training reads windows of

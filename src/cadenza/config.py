@@ -322,7 +322,10 @@ class TrainParams:
     lr_min: float = 1e-4  # cyclic: the triangle runs between lr_min and lr (paper 002)
     cycle_steps: int = 100  # cyclic: steps from lr_min up to lr
     clip: float = 5.0  # max gradient norm; 0 = no clipping (papers that did not clip)
-    patience: int = 3  # early stopping: epochs without a better valid loss; 0 = never stop
+    patience: int = 3  # early stopping: epochs without a better `monitor` loss; 0 = never stop
+    # the loss early stopping and the kept checkpoint watch: "valid", or "train" as Keras'
+    # EarlyStopping(monitor='loss') in paper 004's tutorial
+    monitor: Literal["valid", "train"] = "valid"
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
     max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)

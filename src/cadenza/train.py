@@ -69,7 +69,7 @@ class Progress:
 
     epoch: int = 0
     step: int = 0
-    best: float = math.inf  # the best valid score so far
+    best: float = math.inf  # the best monitored loss so far (`Loop.monitor`)
     stale: int = 0  # epochs since it improved
     rows: list[dict] = field(default_factory=list)  # the log so far, one row per epoch
 
@@ -83,8 +83,10 @@ class Loop:
 
     `batches` gives one epoch's batches (`n_batches` of them) and is called once per epoch;
     `step` makes one update on a batch and returns (loss, units scored); `validate` takes
-    the epoch's mean train loss and returns the valid score that early stopping and the
-    plateau schedule watch. `unit` names a unit in the log (tokens, frames, ...).
+    the epoch's mean train loss and returns the valid score that the plateau schedule
+    watches, and early stopping too unless `monitor` is "train": then the epoch's mean
+    train loss decides (Keras' `monitor='loss'`, which paper 004's tutorial used). `unit`
+    names a unit in the log (tokens, frames, ...).
     """
 
     batches: Callable[[], Iterable[Batch]]
@@ -95,6 +97,7 @@ class Loop:
     schedule: Literal["plateau", "cyclic", "constant"] = "constant"
     plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # for "plateau"
     early_stop: bool = True  # False: every epoch counts as an improvement (the last is kept)
+    monitor: Literal["valid", "train"] = "valid"  # the loss that early stopping watches
 
 
 def fit(
@@ -164,17 +167,24 @@ def fit(
         )
         if loop.schedule == "plateau" and loop.plateau is not None:
             loop.plateau.step(valid_loss)
-        improved = valid_loss < progress.best or not loop.early_stop
+        watched = train_loss if loop.monitor == "train" else valid_loss
+        improved = watched < progress.best or not loop.early_stop
         progress = Progress(
             epoch=epoch,
             step=step,
-            best=min(progress.best, valid_loss) if improved else progress.best,
+            best=min(progress.best, watched) if improved else progress.best,
             stale=0 if improved else progress.stale + 1,
             rows=[*progress.rows, row],
         )
         on_epoch(progress, valid_loss, improved)
         if cfg.patience and progress.stale >= cfg.patience:
-            log.info("%s: early stop after epoch %d (best valid %.4f)", label, epoch, progress.best)
+            log.info(
+                "%s: early stop after epoch %d (best %s loss %.4f)",
+                label,
+                epoch,
+                loop.monitor,
+                progress.best,
+            )
             break
     return progress
 
@@ -284,10 +294,11 @@ def train(
         schedule="constant" if adversarial and cfg.schedule == "plateau" else cfg.schedule,
         plateau=plateau,
         early_stop=not spec.adversarial,
+        monitor=cfg.monitor,
     )
     progress = fit(name, model, optimizers[0], cfg, loop, progress, on_epoch)
     resume_path.unlink(missing_ok=True)  # finished: nothing to resume
-    return {"best_valid_loss": progress.best, "epochs": len(progress.rows), "steps": progress.step}
+    return {"best_loss": progress.best, "epochs": len(progress.rows), "steps": progress.step}
 
 
 def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict) -> str:
