@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from cadenza.checkpoint import load_checkpoint
 from cadenza.config import ModelParams, ParamsError, from_dict, load_params, load_yaml_as
 from cadenza.models.roll_gan import RollGAN
 from cadenza.papers import Figure, Papers
@@ -123,8 +125,9 @@ def test_every_committed_miss_is_explained():
 @pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is absent")
 def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     """bench/papers/dvc.yaml on a MAESTRO zip, an Essen zip, an LPD tarball and a
-    piano-midi.de folder in their official layouts (slices of the real corpora), four tiny
-    models, three seeds each: the table has each figure's mean ± std over the three runs."""
+    piano-midi.de folder in their official layouts (slices of the real corpora), five tiny
+    models, three seeds each: the table has each figure's mean ± std over the three runs.
+    Paper 004's MidiRNN keeps the epoch of its lowest training loss (`monitor: train`)."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -132,10 +135,17 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     params_path = project / "bench" / "papers" / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     del params["sources"]["bach_chorales"]  # music21's corpus: the chorales have their own tests
-    keep = {"p002_adam": "002", "p001_folk": "001", "p000_s2_lr001": "000", "p004_gan_e20": "004"}
+    keep = {
+        "p002_adam": "002",
+        "p001_folk": "001",
+        "p000_s2_lr001": "000",
+        "p004_gan_e20": "004",
+        "p004_f5_s25": "004",
+    }
     params["models"] = {name: params["models"][name] for name in keep}
     for mp in params["models"].values():
         mp["train"].update(epochs=1, max_batches=2, batch_size=8)
+    params["models"]["p004_f5_s25"]["train"]["epochs"] = 3
     params_path.write_text(yaml.safe_dump(params))
     papers_path = project / "bench" / "papers" / "papers.yaml"
     papers = yaml.safe_load(papers_path.read_text())
@@ -184,6 +194,11 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     gan = json.loads((runs / "p004_gan_e20-0.json").read_text())
     assert gan["run"]["sources"] == ["piano_midi_de"]
     assert gan["train"]["n_images"] > 0 and 0 <= gan["train"]["real_accuracy"] <= 1
+    for seed in (0, 1, 2):
+        work = project / "bench" / "papers" / "data" / "runs" / f"p004_f5_s25-{seed}"
+        log = pd.read_csv(work / "train.csv")
+        kept = load_checkpoint(work / "ckpt.pt")[2]["epoch"]
+        assert len(log) == 3 and kept == log.loc[log["train_loss"].idxmin(), "epoch"]
     text = (project / "reports" / "papers" / "table.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| 00")]
     assert len(rows) == len(papers["figures"])
