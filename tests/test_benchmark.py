@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from cadenza.benchmark import KEYS, batches, conditionals, load_bl, masked_nll, results_table
+from cadenza.benchmark import (
+    KEYS,
+    batches,
+    conditionals,
+    load_bl,
+    masked_nll,
+    results_table,
+    transpose,
+)
 from cadenza.config import ModelParams, from_dict
 from cadenza.models import load_family
 from cadenza.sources.bl_pickle import BLPickleError
@@ -59,12 +67,14 @@ def _model(family: str, pitches: int = 4) -> ModelParams:
         net["pitch_hidden"] = 8
     if family == "roll_made":
         net["made_hidden"] = 12
+    if family == "roll_biaxial":
+        net = {"pitches": pitches, "hidden": 8, "note_hidden": 6}
     return from_dict(
         ModelParams, {"family": family, "net": net, "train": {"epochs": 3, "lr": 0.01}}, "m"
     )
 
 
-@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made"])
+@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made", "roll_biaxial"])
 def test_frame_nll_is_a_normalised_distribution(family):
     """exp(-NLL) summed over all 2^P possible next frames is 1: a real probability."""
     torch.manual_seed(0)
@@ -81,10 +91,11 @@ def test_frame_nll_is_a_normalised_distribution(family):
     assert total == pytest.approx(1.0, abs=1e-5)
 
 
-def test_made_conditionals_see_only_the_pitches_below():
+@pytest.mark.parametrize("family", ["roll_made", "roll_biaxial"])
+def test_conditionals_see_only_the_pitches_below(family):
     """d logit_p / d y_j is zero for every j >= p of the same frame: exact autoregression."""
     torch.manual_seed(0)
-    model = load_family("roll_made").build(_model("roll_made", pitches=6).net, {}).eval()
+    model = load_family(family).build(_model(family, pitches=6).net, {}).eval()
     x = torch.rand(1, 3, 6).round()
     y = torch.rand(1, 3, 6).round().requires_grad_()
     logits = model(x, y)
@@ -94,9 +105,38 @@ def test_made_conditionals_see_only_the_pitches_below():
         assert p == 0 or grad[0, -1, :p].any()
 
 
-def test_transposition_shifts_within_the_keyboard():
-    from cadenza.benchmark import transpose
+def test_biaxial_keys_share_their_weights():
+    """The time axis is tied across keys: an octave up, a key's context is the context its
+    octave-lower key had (the same pitch class, vicinity and pitch-class counts), once the
+    one input that says where it is, its position, is given zero weight. Nothing is tied in
+    `roll_made`: each key has its own weights, and the same shift changes its context."""
+    torch.manual_seed(0)
+    mp = from_dict(
+        ModelParams,
+        {"family": "roll_biaxial", "net": {"pitches": KEYS, "lowest": 21, "hidden": 16}},
+        "m",
+    )
+    model = load_family("roll_biaxial").build(mp.net, {}).eval()
+    frames = torch.zeros(1, 4, KEYS)
+    frames[0, :, [20, 24, 27]] = 1  # keys low enough to move an octave up
+    frames[0, 2, 31] = 1
+    up = transpose(frames, 12)
+    with torch.no_grad():
+        context, _ = model.time_context(frames)
+        moved, _ = model.time_context(up)
+        hidden = mp.net.hidden
+        # the time LSTM reads the position: an octave up, its output differs
+        assert not torch.allclose(moved[:, :, 40, :hidden], context[:, :, 28, :hidden])
+        model.time_rnn.weight_ih_l0[:, 0] = 0  # the position input
+        context, _ = model.time_context(frames)
+        moved, _ = model.time_context(up)
+    # keys whose octave-wide vicinity stays on the keyboard both times: the same time-LSTM
+    # output, and the same inputs read from the frame but for the position itself
+    torch.testing.assert_close(moved[:, :, 24:64, :hidden], context[:, :, 12:52, :hidden])
+    torch.testing.assert_close(moved[:, :, 24:64, hidden + 1 :], context[:, :, 12:52, hidden + 1 :])
 
+
+def test_transposition_shifts_within_the_keyboard():
     y = torch.zeros(1, 2, KEYS)
     y[0, 0, [0, 40, KEYS - 1]] = 1
     up, down = transpose(y, 2), transpose(y, -2)
@@ -113,7 +153,7 @@ def test_batches_delay_the_input_by_one_frame():
 
 
 @needs_bl
-@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made"])
+@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made", "roll_biaxial"])
 def test_short_training_lowers_the_valid_nll(tmp_path, family):
     from cadenza.benchmark import run
 
@@ -123,7 +163,8 @@ def test_short_training_lowers_the_valid_nll(tmp_path, family):
         ModelParams,
         {
             "family": family,
-            "net": {"pitches": KEYS, "hidden": 64},
+            "net": {"pitches": KEYS, "hidden": 64}
+            | ({"lowest": 21} if family == "roll_biaxial" else {}),
             "train": {"epochs": 3, "batch_size": 8, "lr": 0.003},
         },
         "m",

@@ -1,6 +1,7 @@
 """Every model family, on a tiny real prepared corpus: a finite first step, a falling loss
 when overfitting, samples that are valid MIDI, checkpoints that reload and resume."""
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -81,6 +82,32 @@ def test_every_model_trains_generates_and_evaluates(prepared, tmp_path, name):
         assert math.isfinite(metrics["nll"]) and 0 <= metrics["accuracy"] <= 1
     if mp.family == "roll_lstm":
         assert math.isfinite(metrics["frame_nll"]) and 0 <= metrics["frame_accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    "family", sorted(f for f, spec in SPECS.items() if spec.pitch_autoregressive)
+)
+def test_the_benchmark_families_also_train_and_generate_in_the_pipeline(prepared, tmp_path, family):
+    """params.yaml ships none of them, but `family: roll_biaxial` (or `roll_made`,
+    `roll_nade`) is a valid choice there: on the pipeline's 128-key rolls it trains, keeps a
+    checkpoint that reloads, and samples valid MIDI pitch by pitch."""
+    net = {"hidden": 16, "embedding": 8, "pitch_hidden": 8, "made_hidden": 16, "note_hidden": 8}
+    fields = {f.name for f in dataclasses.fields(SPECS[family].net)}
+    mp = from_dict(
+        ModelParams,
+        {
+            "family": family,
+            "net": {k: v for k, v in net.items() if k in fields},
+            "train": {"epochs": 1, "batch_size": 4, "max_batches": 2, "seq_len": 16},
+        },
+        f"models.{family}",
+    )
+    ckpt = tmp_path / "ckpt.pt"
+    train(family, mp, prepared, ckpt, tmp_path / "log.csv", seed=0)
+    assert load_checkpoint(ckpt)[1] == mp
+    table = generate(ckpt, prepared, tmp_path / "gen", GenerateParams(n_samples=1, length=8), 0)
+    for file in table.file:
+        symusic.Score(str(tmp_path / "gen" / file))
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,7 @@ NET_INT_MAX: dict[str, int] = {
     "pitches": 128,
     "layers": 64,
     "made_layers": 64,
+    "note_layers": 64,
     "generator_layers": 64,
     "heads": 256,
     "max_len": MAX_SEQ_LEN,

@@ -24,6 +24,7 @@ from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
 
 if TYPE_CHECKING:
+    from cadenza.models.roll_biaxial import RollBiaxial  # shares this sampler
     from cadenza.models.roll_made import RollMADE  # shares this sampler
 
 
@@ -103,7 +104,7 @@ def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(
-    model: RollNADE | RollMADE,
+    model: RollNADE | RollMADE | RollBiaxial,
     mp: ModelParams,
     info: dict,
     prompt: np.ndarray,

@@ -150,6 +150,30 @@ class RollMADENet:
 
 
 @dataclass(frozen=True)
+class RollBiaxialNet:
+    steps_per_beat: int = 4
+    pitches: int = 128
+    lowest: int = 0  # MIDI pitch of column 0: 0 for the pipeline's rolls, 21 for 88 keys
+    hidden: int = 128  # each time-axis LSTM layer, one copy per key, weights tied
+    layers: int = 2
+    note_hidden: int = 64  # each note-axis LSTM layer, across the keys of a frame
+    note_layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps_per_beat", "pitches", "hidden", "layers", "note_hidden"):
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(self.note_layers >= 1, "note_layers", "must be >= 1")
+        check(self.pitches <= 128, "pitches", "must be <= 128 (MIDI pitches 0..127)")
+        check(
+            0 <= self.lowest <= 128 - self.pitches,
+            "lowest",
+            f"must be in [0, {128 - self.pitches}]: the keys are MIDI pitches 0..127",
+        )
+        check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
 class FrameVAENet:
     steps_per_beat: int = 4
     hidden: int = 256
@@ -241,6 +265,7 @@ SPECS: dict[str, FamilySpec] = {
         FamilySpec("roll_lstm", "frames", RollLSTMNet, scores_frames=True, embeds_pitches=True),
         FamilySpec("roll_nade", "frames", RollNADENet, pitch_autoregressive=True),
         FamilySpec("roll_made", "frames", RollMADENet, pitch_autoregressive=True),
+        FamilySpec("roll_biaxial", "frames", RollBiaxialNet, pitch_autoregressive=True),
         FamilySpec("frame_vae", "frames", FrameVAENet),
         FamilySpec("latent_lstm", "frames", LatentLSTMNet),
         FamilySpec("note_rnn", "notes", NoteRNNNet),
