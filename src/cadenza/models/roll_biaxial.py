@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.models.roll_nade import loss, sample  # noqa: F401 - same interface as roll_nade
+from cadenza.models.roll_nade import choose, loss, sample  # noqa: F401 - roll_nade's interface
 from cadenza.models.specs import RollBiaxialNet
 
 VICINITY = 12  # keys either side of a note that its time-axis LSTM sees: an octave
@@ -85,7 +85,7 @@ class RollBiaxial(nn.Module):
         return torch.cat([self.drop(hidden), keys], dim=-1), state
 
     def pitch_logits(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced conditionals: context (N, P, H), target frames (N, P) -> logits
+        """Teacher-forced conditionals: contexts (N, P, H + F), target frames (N, P) -> logits
         (N, P) of P(key n | keys < n of the target, past frames)."""
         below = F.pad(target[:, :-1], (1, 0)).unsqueeze(-1)  # key n-1, 0 below the lowest
         out, _ = self.note_rnn(torch.cat([context, below], dim=-1))
@@ -105,7 +105,7 @@ class RollBiaxial(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """Frames from contexts (N, P, H), key by key: sampled with a generator, else the
+        """Frames from contexts (N, P, H + F), key by key: sampled with a generator, else the
         greedy choice (p > 0.5) at each key given the choices below it."""
         n = len(context)
         state = None
@@ -113,11 +113,7 @@ class RollBiaxial(nn.Module):
         out = []
         for p in range(self.pitches):
             hidden, state = self.note_rnn(torch.cat([context[:, p : p + 1], below], -1), state)
-            prob = torch.sigmoid(self.head(hidden)[:, 0, 0].float() / temperature)
-            if generator is None:
-                on = (prob > 0.5).float()
-            else:
-                on = (torch.rand(n, generator=generator) < prob.cpu()).float().to(prob.device)
+            on = choose(self.head(hidden)[:, 0, 0], generator, temperature)
             out.append(on)
             below = on.view(n, 1, 1)
         return torch.stack(out, dim=1)

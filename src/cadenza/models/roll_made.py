@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.models.roll_nade import loss, sample  # noqa: F401 - same interface as roll_nade
+from cadenza.models.roll_nade import choose, loss, sample  # noqa: F401 - roll_nade's interface
 from cadenza.models.specs import RollMADENet
 
 
@@ -97,13 +97,8 @@ class RollMADE(nn.Module):
         frame = torch.zeros(len(context), self.pitches, device=context.device)
         context_hidden, context_out = self.context_hidden(context), self.context_out(context)
         for p in range(self.pitches):
-            logit = self._made(frame, context_hidden, context_out)[:, p].float()
-            prob = torch.sigmoid(logit / temperature)
-            if generator is None:
-                frame[:, p] = (prob > 0.5).float()
-            else:
-                draw = torch.rand(len(context), generator=generator).to(prob.device)
-                frame[:, p] = (draw < prob).float()
+            logit = self._made(frame, context_hidden, context_out)[:, p]
+            frame[:, p] = choose(logit, generator, temperature)
         return frame
 
 

@@ -28,6 +28,19 @@ if TYPE_CHECKING:
     from cadenza.models.roll_made import RollMADE  # shares this sampler
 
 
+def choose(
+    logit: torch.Tensor, generator: torch.Generator | None, temperature: float
+) -> torch.Tensor:
+    """Each row's key on (1.0) or off, from its logit: drawn with probability
+    sigmoid(logit / temperature) given a generator, else the greedy choice (p > 0.5). The draw
+    is made on the CPU, so a seed gives the same frames on any device. Shared by the
+    pitch-autoregressive families' `decode`."""
+    prob = torch.sigmoid(logit.float() / temperature)
+    if generator is None:
+        return (prob > 0.5).float()
+    return (torch.rand(len(prob), generator=generator) < prob.cpu()).float().to(prob.device)
+
+
 class RollNADE(nn.Module):
     def __init__(self, net: RollNADENet) -> None:
         super().__init__()
@@ -83,11 +96,7 @@ class RollNADE(nn.Module):
                 [below, self.position.weight[p].expand(n, 1, -1), context.unsqueeze(1)], dim=-1
             )
             hidden, state = self.pitch_rnn(step, state)
-            prob = torch.sigmoid(self.head(hidden)[:, 0, 0].float() / temperature)
-            if generator is None:
-                on = (prob > 0.5).float()
-            else:
-                on = (torch.rand(n, generator=generator) < prob.cpu()).float().to(prob.device)
+            on = choose(self.head(hidden)[:, 0, 0], generator, temperature)
             out.append(on)
             below = on.view(n, 1, 1)
         return torch.stack(out, dim=1)
