@@ -108,8 +108,7 @@ def test_conditionals_see_only_the_pitches_below(family):
 def test_biaxial_keys_share_their_weights():
     """The time axis is tied across keys: an octave up, a key's context is the context its
     octave-lower key had (the same pitch class, vicinity and pitch-class counts), once the
-    one input that says where it is, its position, is given zero weight. Nothing is tied in
-    `roll_made`: each key has its own weights, and the same shift changes its context."""
+    one input that says where it is, its position, is given zero weight."""
     torch.manual_seed(0)
     mp = from_dict(
         ModelParams,

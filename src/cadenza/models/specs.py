@@ -161,9 +161,8 @@ class RollBiaxialNet:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("steps_per_beat", "pitches", "hidden", "layers", "note_hidden"):
+        for name in ("steps_per_beat", "pitches", "hidden", "layers", "note_hidden", "note_layers"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-        check(self.note_layers >= 1, "note_layers", "must be >= 1")
         check(self.pitches <= 128, "pitches", "must be <= 128 (MIDI pitches 0..127)")
         check(
             0 <= self.lowest <= 128 - self.pitches,
