@@ -105,6 +105,23 @@ def test_conditionals_see_only_the_pitches_below(family):
         assert p == 0 or grad[0, -1, :p].any()
 
 
+@pytest.mark.parametrize("family", ["roll_nade", "roll_made", "roll_biaxial"])
+def test_sampling_walks_the_keys_as_training_scores_them(family):
+    """The key-by-key sampler (`decode`) and the teacher-forced conditionals that training
+    scores (`pitch_logits`) are one model: each greedily chosen key is on exactly where the
+    conditional given the chosen keys below it says p > 0.5."""
+    torch.manual_seed(0)
+    model = load_family(family).build(_model(family, pitches=6).net, {}).eval()
+    with torch.no_grad():
+        for weight in model.parameters():  # larger than at init: keys that depend on their input
+            weight.normal_(0, 3)
+        context, _ = model.time_context(torch.rand(32, 3, 6).round())
+        frame = model.decode(context[:, -1])
+        logits = model.pitch_logits(context[:, -1], frame)
+    assert 0 < frame.sum() < frame.numel()  # some keys on, some off: the check can fail
+    assert torch.equal((logits > 0).float(), frame)
+
+
 def test_biaxial_keys_share_their_weights():
     """The time axis is tied across keys: an octave up, a key's context is the context its
     octave-lower key had (the same pitch class, vicinity and pitch-class counts), once the
@@ -187,13 +204,22 @@ def test_short_training_lowers_the_valid_nll(tmp_path, family):
     assert "RNN-NADE (B-L 2012) | 5.56" in table and f"Cadenza `{family}`" in table
 
 
-def _tiny(epochs: int) -> ModelParams:
+def _tiny(epochs: int, **train) -> ModelParams:
+    """A small roll_made; its rate is annealed on a plateau (so a resumed run must restore
+    the schedule's state too) unless `train` says otherwise."""
     return from_dict(
         ModelParams,
         {
             "family": "roll_made",
             "net": {"pitches": KEYS, "hidden": 32, "made_hidden": 64},
-            "train": {"epochs": epochs, "batch_size": 8, "lr": 0.003, "patience": 0},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 8,
+                "lr": 0.003,
+                "patience": 0,
+                "schedule": "plateau",
+                **train,
+            },
         },
         "m",
     )
@@ -235,6 +261,28 @@ def test_a_killed_benchmark_run_resumes_from_its_last_epoch(tmp_path, monkeypatc
     monkeypatch.setattr(bench, "save_data", real_save)
     other = bench.run("jsb", _toy_data(), "m", _tiny(3), 1, tmp_path / "other.json")
     assert len(other["history"]) == 3 and other["seed"] == 1
+
+
+def test_the_plateau_schedule_cuts_the_rate_only_after_its_patience(tmp_path):
+    """`schedule: plateau` halves Adam's rate after `plateau_patience` + 1 epochs in a row
+    without a better valid NLL, and at no other time; `constant` (the published setting)
+    never changes it."""
+    from cadenza.benchmark import run
+
+    data = _toy_data()
+    fast = {"lr": 0.3, "plateau_patience": 1}  # a rate high enough to miss a few epochs
+    result = run("jsb", data, "m", _tiny(10, **fast), 0, tmp_path / "plateau.json")
+    lrs = [h["lr"] for h in result["history"]]
+    best, stale = math.inf, 0
+    for h, next_lr in zip(result["history"], [*lrs[1:], None], strict=True):
+        stale = 0 if h["valid_nll"] < best else stale + 1
+        best = min(best, h["valid_nll"])
+        if next_lr is not None:
+            assert next_lr == (h["lr"] / 2 if stale == 2 else h["lr"]), result["history"]
+        stale %= 2  # the schedule counts afresh after a cut
+    assert lrs[0] == 0.3 and lrs[-1] < 0.3  # the check above saw at least one cut
+    constant = run("jsb", data, "m", _tiny(10, **fast, schedule="constant"), 0, tmp_path / "c.json")
+    assert {h["lr"] for h in constant["history"]} == {0.3}
 
 
 def test_long_pieces_train_on_windows_and_are_scored_whole(tmp_path):

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 LOW, KEYS = 21, 88  # MIDI 21..108
 EVAL_FRAMES = 32_000  # padded frames per scoring batch: JSB's and Nottingham's batches of 16
-RESUME_FORMAT = "cadenza-bench-resume/1"
+RESUME_FORMAT = "cadenza-bench-resume/2"
 SPLITS = ("train", "valid", "test")
 DATASETS = {
     "jsb": "bl_jsb",
@@ -209,9 +209,10 @@ def run(
     """Train on train, early-stop on valid NLL, score the best weights on test.
 
     The shared trainer's loop (`cadenza.train.fit`) with the benchmark's own data and loss:
-    batches of whole pieces padded and masked, the masked frame NLL, Adam at a constant
-    learning rate (as published; `train.optimizer`, `train.schedule` and `train.monitor`
-    are not read: it always keeps the best valid NLL).
+    batches of whole pieces padded and masked, the masked frame NLL, Adam (`train.optimizer`
+    and `train.monitor` are not read: it always keeps the best valid NLL) at the rate
+    `train.schedule` gives: "constant", as published, or "plateau", cut by
+    `train.plateau_factor` after `train.plateau_patience` epochs without a better valid NLL.
     With `transpose_max` > 0 each training batch is transposed by a random number of
     semitones in [-transpose_max, transpose_max] (Walder 2016's augmentation); valid and
     test are scored as published, untransposed. With `window` > 0, training reads windows of
@@ -227,6 +228,9 @@ def run(
     model = load_family(mp.family).build(mp.net, {}).to(device)
     cfg = mp.train
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     best_state: dict[str, torch.Tensor] = {}
@@ -242,7 +246,7 @@ def run(
     progress, seconds_before = Progress(), 0.0
     if resume_path.exists():
         progress, seconds_before = _resume(
-            resume_path, run_key, model, optimizer, best_state, history, generator
+            resume_path, run_key, model, optimizer, plateau, best_state, history, generator
         )
     start = time.perf_counter() - seconds_before
 
@@ -268,13 +272,14 @@ def run(
         return loss, int(mask.sum())
 
     def on_epoch(progress: Progress, valid: float, improved: bool) -> None:
-        history.append({"epoch": progress.epoch, "valid_nll": valid})
+        history.append({"epoch": progress.epoch, "valid_nll": valid, "lr": progress.rows[-1]["lr"]})
         if improved:
             best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         state = {
             "run": run_key,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "plateau": plateau.state_dict(),
             "best_state": best_state,
             "history": history,
             "generator": generator.get_state(),
@@ -290,6 +295,8 @@ def run(
         step=step,
         validate=lambda _: _valid_nll(model, mp.family, data["valid"], device),
         unit="frames",
+        schedule=cfg.schedule,
+        plateau=plateau,
     )
     progress = fit(f"{dataset} {name}", model, optimizer, cfg, loop, progress, on_epoch)
     model.load_state_dict(best_state)
@@ -342,6 +349,7 @@ def _resume(
     run_key: dict,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau,
     best_state: dict[str, torch.Tensor],
     history: list[dict],
     generator: torch.Generator,
@@ -361,6 +369,7 @@ def _resume(
     log.info("%s: resuming after epoch %d", path, payload["epoch"])
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
+    plateau.load_state_dict(payload["plateau"])
     best_state.update(payload["best_state"])
     history.extend(payload["history"])
     generator.set_state(payload["generator"])

@@ -328,6 +328,7 @@ class TrainParams:
     # EarlyStopping(monitor='loss') in paper 004's tutorial
     monitor: Literal["valid", "train"] = "valid"
     plateau_factor: float = 0.5  # LR annealing on a valid-loss plateau
+    plateau_patience: int = 0  # epochs without a better valid loss before it (0: each one)
     max_batches: int = 0  # cap per epoch (0 = whole epoch); keeps `make run` short
     max_valid_units: int = 0  # cap on each epoch's valid pass (0 = the whole valid split)
     compile: bool = False  # torch.compile the model (on a GPU only)
@@ -357,6 +358,11 @@ class TrainParams:
         check(self.patience <= MAX_EPOCHS, "patience", f"must be <= {MAX_EPOCHS}")
         check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")
         check(0 < self.plateau_factor < 1, "plateau_factor", "must be in (0, 1)")
+        check(
+            0 <= self.plateau_patience <= MAX_EPOCHS,
+            "plateau_patience",
+            f"must be in [0, {MAX_EPOCHS}]",
+        )
         for name in ("max_batches", "max_valid_units", "max_pieces"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
             check(getattr(self, name) <= INT32_MAX, name, f"must be <= {INT32_MAX} (0 = no cap)")

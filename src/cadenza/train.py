@@ -249,7 +249,7 @@ def train(
         else [OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr)]
     )
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizers[0], factor=cfg.plateau_factor, patience=0
+        optimizers[0], factor=cfg.plateau_factor, patience=cfg.plateau_patience
     )
     generator = torch.Generator().manual_seed(seed)
     progress = Progress()

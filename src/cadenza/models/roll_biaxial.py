@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.models.roll_nade import choose, loss, sample  # noqa: F401 - roll_nade's interface
+from cadenza.models.roll_nade import loss, sample, walk_keys  # noqa: F401 - roll_nade's interface
 from cadenza.models.specs import RollBiaxialNet
 
 VICINITY = 12  # keys either side of a note that its time-axis LSTM sees: an octave
@@ -94,9 +94,7 @@ class RollBiaxial(nn.Module):
     def forward(self, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits of the next frames' conditionals: (B, T, P)."""
         context, _ = self.time_context(frames)
-        b, t, p = targets.shape
-        logits = self.pitch_logits(context.reshape(b * t, p, -1), targets.reshape(b * t, p))
-        return logits.reshape(b, t, p)
+        return self.pitch_logits(context.flatten(0, 1), targets.flatten(0, 1)).view_as(targets)
 
     @torch.no_grad()
     def decode(
@@ -107,16 +105,15 @@ class RollBiaxial(nn.Module):
     ) -> torch.Tensor:
         """Frames from contexts (N, P, H + F), key by key: sampled with a generator, else the
         greedy choice (p > 0.5) at each key given the choices below it."""
-        n = len(context)
-        state = None
-        below = torch.zeros(n, 1, 1, device=context.device)
-        out = []
-        for p in range(self.pitches):
-            hidden, state = self.note_rnn(torch.cat([context[:, p : p + 1], below], -1), state)
-            on = choose(self.head(hidden)[:, 0, 0], generator, temperature)
-            out.append(on)
-            below = on.view(n, 1, 1)
-        return torch.stack(out, dim=1)
+        return walk_keys(
+            self.note_rnn,
+            self.head,
+            lambda p, below: torch.cat([context[:, p : p + 1], below], dim=-1),
+            len(context),
+            self.pitches,
+            generator,
+            temperature,
+        )
 
 
 def build(net: RollBiaxialNet, info: dict) -> RollBiaxial:

@@ -11,6 +11,7 @@ independent Bernoulli per pitch) cannot express that C and E go together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,31 @@ def choose(
     if generator is None:
         return (prob > 0.5).float()
     return (torch.rand(len(prob), generator=generator) < prob.cpu()).float().to(prob.device)
+
+
+def walk_keys(
+    rnn: nn.LSTM,
+    head: nn.Linear,
+    step_input: Callable[[int, torch.Tensor], torch.Tensor],
+    n: int,
+    pitches: int,
+    generator: torch.Generator | None,
+    temperature: float,
+) -> torch.Tensor:
+    """N frames (N, P), each chosen key by key from the bottom: at key p the pitch LSTM `rnn`
+    reads `step_input(p, below)` (below: (N, 1, 1), whether key p-1 was chosen, 0 under the
+    lowest key) and `head` turns its output into key p's logit. It is the sampling twin of
+    the teacher-forced `pitch_logits` of `roll_nade` and `roll_biaxial`, which run the same
+    LSTM over a whole known frame at once; one loop serves both families."""
+    below = torch.zeros(n, 1, 1, device=head.weight.device)
+    state = None
+    out = []
+    for p in range(pitches):
+        hidden, state = rnn(step_input(p, below), state)
+        on = choose(head(hidden)[:, 0, 0], generator, temperature)
+        out.append(on)
+        below = on.view(n, 1, 1)
+    return torch.stack(out, dim=1)
 
 
 class RollNADE(nn.Module):
@@ -74,9 +100,7 @@ class RollNADE(nn.Module):
     def forward(self, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits of the next frames' conditionals: (B, T, P)."""
         context, _ = self.time_context(frames)
-        b, t, p = targets.shape
-        logits = self.pitch_logits(context.reshape(b * t, -1), targets.reshape(b * t, p))
-        return logits.reshape(b, t, p)
+        return self.pitch_logits(context.flatten(0, 1), targets.flatten(0, 1)).view_as(targets)
 
     @torch.no_grad()
     def decode(
@@ -88,18 +112,15 @@ class RollNADE(nn.Module):
         """Frames from contexts (N, H), pitch by pitch: sampled with a generator, else the
         greedy choice (p > 0.5) at each pitch given the choices below it."""
         n = len(context)
-        state = None
-        below = torch.zeros(n, 1, 1, device=context.device)
-        out = []
-        for p in range(self.pitches):
-            step = torch.cat(
+
+        def step_input(p: int, below: torch.Tensor) -> torch.Tensor:
+            return torch.cat(
                 [below, self.position.weight[p].expand(n, 1, -1), context.unsqueeze(1)], dim=-1
             )
-            hidden, state = self.pitch_rnn(step, state)
-            on = choose(self.head(hidden)[:, 0, 0], generator, temperature)
-            out.append(on)
-            below = on.view(n, 1, 1)
-        return torch.stack(out, dim=1)
+
+        return walk_keys(
+            self.pitch_rnn, self.head, step_input, n, self.pitches, generator, temperature
+        )
 
 
 def build(net: RollNADENet, info: dict) -> RollNADE:
