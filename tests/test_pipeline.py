@@ -222,10 +222,9 @@ def test_param_change_reruns_only_downstream_and_compare_shows_it(reproduced):
     (reproduced / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(["dvc", "repro"], reproduced)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if "Running stage" in line}
+    # `render` reruns only if the new weights drew different samples (DVC compares bytes)
     own = {f"{stage}@chord_lstm" for stage in ("train", "generate", "evaluate")}
-    others = {f"{stage}@{m}" for stage in ("train", "generate", "evaluate") for m in DEMO}
-    assert own <= ran and not ran & (others - own), ran
-    assert "report" in ran and not ran & {"prepare", "reference"}, ran
+    assert ran - {"render"} == own | {"embeddings", "report"}, ran
     out = run([sys.executable, "-m", "cadenza.cli", "compare", "HEAD"], reproduced).stdout
     assert out.startswith("compare HEAD -> workspace") and "WARNING" not in out
     shown = out.split("chord_lstm (reports/metrics/chord_lstm.json)", 1)[1]
