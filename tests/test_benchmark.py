@@ -333,7 +333,7 @@ def test_piano_midi_de_runs_through_the_cli_on_windows_of_whole_pieces(tmp_path)
 
     from cadenza.testing.archives import bl_pickle_from_midi
 
-    blob = bl_pickle_from_midi(SHARED / "datasets" / "piano-midi.de", 0.5, 2, max_steps=0)
+    blob = bl_pickle_from_midi(SHARED / "datasets" / "piano-midi.de", 0.5, (2, 2, 2), max_steps=0)
     (tmp_path / "Piano-midi.de.pickle").write_bytes(blob)
     test_frames = sum(len(p) for p in pickle.loads(blob)["test"])
     assert test_frames > 1000  # whole pieces, longer than any window

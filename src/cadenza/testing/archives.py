@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import shutil
 import tarfile
 import zipfile
@@ -93,14 +94,21 @@ def piano_midi_de_folder(root: Path, n: int = 10) -> tuple[Path, pd.DataFrame]:
 
 
 def bl_pickle_from_midi(
-    folder: Path, step_beats: float, per_split: int = 3, max_steps: int = 200
+    folder: Path,
+    step_beats: float,
+    splits: tuple[int, int, int] = (3, 3, 3),
+    max_steps: int = 200,
+    shuffle_seed: int | None = None,
 ) -> bytes:
     """A pickle in the B-L format (dict of splits -> pieces -> steps -> pitches), made from
     real MIDI files, for the two benchmarks that ../shared does not ship (MuseData,
-    Piano-midi.de); each piece cut to `max_steps` (0 = whole)."""
-    files = sorted(folder.rglob("*.mid"))[: 3 * per_split]
+    Piano-midi.de): `splits` pieces for train / valid / test, taken in path order or, with a
+    `shuffle_seed`, from across the folder; each piece cut to `max_steps` (0 = whole)."""
+    files = sorted(folder.rglob("*.mid"))
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(files)
     pieces = []
-    for path in files:
+    for path in files[: sum(splits)]:
         # symusic's factory is typed as the generic Score; a MIDI file loads in ticks
         loaded = cast(symusic.core.ScoreTick, symusic.Score(str(path)))
         score = loaded.resample(int(round(1 / step_beats)), min_dur=1)
@@ -111,10 +119,11 @@ def bl_pickle_from_midi(
                     if 21 <= note.pitch <= 108:
                         steps[t].add(note.pitch)
         pieces.append([sorted(s) for s in steps[: max_steps or None]])
+    n_train, n_valid, _ = splits
     data = {
-        "train": pieces[:per_split],
-        "valid": pieces[per_split : 2 * per_split],
-        "test": pieces[2 * per_split :],
+        "train": pieces[:n_train],
+        "valid": pieces[n_train : n_train + n_valid],
+        "test": pieces[n_train + n_valid :],
     }
     return pickle.dumps(data, protocol=2)
 
