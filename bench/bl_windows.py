@@ -10,7 +10,8 @@ the model of bench/bl/params.yaml for `--epochs` epochs (then scores test), twic
 child process of its own so that peak memory is that run's: on the windows that
 `cadenza benchmark bl --dataset piano_midi_de` trains on (params `windows:`), and on whole
 pieces, the baseline. It prints seconds an epoch, peak memory and their ratios, and a bound on
-a whole run: the model's epoch cap times one epoch, each epoch counted with a test pass.
+a whole run: the model's epoch cap times the seconds an epoch, which carry a share of the test
+pass, so the bound holds for any cap of at least `--epochs`.
 """
 
 from __future__ import annotations
