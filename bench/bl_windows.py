@@ -21,11 +21,11 @@ import resource
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 
 from cadenza.benchmark import BenchmarkParams, load_bl, run
 from cadenza.config import load_yaml_as
+from cadenza.parallel import SPAWN
 from cadenza.testing.archives import bl_pickle_from_midi
 from cadenza.testing.checkout import ROOT
 
@@ -77,7 +77,7 @@ def main() -> None:
         )
         measured = {}
         for label, w in (("windows", window), ("whole pieces", 0)):
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
                 job = pool.submit(one_run, pickle_path, args.params, args.model, w, args.epochs)
                 result, peak = job.result()
             per_epoch = result["seconds"] / args.epochs
