@@ -14,8 +14,8 @@ from cadenza.benchmark import (
     KEYS,
     batches,
     conditionals,
+    frames_nll,
     load_bl,
-    masked_nll,
     results_table,
     transpose,
 )
@@ -86,9 +86,25 @@ def test_frame_nll_is_a_normalised_distribution(family):
         y = torch.cat([past[:, 1:], torch.tensor([[bits]])], dim=1)
         mask = torch.tensor([[False, True]])
         with torch.no_grad():
-            nll = masked_nll(conditionals(model, family, past, y), y, mask)
+            nll = frames_nll(conditionals(model, family, past, y, mask), y[mask])
         total += math.exp(-nll.item())
     assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("family", ["roll_lstm", "roll_nade", "roll_made", "roll_biaxial"])
+def test_conditionals_on_the_real_frames_are_the_padded_batchs(family):
+    """`conditionals` runs the pitch-wise output on the real frames only: the same logits
+    as the whole padded batch's forward pass at those frames, and none for the padding."""
+    torch.manual_seed(0)
+    model = load_family(family).build(_model(family, pitches=KEYS).net, {}).eval()
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(0, 2, (n, KEYS), dtype=np.uint8) for n in (5, 2, 3)]
+    x, y, mask = next(batches(pieces, 3))
+    with torch.no_grad():
+        full = model(x)[0] if family == "roll_lstm" else model(x, y)
+        real = conditionals(model, family, x, y, mask)
+    assert real.shape == (10, KEYS)
+    torch.testing.assert_close(real, full[mask])
 
 
 @pytest.mark.parametrize("family", ["roll_made", "roll_biaxial"])

@@ -138,21 +138,24 @@ def delayed(y: torch.Tensor) -> torch.Tensor:
 
 
 def conditionals(
-    model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor
+    model: torch.nn.Module, family: str, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """Logits of P(y | past): independent per pitch (roll_lstm) or, for the pitch-
-    autoregressive families, of each pitch given the pitches below it; either way the frame
-    NLL is their summed BCE."""
+    """Logits (N, P) of P(y | past) at the N real frames of the batch (`mask`): independent
+    per pitch (roll_lstm) or, for the pitch-autoregressive families, of each pitch given the
+    pitches below it; either way the frame NLL is their summed BCE. The pitch-wise output
+    runs on the real frames only, not on the padding: on Nottingham's batches of 8 random
+    pieces, 1.8 padded frames for every real one."""
     if SPECS[family].pitch_autoregressive:
-        return cast(PitchAutoregressiveModel, model)(x, y)
+        joint = cast(PitchAutoregressiveModel, model)
+        context, _ = joint.time_context(x)
+        return joint.pitch_logits(context[mask], y[mask])
     logits, _ = model(x)
-    return logits
+    return logits[mask]
 
 
-def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum over pitches of the BCE, averaged over the real frames: nats per frame."""
-    bce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none").sum(-1)
-    return bce[mask].mean()
+def frames_nll(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over pitches of the BCE, averaged over the frames (N, P): nats per frame."""
+    return F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none").sum(-1).mean()
 
 
 @torch.no_grad()
@@ -164,15 +167,15 @@ def score(
     autoregressive."""
     model.eval()
     probs, predicted, targets = [], [], []
-    for x, y, mask in batches(pieces, eval_batch_size(pieces)):
-        x, y = x.to(device), y.to(device)
-        logits = conditionals(model, family, x, y)
-        probs.append(torch.sigmoid(logits.float())[mask.to(device)].cpu().numpy())
-        targets.append(y[mask.to(device)].cpu().numpy())
+    for x, y, mask in by_length(pieces):
+        x, y, mask = x.to(device), y.to(device), mask.to(device)
+        logits = conditionals(model, family, x, y, mask)
+        probs.append(torch.sigmoid(logits.float()).cpu().numpy())
+        targets.append(y[mask].cpu().numpy())
         if SPECS[family].pitch_autoregressive:
             joint = cast(PitchAutoregressiveModel, model)
             context, _ = joint.time_context(x)
-            predicted.append(joint.decode(context[mask.to(device)]).cpu().numpy())
+            predicted.append(joint.decode(context[mask]).cpu().numpy())
         else:
             predicted.append(probs[-1] > 0.5)
     p, t = np.concatenate(probs), np.concatenate(targets)
@@ -263,7 +266,7 @@ def run(
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[float, int]:
         x, y, mask = (t.to(device) for t in batch)
         loss = supervised_step(
-            lambda: masked_nll(conditionals(model, mp.family, x, y), y, mask),
+            lambda: frames_nll(conditionals(model, mp.family, x, y, mask), y[mask]),
             model,
             optimizer,
             cfg.clip,
@@ -337,6 +340,12 @@ def cut_windows(pieces: list[np.ndarray], window: int) -> list[np.ndarray]:
     return [p[i : i + window] for p in pieces for i in range(0, len(p), window)]
 
 
+def by_length(pieces: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Scoring batches of pieces in order of length, so that each is padded little: the
+    scores are sums over frames, so the order changes nothing but the time."""
+    return batches(sorted(pieces, key=len), eval_batch_size(pieces))
+
+
 def eval_batch_size(pieces: list[np.ndarray]) -> int:
     """Pieces per scoring batch: 16, fewer where the longest piece would make a padded batch
     of more than `EVAL_FRAMES` frames (Piano-midi.de's pieces run to thousands)."""
@@ -382,9 +391,11 @@ def _resume(
 def _valid_nll(model: torch.nn.Module, family: str, pieces: list[np.ndarray], device: str) -> float:
     model.eval()
     total, frames = 0.0, 0
-    for x, y, mask in batches(pieces, eval_batch_size(pieces)):
+    for x, y, mask in by_length(pieces):
         x, y, mask = x.to(device), y.to(device), mask.to(device)
-        total += masked_nll(conditionals(model, family, x, y), y, mask).item() * int(mask.sum())
+        total += frames_nll(conditionals(model, family, x, y, mask), y[mask]).item() * int(
+            mask.sum()
+        )
         frames += int(mask.sum())
     return total / max(frames, 1)
 

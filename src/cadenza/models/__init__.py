@@ -111,6 +111,11 @@ class PitchAutoregressiveModel(Protocol):
         """The context of each next frame (B, T, H), and the recurrent state."""
         ...
 
+    def pitch_logits(self, context: torch.Tensor, target: torch.Tensor, /) -> torch.Tensor:
+        """Logits (N, P) of each pitch of the N target frames given the pitches below it,
+        from those frames' contexts (N, H): teacher-forced, as `__call__`."""
+        ...
+
     def decode(self, context: torch.Tensor, /) -> torch.Tensor:
         """The greedy frame for each context, pitch by pitch."""
         ...
