@@ -144,7 +144,7 @@ def conditionals(
     per pitch (roll_lstm) or, for the pitch-autoregressive families, of each pitch given the
     pitches below it; either way the frame NLL is their summed BCE. The pitch-wise output
     runs on the real frames only, not on the padding: on Nottingham's batches of 8 random
-    pieces, 1.8 padded frames for every real one."""
+    pieces, about 1.8 padded frames for every real one."""
     if SPECS[family].pitch_autoregressive:
         joint = cast(PitchAutoregressiveModel, model)
         context, _ = joint.time_context(x)
@@ -393,10 +393,9 @@ def _valid_nll(model: torch.nn.Module, family: str, pieces: list[np.ndarray], de
     total, frames = 0.0, 0
     for x, y, mask in by_length(pieces):
         x, y, mask = x.to(device), y.to(device), mask.to(device)
-        total += frames_nll(conditionals(model, family, x, y, mask), y[mask]).item() * int(
-            mask.sum()
-        )
-        frames += int(mask.sum())
+        n = int(mask.sum())
+        total += frames_nll(conditionals(model, family, x, y, mask), y[mask]).item() * n
+        frames += n
     return total / max(frames, 1)
 
 
