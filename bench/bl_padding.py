@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,7 +84,7 @@ def main() -> None:
         mp = params.models[name]
         size = mp.train.batch_size
         order = batches(train, size, torch.Generator().manual_seed(0))
-        chosen = [b for _, b in zip(range(args.batches), order, strict=False)]
+        chosen = list(itertools.islice(order, args.batches))
         real = sum(int(m.sum()) for _, _, m in chosen)
         total = sum(m.numel() for _, _, m in chosen)
         torch.manual_seed(0)
