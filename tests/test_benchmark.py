@@ -22,7 +22,7 @@ from cadenza.benchmark import (
 from cadenza.config import ModelParams, from_dict
 from cadenza.models import load_family
 from cadenza.sources.bl_pickle import BLPickleError
-from cadenza.testing.checkout import SHARED
+from cadenza.testing.checkout import ROOT, SHARED
 
 BL = SHARED / "datasets" / "boulanger2012"
 needs_bl = pytest.mark.skipif(not BL.exists(), reason=f"{BL} is absent (see ../shared)")
@@ -332,6 +332,28 @@ def test_the_table_gives_mean_and_std_over_seeds():
     table = results_table(runs)
     assert "| Cadenza `roll_made` | **5.10 ± 0.10 (n = 3)**, acc 0.300 |" in table
     assert "| jsb | roll_made | 2 | 5.200 | 10 | 1.0 | CPU |" in table
+
+
+def test_the_committed_tables_are_the_committed_results():
+    """bench/bl/results.md, the README's table and docs/benchmarks.md's (which adds the
+    MuseData and Piano-midi.de columns) all say what the committed result JSONs give: a page
+    copied by hand once went stale when a seed was added."""
+    bench = ROOT / "bench" / "bl"
+    runs = [json.loads(p.read_text()) for p in sorted((bench / "results").glob("*.json"))]
+    table = results_table(runs)
+    summary = table.split("\n\n")[0]  # the first table: the mean ± std per cell
+    assert (bench / "results.md").read_text() == table
+    assert summary in (ROOT / "README.md").read_text()
+    docs = {
+        line.split(" | ")[0]: line.replace("**", "").split(" | ")[1:]
+        for line in (ROOT / "docs" / "benchmarks.md").read_text().splitlines()
+        if line.startswith("| Cadenza `")
+    }
+    ours = [line for line in summary.splitlines() if line.startswith("| Cadenza `")]
+    assert len(docs) == len(ours)
+    for line in ours:
+        cells = line.replace("**", "").split(" | ")
+        assert docs[cells[0]][: len(cells) - 2] == cells[1:-1], cells[0]
 
 
 @pytest.mark.skipif(
