@@ -16,8 +16,10 @@ import pytest
 import torch
 import yaml
 from torch import nn
+from typer.testing import CliRunner
 
 from cadenza.checkpoint import load_checkpoint
+from cadenza.cli import app
 from cadenza.config import ModelParams, ParamsError, from_dict, load_params, load_yaml_as
 from cadenza.models.roll_gan import RollGAN
 from cadenza.papers import Figure, Papers
@@ -82,6 +84,57 @@ def test_a_figure_whose_model_has_not_run_says_so_and_why():
     assert "dvc repro gan" not in text
 
 
+def test_cuda_reruns_sit_beside_the_same_seed_on_the_cpu():
+    """A GPU rerun of a CPU run shows each of its model's figures for that seed on both, with
+    both times; a rerun without a CPU twin (another seed) has nothing to sit beside."""
+    papers = Papers(
+        seeds=[0, 1, 2],
+        run=["m"],
+        figures=[Figure("002", "optimizer", "Adam", "m", "valid.accuracy", 0.461, "why")],
+    )
+    runs = [_run("m", s, acc) for s, acc in enumerate([0.42, 0.43, 0.44])]
+    gpu = {**_run("m", 0, 0.425), "run": {"epochs": 1, "seconds": 2.4, "device": "NVIDIA X"}}
+    stray = {**gpu, "seed": 7}
+    text = table(papers, runs, "dvc repro MODEL", [gpu, stray])
+    section = text.split("## The same seeds on CUDA")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| 002")]
+    assert rows == [
+        "| 002 | Adam (m) | `valid.accuracy` | 0 | 42.0 % | 42.5 % | 10 s | 2 s | NVIDIA X |"
+    ]
+    assert "## The same seeds on CUDA" not in table(papers, runs, "dvc repro MODEL")
+
+
+def test_the_committed_table_is_the_committed_runs(tmp_path):
+    """reports/papers/table.md is what `cadenza paper table` makes of the committed CPU and
+    CUDA runs: a run added by hand (the GPU ones) cannot leave the table behind."""
+    if not RUNS.exists():
+        pytest.skip("reports/papers/runs/ is not there: dvc repro bench/papers/dvc.yaml")
+    committed = ROOT / "reports" / "papers" / "table.md"
+    out = tmp_path / "table.md"
+    args = ["paper", "table", "--runs", str(RUNS), "--cuda", str(RUNS.parent / "cuda")]
+    args += ["--papers", str(PAPERS / "papers.yaml"), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == committed.read_text()
+
+
+def test_the_keras_epoch_logs_say_what_the_docs_say():
+    """docs/papers.md reads the GPU logs of `p001_folk_keras` (paper 001 with a window at
+    every step, Keras' epochs): 16 of 50 epochs, the training loss at 0.30-0.31 and still
+    falling, the valid loss up from 0.79 after the first epoch to 1.46-1.50."""
+    keras = load_params(PAPERS / "params.yaml").models["p001_folk_keras"]
+    assert keras.train.stride == 1 and keras.train.epochs == 50
+    logs = sorted((PAPERS / "logs").glob("p001_folk_keras-*.csv"))
+    assert len(logs) == 3
+    for path in logs:
+        log = pd.read_csv(path)
+        assert log["epoch"].tolist() == list(range(1, 17))
+        assert log["train_loss"].is_monotonic_decreasing
+        assert 0.30 <= log["train_loss"].iloc[-1] < 0.32
+        assert round(log["valid_loss"].iloc[0], 2) == 0.79
+        assert 1.46 <= log["valid_loss"].iloc[-1] <= 1.50
+
+
 def test_the_declaration_refuses_too_few_seeds_and_unknown_models(tmp_path):
     bad = tmp_path / "papers.yaml"
     bad.write_text(yaml.safe_dump({"seeds": [0, 1], "run": ["m"], "figures": []}))
@@ -132,6 +185,7 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     project.mkdir()
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(PAPERS, project / "bench" / "papers", ignore=shutil.ignore_patterns("data"))
+    (project / "reports" / "papers" / "cuda").mkdir(parents=True)  # no GPU reruns yet
     params_path = project / "bench" / "papers" / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     del params["sources"]["bach_chorales"]  # music21's corpus: the chorales have their own tests

@@ -491,6 +491,7 @@ def paper_table(
     runs: Path = typer.Option(..., help="folder of `cadenza paper run` JSONs"),
     out: Path = typer.Option(..., help="the table (markdown)"),
     papers_file: Path = typer.Option(..., "--papers", help="papers.yaml"),
+    cuda: Path = typer.Option(None, help="folder of the same runs' JSONs made on a GPU"),
 ) -> None:
     """Each published figure beside ours: mean ± std over seeds, with the verdict."""
     from cadenza.io import atomic_path, read_json
@@ -499,9 +500,10 @@ def paper_table(
 
     papers = _loaded(functools.partial(load_yaml_as, cls=Papers), papers_file)
     results = [read_json(p) for p in sorted(runs.glob("*.json"))]
+    reruns = [read_json(p) for p in sorted(cuda.glob("*.json"))] if cuda else []
     command = ".venv/bin/dvc repro --glob 'bench/papers/dvc.yaml:run@MODEL-*'"
     with atomic_path(out) as tmp:
-        tmp.write_text(table(papers, results, command))
+        tmp.write_text(table(papers, results, command, reruns))
     typer.echo(out.read_text())
 
 

@@ -81,16 +81,24 @@ HEADER = (
 )
 PUBLISHED = "## Figures the papers publish"
 ADDED = "## Figures the papers do not publish"
+CUDA = "## The same seeds on CUDA"
+CUDA_HEADER = (
+    "| paper | setting | metric | seed | CPU | CUDA | CPU time | CUDA time | GPU |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---|"
+)
 
 
-def table(papers: Papers, runs: list[dict], command: str) -> str:
+def table(papers: Papers, runs: list[dict], command: str, cuda: list[dict] | None = None) -> str:
     """Markdown: the figures the papers publish (ours beside each, mean ± std over the
-    seeds that ran, with the verdict), then the ones they do not, then how to rerun each
-    model. `command` is the reproduce command, with MODEL where a model's name goes."""
+    seeds that ran, with the verdict), then the ones they do not, then any `cuda` reruns of
+    CPU runs (`cuda_rows`), then how to rerun each model. `command` is the reproduce
+    command, with MODEL where a model's name goes."""
     rows: dict[bool, list[str]] = {True: [], False: []}
     for cell in cells(papers, runs):
         rows[cell.figure.published is not None].append(_row(cell, runs))
     lines = [PUBLISHED, "", HEADER, *rows[True], "", ADDED, "", HEADER, *rows[False], ""]
+    if cuda:
+        lines += [CUDA, "", CUDA_HEADER, *cuda_rows(papers, runs, cuda), ""]
     lines += ["Reproduce a model's rows (every seed):", ""]
     lines += [
         f"- `{f.model}`: `{command.replace('MODEL', f.model)}`"
@@ -116,6 +124,26 @@ def _row(cell: Cell, runs: list[dict]) -> str:
         f"| {f.paper} | {f.experiment} | {f.setting} | `{f.metric}` | {published} | {ours} | "
         f"{len(cell.values)} | {epochs} | {seconds} | {devices} | {cell.verdict} | {f.note} |"
     )
+
+
+def cuda_rows(papers: Papers, runs: list[dict], cuda: list[dict]) -> list[str]:
+    """One row per figure of each CUDA rerun: the same model and seed on the CPU beside it,
+    with both times. A CUDA seed does not repeat a CPU seed digit for digit (other kernels,
+    bf16 autocast), so the two agree within the seeds' noise, not exactly."""
+    cpu = {(r["model"], r["seed"]): r for r in runs}
+    out = []
+    for f in papers.figures:
+        for gpu in (r for r in cuda if r["model"] == f.model):
+            base = cpu.get((f.model, gpu["seed"]))
+            if base is None:
+                continue
+            cpu_value, gpu_value = (_fmt(f.metric, lookup(r, f.metric)) for r in (base, gpu))
+            out.append(
+                f"| {f.paper} | {f.setting} ({f.model}) | `{f.metric}` | {gpu['seed']} | "
+                f"{cpu_value} | {gpu_value} | {base['run']['seconds']:.0f} s | "
+                f"{gpu['run']['seconds']:.0f} s | {gpu['run']['device']} |"
+            )
+    return out
 
 
 def _first(papers: Papers) -> list[Figure]:
