@@ -118,6 +118,24 @@ def test_the_committed_table_is_the_committed_runs(tmp_path):
     assert out.read_text() == committed.read_text()
 
 
+def test_the_cuda_reruns_agree_with_the_cpu_within_noise():
+    """docs/papers.md: each CUDA rerun's figures lie within two standard deviations (over the
+    CPU seeds, at least the table's 0.001) of the same seed's on the CPU."""
+    cuda = sorted((RUNS.parent / "cuda").glob("*.json"))
+    if not cuda:
+        pytest.skip("reports/papers/cuda/ holds no GPU reruns")
+    papers = load_yaml_as(PAPERS / "papers.yaml", Papers)
+    runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
+    by_cell = {(c.figure.model, c.figure.metric): c for c in cells(papers, runs)}
+    for path in cuda:
+        gpu = json.loads(path.read_text())
+        cpu = next(r for r in runs if (r["model"], r["seed"]) == (gpu["model"], gpu["seed"]))
+        for (model, metric), cell in by_cell.items():
+            if model == gpu["model"]:
+                gap = abs(lookup(gpu, metric) - lookup(cpu, metric))
+                assert gap <= max(2 * cell.std, 1e-3), (path.name, metric, gap, cell.std)
+
+
 def test_the_keras_epoch_logs_say_what_the_docs_say():
     """docs/papers.md reads the GPU logs of `p001_folk_keras` (paper 001 with a window at
     every step, Keras' epochs): 16 of 50 epochs, the training loss at 0.30-0.31 and still
