@@ -40,18 +40,22 @@ class Cell:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else math.nan
 
     @property
+    def noise(self) -> float:
+        """Run-to-run noise: 2 standard deviations over the seeds, at least 0.001 (a tenth
+        of a percent point, the papers' precision)."""
+        return max(2 * self.std if len(self.values) > 1 else 0.0, 1e-3)
+
+    @property
     def verdict(self) -> str:
-        """Whether the published figure lies within noise of our mean (2 standard deviations
-        over the seeds, at least 0.001: a tenth of a percent point, the papers' precision);
-        else by how much we are above or below it; "not run" where no seed has run."""
+        """Whether the published figure lies within `noise` of our mean; else by how much we
+        are above or below it; "not run" where no seed has run."""
         p = self.figure.published
         if p is None:
             return "-"
         if not self.values:
             return "not run"
         gap = self.mean - p
-        noise = max(2 * self.std if len(self.values) > 1 else 0.0, 1e-3)
-        if abs(gap) <= noise:
+        if abs(gap) <= self.noise:
             return "within noise"
         return f"{'above' if gap > 0 else 'below'} by {_fmt(self.figure.metric, abs(gap))}"
 
