@@ -137,14 +137,16 @@ def test_the_cuda_reruns_agree_with_the_cpu_within_noise():
                 assert gap <= cell.noise, (path.name, metric, gap, cell.noise)
 
 
-def test_the_keras_epoch_logs_say_what_the_docs_say():
-    """docs/papers.md reads the GPU logs of `p001_folk_keras` (paper 001 with a window at
-    every step, Keras' count of updates): 16 of 50 epochs, the training loss at 0.30-0.31 and
-    still falling, below the paper's 0.354 on non-free targets from epoch 8 or 9, the valid
-    loss up from 0.79 after the first epoch to 1.46-1.50."""
-    keras = load_params(PAPERS / "params.yaml").models["p001_folk_keras"]
-    assert keras.train.stride == 1 and keras.train.epochs == 50
-    logs = sorted((PAPERS / "logs").glob("p001_folk_keras-*.csv"))
+def test_the_stride_one_logs_say_what_the_docs_say():
+    """docs/papers.md reads the GPU logs of `p001_folk_stride1` (paper 001 with a window at
+    every step, its code's count of updates, every position a target): 16 of 50 epochs, the
+    training loss at 0.30-0.31 and still falling, below the paper's 0.354 on non-free
+    targets from epoch 8 or 9, the valid loss up from 0.79 after the first epoch to
+    1.46-1.50."""
+    stride1 = load_params(PAPERS / "params.yaml").models["p001_folk_stride1"]
+    assert stride1.train.stride == 1 and stride1.train.epochs == 50
+    assert stride1.train.targets == "all" and stride1.token_params.song_gap == 0
+    logs = sorted((PAPERS / "logs").glob("p001_folk_stride1-*.csv"))
     assert len(logs) == 3
     for path in logs:
         log = pd.read_csv(path)
@@ -229,7 +231,8 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     """bench/papers/dvc.yaml on a MAESTRO zip, an Essen zip, an LPD tarball and a
     piano-midi.de folder in their official layouts (slices of the real corpora), five tiny
     models, three seeds each: the table has each figure's mean ± std over the three runs.
-    Paper 004's MidiRNN keeps the epoch of its lowest training loss (`monitor: train`)."""
+    Paper 001 with its code's epochs (`p001_folk_keras`) trains and scores one target per
+    window. Paper 004's MidiRNN keeps the epoch of its lowest training loss (`monitor: train`)."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -244,6 +247,7 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
         "p000_s2_lr001": "000",
         "p004_gan_e20": "004",
         "p004_f5_s25": "004",
+        "p001_folk_keras": "001",  # one target per window, songs joined by 64 `/`
     }
     params["models"] = {name: params["models"][name] for name in keep}
     for mp in params["models"].values():
@@ -289,6 +293,9 @@ def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     assert {"train", "valid", "test", "run", "log"} <= set(one)
     assert 0 < one["valid"]["accuracy"] < 1 and one["run"]["epochs"] == 1
     assert one["run"]["sources"] == ["essen"]  # its own corpus, not the others
+    keras = json.loads((runs / "p001_folk_keras-0.json").read_text())
+    assert keras["run"]["sources"] == ["essen"] and keras["params"]["train"]["targets"] == "last"
+    assert 0 < keras["train"]["accuracy"] < 1 and math.isfinite(keras["valid"]["nll"])
     accs = {
         json.loads((runs / f"p002_adam-{s}.json").read_text())["valid"]["accuracy"]
         for s in (0, 1, 2)

@@ -329,6 +329,50 @@ def test_stride_one_gives_every_window_as_keras_epochs_do():
         from_dict(TrainParams, {"seq_len": 3, "stride": 4}, "train")
 
 
+def test_last_targets_train_and_score_one_target_per_window():
+    """`train.targets: last` (paper 001's many-to-one Keras model): every target but a
+    window's last is `<pad>`, so the loss is the cross-entropy of the last positions alone;
+    `window_logits` scores every window (stride 1) by its last position, from a zero state."""
+    from cadenza.batches import window_logits
+    from cadenza.models.specs import TokenLMNet
+    from cadenza.models.token_lm import TokenLM, loss
+
+    stream = torch.arange(3, 15)  # ids 3..14: no <pad> among them
+    ((x, y),) = windows(stream, 4, 100, stride=1, last_only=True)
+    assert x.tolist()[0] == [3, 4, 5, 6] and len(x) == 8  # starts 0..7: 7 + 4 < 12
+    assert (y[:, :-1] == 0).all() and y[:, -1].tolist() == list(range(7, 15))
+    torch.manual_seed(0)
+    model = TokenLM(16, TokenLMNet(cell="lstm", layers=1, embedding=4, hidden=8, dropout=0.0))
+    logits, _ = model(x)
+    by_hand = torch.nn.functional.cross_entropy(logits[:, -1], y[:, -1])
+    assert torch.allclose(loss(model, x, y), by_hand)
+    scored = list(window_logits(model, stream, 4, "cpu", batch=3))
+    assert [len(t) for _, t in scored] == [3, 3, 2]
+    assert torch.cat([t for _, t in scored]).tolist() == list(range(7, 15))
+    assert torch.allclose(torch.cat([lg for lg, _ in scored]), logits[:, -1], atol=1e-6)
+
+
+def test_song_gap_joins_the_pieces_with_slashes_as_paper_001s_code():
+    """`tokens.song_gap: 3`: `/` joins the vocabulary right after the specials (the others
+    keep their ids order) and 3 of them follow each piece instead of `<eos>`."""
+    units = {"a": ["60", "_", "r"], "b": ["62"]}
+    plain = make_info(units, from_dict(ModelParams, MELODY, "m"))
+    gapped = from_dict(ModelParams, MELODY | {"tokens": {"scheme": "melody", "song_gap": 3}}, "m")
+    info = make_info(units, gapped)
+    assert info["vocab"] == plain["vocab"][:3] + ["/"] + plain["vocab"][3:] and info["gap"] == 3
+    assert info["counts"][3] == 6  # 3 after each of the 2 pieces
+    slash, eos = 3, info["vocab"].index("<eos>")
+    assert to_stream(units, info).tolist().count(slash) == 6 and eos not in to_stream(units, info)
+    assert to_stream(units, plain).tolist().count(plain["vocab"].index("<eos>")) == 2
+    with pytest.raises(ParamsError, match=r"m\.tokens\.song_gap: must be in \[0, 100000\]"):
+        from_dict(ModelParams, MELODY | {"tokens": {"scheme": "melody", "song_gap": -1}}, "m")
+    with pytest.raises(ParamsError, match=r"m\.train\.targets: 'last' needs a family that reads"):
+        from_dict(ModelParams, {"family": "roll_lstm", "train": {"targets": "last"}}, "m")
+
+
+MELODY = {"family": "token_lm", "tokens": {"scheme": "melody"}}
+
+
 @pytest.mark.parametrize(
     "monitor, epochs_run, kept", [("valid", 3, [1]), ("train", 6, [1, 2, 3, 4, 5, 6])]
 )

@@ -15,6 +15,7 @@ import torch
 
 from cadenza.config import TrainParams
 from cadenza.models import Family
+from cadenza.representations.tokens import PAD_ID
 
 
 def pick_device() -> str:
@@ -36,11 +37,14 @@ def windows(
     batch_size: int,
     generator: torch.Generator | None = None,
     stride: int = 0,
+    last_only: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(x, y) batches of windows of the stream, y = x shifted by one step; shuffled when a
     generator is given. Windows start every `stride` steps (0 = `seq_len`: each step is a
     target once; 1 = every window, as Keras' and the TensorFlow tutorial's training sets of
-    papers 001 and 004). Works for any stream whose first axis is time; byte-sized frames
+    papers 001 and 004). With `last_only` (token ids), every target but a window's last is
+    `<pad>`, which the loss ignores: one target per window, as Keras fits paper 001's
+    many-to-one LSTM. Works for any stream whose first axis is time; byte-sized frames
     come out as float."""
     stride = stride or seq_len
     n_windows = n_windows_of(len(stream), seq_len, stride)
@@ -54,6 +58,8 @@ def windows(
         starts = (order[i : i + batch_size] * stride).tolist()
         x = torch.stack([stream[s : s + seq_len] for s in starts])
         y = torch.stack([stream[s + 1 : s + seq_len + 1] for s in starts])
+        if last_only:
+            y[:, :-1] = PAD_ID
         yield (x.float(), y.float()) if as_float else (x, y)
 
 
@@ -90,10 +96,13 @@ def evaluate_loss(
     device: str,
     info: dict | None = None,
 ) -> float:
-    """Mean loss over the stream's windows, in order (each window starts fresh)."""
+    """Mean loss over the stream's windows, in order (each window starts fresh); with
+    `targets: last`, over every window's last target, as training counts them."""
     model.eval()
     total, count = 0.0, 0
-    for x, y in windows(stream, cfg.seq_len, eval_batch_size(cfg, info or {})):
+    last = cfg.targets == "last"
+    batch = eval_batch_size(cfg, info or {})
+    for x, y in windows(stream, cfg.seq_len, batch, stride=int(last), last_only=last):
         total += family.loss(model, x.to(device), y.to(device)).item() * len(x)
         count += len(x)
     return total / max(count, 1)
@@ -125,3 +134,19 @@ def stream_logits(
     for s in range(0, length, seq_len):
         logits, state = model(x[:, s : s + seq_len].to(device), state)
         yield logits.float().reshape(-1, logits.shape[-1]), y[:, s : s + seq_len].reshape(-1)
+
+
+@torch.inference_mode()
+def window_logits(
+    model: torch.nn.Module, ids: torch.Tensor, seq_len: int, device: str, batch: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, target) of the last position of every window of `seq_len` ids (stride 1),
+    each from a zero state: how a model trained with `train.targets: last` predicts, and the
+    targets Keras' accuracy counts (paper 001)."""
+    model.eval()
+    n = len(ids) - seq_len  # windows that have a target
+    offsets = torch.arange(seq_len)
+    for first in range(0, max(n, 0), batch):
+        starts = torch.arange(first, min(first + batch, n))
+        logits, _ = model(ids[starts[:, None] + offsets].to(device))
+        yield logits[:, -1].float(), ids[starts + seq_len]

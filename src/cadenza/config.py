@@ -250,9 +250,13 @@ class TokenParams:
     # paper 001: drop a piece with a note or rest of a duration (beats) this list does not
     # accept (tied notes and rests are read as sums; rules in tokens.py); [] = keep all
     durations: list[float] = field(default_factory=list)
+    # pieces joined by this many `/` tokens instead of one `<eos>` (paper 001's code: 64, its
+    # sequence length, so that a window never spans two songs without them); 0 = `<eos>`
+    song_gap: int = 0
 
     def __post_init__(self) -> None:
         _check_steps_per_beat(self.steps_per_beat, "steps_per_beat")
+        check(0 <= self.song_gap <= MAX_SEQ_LEN, "song_gap", f"must be in [0, {MAX_SEQ_LEN}]")
         check(self.max_polyphony >= 1, "max_polyphony", "must be >= 1")
         check(
             self.max_polyphony <= MAX_POLYPHONY,
@@ -336,6 +340,10 @@ class TrainParams:
     # training windows start every `stride` steps: 0 = seq_len (each step a target once per
     # epoch); 1 = every window, as Keras' epochs in papers 001 and 004 (seq_len x the updates)
     stride: int = 0
+    # which positions of a training window are targets: "all" (next-token at every step), or
+    # "last", one target per window as Keras fits paper 001's many-to-one LSTM (token
+    # families only); scoring then predicts every window's last symbol from a fresh state
+    targets: Literal["all", "last"] = "all"
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -351,6 +359,11 @@ class TrainParams:
         )
         check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
         check(0 <= self.stride <= self.seq_len, "stride", "must be in [0, seq_len] (0 = seq_len)")
+        check(
+            self.targets in ("all", "last"),
+            "targets",
+            f"must be one of ['all', 'last'], got {self.targets!r}",
+        )
         check(self.lr > 0, "lr", "must be > 0")
         check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
         check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
@@ -403,6 +416,11 @@ class ModelParams:
             spec.kind != "tokens" or self.tokens is not None,
             "tokens",
             f"family {self.family} reads tokens: give a token scheme",
+        )
+        check(
+            self.train.targets == "all" or spec.kind == "tokens",
+            "train.targets",
+            f"'last' needs a family that reads tokens; {self.family} reads {spec.kind}",
         )
         is_net = dataclasses.is_dataclass(self.net) and not isinstance(self.net, type)
         net = dataclasses.asdict(self.net) if is_net else self.net

@@ -1,7 +1,8 @@
 """From the prepared shards to what models eat, in the unit of each model family.
 
 Three kinds of input, named by a family's `kind` (`cadenza.models.specs`):
-* `tokens`: a token scheme's strings per piece, then one id stream (pieces joined by `<eos>`);
+* `tokens`: a token scheme's strings per piece, then one id stream (pieces joined by `<eos>`,
+  or by `tokens.song_gap` `/` tokens);
 * `frames`: a binary piano roll per piece on the family's grid, joined by a silent frame;
 * `notes`: (pitch, step, duration) per note, step and duration in seconds (the TensorFlow
   tutorial's features, paper 004), joined in onset order.
@@ -25,6 +26,8 @@ from cadenza.prepare.parse import NOTE_ARRAYS
 from cadenza.prepare.shards import read_pieces, read_table
 from cadenza.representations.rolls import notes_to_roll
 from cadenza.representations.tokens import (
+    GAP,
+    SPECIALS,
     Notes,
     Piece,
     build_vocab,
@@ -170,13 +173,19 @@ def make_info(train_units: Units, mp: ModelParams) -> dict:
         return {}
     vocab = build_vocab(train_units.values(), mp.tokens.min_count, mp.tokens.max_vocab)
     counts = Counter(t for seq in train_units.values() for t in seq)
-    return {"vocab": vocab, "counts": [counts.get(t, 0) for t in vocab]}
+    gap = mp.tokens.song_gap
+    if gap:  # the delimiter right after the specials; other vocabularies are unchanged
+        vocab.insert(len(SPECIALS), GAP)
+        vocab = vocab[: mp.tokens.max_vocab] if mp.tokens.max_vocab else vocab
+        counts[GAP] = gap * len(train_units)
+    info = {"vocab": vocab, "counts": [counts.get(t, 0) for t in vocab]}
+    return info | {"gap": gap} if gap else info
 
 
 def to_stream(units: Units, info: dict) -> torch.Tensor:
     """Join the pieces of a split into the one tensor the trainer cuts into windows."""
     if "vocab" in info:
-        return torch.from_numpy(to_ids(units.values(), info["vocab"]))
+        return torch.from_numpy(to_ids(units.values(), info["vocab"], info.get("gap", 0)))
     parts = list(units.values())
     if not parts:
         return torch.zeros(0)

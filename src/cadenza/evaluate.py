@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from cadenza.batches import eval_batch_size, pick_device, stream_logits
+from cadenza.batches import eval_batch_size, pick_device, stream_logits, window_logits
 from cadenza.checkpoint import load_checkpoint
 from cadenza.config import EvaluateParams, ModelParams
 from cadenza.data import cap_units, chosen_sources, load_units, piece_notes, source_of, to_stream
@@ -256,7 +256,9 @@ def likelihood(
     Returns (pooled, per source, the model's params).
 
     Each source's pieces are scored as their own stream; with `max_units`, on at most that
-    many units spread over the pieces and sources (`cadenza.data.cap_units`).
+    many units spread over the pieces and sources (`cadenza.data.cap_units`). A token model
+    trained with `train.targets: last` is scored as it trained: the last symbol of every
+    window, from a fresh state (`window_logits`).
     """
     device = pick_device()
     model, mp, payload = load_checkpoint(ckpt, device)
@@ -272,7 +274,8 @@ def likelihood(
         for source, group in groups.items():
             sums = np.zeros(len(TOKEN_SUMS))
             stream = to_stream(group, payload["info"])
-            for logits, y in stream_logits(model, stream, mp.train.seq_len, device, rows):
+            scorer = window_logits if mp.train.targets == "last" else stream_logits
+            for logits, y in scorer(model, stream, mp.train.seq_len, device, rows):
                 sums += token_sums(
                     torch.log_softmax(logits, -1).cpu().numpy(),
                     y.cpu().numpy(),

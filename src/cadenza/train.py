@@ -283,7 +283,15 @@ def train(
     n_batches = epoch_batches(len(train_stream), cfg)
     loop = Loop(
         batches=lambda: itertools.islice(
-            windows(train_stream, cfg.seq_len, cfg.batch_size, generator, cfg.stride), n_batches
+            windows(
+                train_stream,
+                cfg.seq_len,
+                cfg.batch_size,
+                generator,
+                cfg.stride,
+                last_only=cfg.targets == "last",
+            ),
+            n_batches,
         ),
         n_batches=n_batches,
         step=step,

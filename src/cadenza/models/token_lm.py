@@ -22,7 +22,7 @@ from torch import nn
 
 from cadenza.config import GenerateParams, ModelParams
 from cadenza.models.specs import TokenLMNet
-from cadenza.representations.tokens import EOS, PAD, UNK, Notes, decode
+from cadenza.representations.tokens import EOS, GAP, PAD, UNK, Notes, decode
 
 if TYPE_CHECKING:
     from cadenza.models.transformer import Transformer  # samples with this loop
@@ -73,7 +73,7 @@ def sample(
     vocab = info["vocab"]
     index = {t: i for i, t in enumerate(vocab)}
     ids = [index.get(t, index[UNK]) for t in prompt] or [index[EOS]]
-    banned = [index[PAD], index[UNK], index[EOS]]
+    banned = [index[t] for t in (PAD, UNK, EOS, GAP) if t in index]  # GAP: song_gap's `/`
     model.eval()
     device = next(model.parameters()).device
     logits, state = model(torch.tensor([ids], device=device))

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 PAD, UNK, EOS, NEXT, REST = "<pad>", "<unk>", "<eos>", "<next>", "rest"
 HOLD, SILENT, WAIT = "_", "r", "wait"
+GAP = "/"  # paper 001's song delimiter (`tokens.song_gap`): a vocabulary token, not a special
 SPECIALS = [PAD, UNK, EOS]
 PAD_ID, UNK_ID = 0, 1  # every vocabulary starts with SPECIALS
 SHIFT_S, MAX_SHIFT = 0.01, 100  # Performance RNN: time shifts of 10 ms, up to 1 s
@@ -470,12 +471,14 @@ def build_vocab(sequences: Iterable[list[str]], min_count: int, max_size: int = 
     return vocab[:max_size] if max_size else vocab
 
 
-def to_ids(sequences: Iterable[list[str]], vocab: list[str]) -> np.ndarray:
-    """One stream of ids: each piece, then `<eos>`; unknown tokens become `<unk>`."""
+def to_ids(sequences: Iterable[list[str]], vocab: list[str], gap: int = 0) -> np.ndarray:
+    """One stream of ids: each piece, then `<eos>`, or `gap` `/` tokens (paper 001's code
+    joins its songs with 64 of them); unknown tokens become `<unk>`."""
     index = {t: i for i, t in enumerate(vocab)}
-    unk, eos = index[UNK], index[EOS]
+    unk = index[UNK]
+    after = [index[GAP]] * gap if gap else [index[EOS]]
     ids: list[int] = []
     for seq in sequences:
         ids.extend(index.get(t, unk) for t in seq)
-        ids.append(eos)
+        ids.extend(after)
     return np.asarray(ids, dtype=np.int64)
