@@ -265,7 +265,7 @@ def train(
             loss = supervised_step(
                 lambda: family.loss(fast, x, y), fast, optimizers[0], cfg.clip, device == "cuda"
             )
-        return loss, y.shape[0] * y.shape[1]
+        return loss, y.shape[0] * (1 if cfg.targets == "last" else y.shape[1])  # targets
 
     def validate(train_loss: float) -> float:
         if len(valid_stream) <= cfg.seq_len:  # too short for one window
