@@ -31,6 +31,7 @@ from cadenza.testing.checkout import DATASETS, ROOT
 
 PAPERS = ROOT / "bench" / "papers"
 RUNS = ROOT / "reports" / "papers" / "runs"
+ERK = DATASETS / "essen" / "europa" / "deutschl" / "erk"
 
 
 def _run(model: str, seed: int, valid_acc: float, epochs: int = 1) -> dict:
@@ -139,7 +140,7 @@ def test_the_cuda_reruns_agree_with_the_cpu_within_noise():
 
 def test_the_stride_one_logs_say_what_the_docs_say():
     """docs/papers.md reads the GPU logs of `p001_folk_stride1` (paper 001 with a window at
-    every step, its code's count of updates, every position a target): 16 of 50 epochs, the
+    every step as its code, every position a target): 16 of 50 epochs, the
     training loss at 0.30-0.31 and still falling, below the paper's 0.354 on non-free
     targets from epoch 8 or 9, the valid loss up from 0.79 after the first epoch to
     1.46-1.50."""
@@ -172,13 +173,12 @@ def test_paper_001s_keras_epoch_on_a_hand_counted_example():
     assert keras_epoch([16, 16], delimiter=0).windows == 0  # 32 symbols: no window of 64
 
 
-@pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is absent")
+@pytest.mark.skipif(not ERK.exists(), reason="../shared/datasets/essen (erk) is absent")
 def test_the_real_erk_songs_give_the_papers_5660_batches():
     """docs/papers.md: the `erk` kern files, read as paper 001's code reads them, give exactly
     the 5,660 batches of 64 its Keras line prints, and only with both the duration filter and
     the 64 `/` delimiters; 29.3 % of the targets are a free `/`."""
-    erk = DATASETS / "essen" / "europa" / "deutschl" / "erk"
-    durations = [kern_durations(f) for f in sorted(erk.glob("*.krn"))]
+    durations = [kern_durations(f) for f in sorted(ERK.glob("*.krn"))]
     epoch = keras_epoch([song_symbols(d) for d in durations])
     assert (epoch.read, epoch.songs, epoch.windows, epoch.batches(64)) == (1700, 1683, 362178, 5660)
     assert round(epoch.free_targets / epoch.windows, 3) == 0.293
@@ -229,7 +229,7 @@ def test_every_committed_miss_is_explained():
 @pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is absent")
 def test_the_papers_pipeline_runs_through_dvc_on_real_slices(tmp_path):
     """bench/papers/dvc.yaml on a MAESTRO zip, an Essen zip, an LPD tarball and a
-    piano-midi.de folder in their official layouts (slices of the real corpora), five tiny
+    piano-midi.de folder in their official layouts (slices of the real corpora), six tiny
     models, three seeds each: the table has each figure's mean ± std over the three runs.
     Paper 001 with its code's epochs (`p001_folk_keras`) trains and scores one target per
     window. Paper 004's MidiRNN keeps the epoch of its lowest training loss (`monitor: train`)."""

@@ -373,6 +373,50 @@ def test_song_gap_joins_the_pieces_with_slashes_as_paper_001s_code():
 MELODY = {"family": "token_lm", "tokens": {"scheme": "melody"}}
 
 
+def test_a_paper_001_model_samples_from_windows_after_the_gap():
+    """Sampling a `song_gap` + `targets: last` model feeds what it trained on: the `/` gap,
+    then the prompt, and every step the last `seq_len` tokens from a fresh state; it never
+    draws a `/`."""
+    from cadenza.models.specs import TokenLMNet
+    from cadenza.models.token_lm import TokenLM, sample
+
+    mp = from_dict(
+        ModelParams,
+        {
+            "family": "token_lm",
+            "tokens": {"scheme": "melody", "song_gap": 3},
+            "train": {"seq_len": 4, "targets": "last"},
+        },
+        "m",
+    )
+    info = make_info({"a": ["60", "_", "62", "r"]}, mp)
+    torch.manual_seed(0)
+    model = TokenLM(len(info["vocab"]), TokenLMNet(cell="lstm", embedding=4, hidden=8))
+    seen = []
+    model.register_forward_hook(lambda _m, args, _out: seen.append(args[0].tolist()[0]))
+    gen = GenerateParams(length=6, temperature=5.0)
+    sample(model, mp, info, ["60", "_"], gen, torch.Generator().manual_seed(0))
+    slash, sixty, hold = (info["vocab"].index(t) for t in ("/", "60", "_"))
+    assert seen[0] == [slash, slash, sixty, hold]  # 3 `/` + the prompt, cut to 4
+    assert len(seen) == 7 and all(len(ids) == 4 for ids in seen)  # the prompt, 6 draws
+    drawn = [ids[-1] for ids in seen[1:]]
+    assert slash not in drawn
+    assert all(a[1:] == b[:-1] for a, b in zip(seen[:-1], seen[1:], strict=True))  # slides
+
+
+def test_a_resume_file_from_before_a_new_param_still_resumes():
+    """A key added to the schema since a resume file was written (here `train.targets` and
+    `tokens.song_gap`, whose defaults compute what the older code did) does not turn the
+    file into one of "other params"; an unreadable params entry matches nothing."""
+    from cadenza.train import _with_defaults
+
+    mp = from_dict(ModelParams, MELODY, "m")
+    older = dataclasses.asdict(mp)
+    del older["train"]["targets"], older["tokens"]["song_gap"]
+    assert _with_defaults(older) == dataclasses.asdict(mp)
+    assert _with_defaults({"family": "nope"}) is None and _with_defaults(None) is None
+
+
 @pytest.mark.parametrize(
     "monitor, epochs_run, kept", [("valid", 3, [1]), ("train", 6, [1, 2, 3, 4, 5, 6])]
 )

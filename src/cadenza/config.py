@@ -235,7 +235,8 @@ class TokenParams:
     steps_per_beat: int = 2  # paper 003 samples at eighth notes (grid schemes only)
     max_polyphony: int = 4  # paper 003: above this, keep 3 notes chosen at random
     min_count: int = 1  # rarer tokens become <unk>
-    max_vocab: int = 0  # keep the most frequent tokens only (specials included); 0 = all
+    # keep the most frequent tokens only (the specials and `song_gap`'s `/` included); 0 = all
+    max_vocab: int = 0
     velocity_bins: int = 32  # event scheme: Performance RNN's velocity resolution
     # pitch_next: `<next>` after every grid step ("step") or, as paper 002 did, after each note
     # or chord event ("event": the notes of one music21 Note/Chord, same onset and end step)
@@ -251,7 +252,7 @@ class TokenParams:
     # accept (tied notes and rests are read as sums; rules in tokens.py); [] = keep all
     durations: list[float] = field(default_factory=list)
     # pieces joined by this many `/` tokens instead of one `<eos>` (paper 001's code: 64, its
-    # sequence length, so that a window never spans two songs without them); 0 = `<eos>`
+    # sequence length, so that no window holds two songs); 0 = one `<eos>`
     song_gap: int = 0
 
     def __post_init__(self) -> None:
@@ -342,7 +343,8 @@ class TrainParams:
     stride: int = 0
     # which positions of a training window are targets: "all" (next-token at every step), or
     # "last", one target per window as Keras fits paper 001's many-to-one LSTM (token
-    # families only); scoring then predicts every window's last symbol from a fresh state
+    # families only); the valid loss and scoring then take every window's last symbol
+    # (stride 1, whatever `stride` trains on), each from a fresh state
     targets: Literal["all", "last"] = "all"
 
     def __post_init__(self) -> None:
@@ -359,11 +361,6 @@ class TrainParams:
         )
         check(self.cycle_steps <= INT32_MAX, "cycle_steps", f"must be <= {INT32_MAX}")
         check(0 <= self.stride <= self.seq_len, "stride", "must be in [0, seq_len] (0 = seq_len)")
-        check(
-            self.targets in ("all", "last"),
-            "targets",
-            f"must be one of ['all', 'last'], got {self.targets!r}",
-        )
         check(self.lr > 0, "lr", "must be > 0")
         check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
         check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")

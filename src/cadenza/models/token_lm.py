@@ -69,14 +69,21 @@ def sample(
     gen: GenerateParams,
     generator: torch.Generator,
 ) -> Notes:
-    """Continue the prompt by `gen.length` tokens (never a special one); decode to notes."""
+    """Continue the prompt by `gen.length` tokens (never a special one); decode to notes.
+
+    A model trained as paper 001's (`tokens.song_gap`, `train.targets: last`) sees what it
+    trained on: the `/` gap before the prompt, and each next token predicted from the last
+    `seq_len` tokens and a fresh state, as its code generates."""
     vocab = info["vocab"]
     index = {t: i for i, t in enumerate(vocab)}
-    ids = [index.get(t, index[UNK]) for t in prompt] or [index[EOS]]
+    gap = info.get("gap", 0)
+    before = [index[GAP]] * gap if gap else []  # what precedes every piece in training
+    ids = before + [index.get(t, index[UNK]) for t in prompt] or [index[EOS]]
     banned = [index[t] for t in (PAD, UNK, EOS, GAP) if t in index]  # GAP: song_gap's `/`
+    window = mp.train.seq_len if mp.train.targets == "last" else 0
     model.eval()
     device = next(model.parameters()).device
-    logits, state = model(torch.tensor([ids], device=device))
+    logits, state = model(torch.tensor([ids[-window:]], device=device))
     out: list[int] = []
     for _ in range(gen.length):
         last = logits[0, -1].float().cpu()
@@ -90,9 +97,9 @@ def sample(
                 scaled[scaled < kth] = -float("inf")
             token = int(torch.multinomial(torch.softmax(scaled, -1), 1, generator=generator))
         out.append(token)
-        if state is None:  # a context model (Transformer): feed the whole window again
+        if state is None or window:  # a context model, or windows alone: feed one again
             ids.append(token)
-            context = cast("Transformer", model).max_len
+            context = window or cast("Transformer", model).max_len
             logits, _ = model(torch.tensor([ids[-context:]], device=device))
         else:
             logits, state = model(torch.tensor([[token]], device=device), state)

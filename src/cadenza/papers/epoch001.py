@@ -8,8 +8,8 @@ every note and rest lasts one of the accepted quarter lengths is written as one 
 `/` symbols after each, and every window of 64 symbols (stride 1) is one example whose single
 target is the next symbol. Counting those windows here, from the kern files with music21,
 tells which of these readings the paper's 5,660 batches of 64 fit, and how many of its targets
-are the `/` delimiter, which a network predicts for free once it is inside the 64 of them.
-Nothing trains here: the counts only explain the paper's figure (docs/papers.md).
+are the `/` delimiter, which a network predicts for free once it is inside the 64 of them
+(docs/papers.md). `p001_folk_keras` trains that way (`tokens.song_gap`, `train.targets`).
 """
 
 from __future__ import annotations
