@@ -29,9 +29,10 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no .krn files in {args.kern}")
     durations = [kern_durations(f) for f in tqdm(files, desc="parse kern")]
-    epoch = keras_epoch([song_symbols(d) for d in durations])
+    lengths = [song_symbols(d) for d in durations]
+    epoch = keras_epoch(lengths)
     unfiltered = keras_epoch([song_symbols(d, accepted=()) for d in durations])
-    undelimited = keras_epoch([song_symbols(d) for d in durations], delimiter=0)
+    undelimited = keras_epoch(lengths, delimiter=0)
     free_share = epoch.free_targets / epoch.windows
     print(f"songs read {epoch.read}, kept by the duration filter {epoch.songs}")
     print(

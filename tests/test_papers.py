@@ -179,11 +179,12 @@ def test_the_real_erk_songs_give_the_papers_5660_batches():
     the 5,660 batches of 64 its Keras line prints, and only with both the duration filter and
     the 64 `/` delimiters; 29.3 % of the targets are a free `/`."""
     durations = [kern_durations(f) for f in sorted(ERK.glob("*.krn"))]
-    epoch = keras_epoch([song_symbols(d) for d in durations])
+    lengths = [song_symbols(d) for d in durations]
+    epoch = keras_epoch(lengths)
     assert (epoch.read, epoch.songs, epoch.windows, epoch.batches(64)) == (1700, 1683, 362178, 5660)
     assert round(epoch.free_targets / epoch.windows, 3) == 0.293
     assert keras_epoch([song_symbols(d, accepted=()) for d in durations]).batches(64) == 5717
-    assert keras_epoch([song_symbols(d) for d in durations], delimiter=0).batches(64) == 3977
+    assert keras_epoch(lengths, delimiter=0).batches(64) == 3977
 
 
 def test_the_declaration_refuses_too_few_seeds_and_unknown_models(tmp_path):

@@ -407,14 +407,15 @@ def test_a_paper_001_model_samples_from_windows_after_the_gap():
 def test_a_resume_file_from_before_a_new_param_still_resumes():
     """A key added to the schema since a resume file was written (here `train.targets` and
     `tokens.song_gap`, whose defaults compute what the older code did) does not turn the
-    file into one of "other params"; an unreadable params entry matches nothing."""
-    from cadenza.train import _with_defaults
+    file into one of "other params" (the trainer's and the benchmark's resume files alike);
+    an unreadable params entry matches nothing."""
+    from cadenza.config import saved_model_params
 
     mp = from_dict(ModelParams, MELODY, "m")
     older = dataclasses.asdict(mp)
     del older["train"]["targets"], older["tokens"]["song_gap"]
-    assert _with_defaults(older) == dataclasses.asdict(mp)
-    assert _with_defaults({"family": "nope"}) is None and _with_defaults(None) is None
+    assert saved_model_params(older) == dataclasses.asdict(mp)
+    assert saved_model_params({"family": "nope"}) is None and saved_model_params(None) is None
 
 
 @pytest.mark.parametrize(

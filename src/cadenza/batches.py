@@ -102,7 +102,8 @@ def evaluate_loss(
     total, count = 0.0, 0
     last = cfg.targets == "last"
     batch = eval_batch_size(cfg, info or {})
-    for x, y in windows(stream, cfg.seq_len, batch, stride=int(last), last_only=last):
+    stride = 1 if last else 0  # every window's last target, else each target once
+    for x, y in windows(stream, cfg.seq_len, batch, stride=stride, last_only=last):
         total += family.loss(model, x.to(device), y.to(device)).item() * len(x)
         count += len(x)
     return total / max(count, 1)

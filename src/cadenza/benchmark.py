@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from cadenza.batches import device_label, pick_device
 from cadenza.checkpoint import load_data, save_data, verify_content
-from cadenza.config import SEED_LIMIT, ModelParams, SourceParams
+from cadenza.config import SEED_LIMIT, ModelParams, SourceParams, saved_model_params
 from cadenza.io import write_json
 from cadenza.metrics.likelihood import frame_accuracy, frame_nll
 from cadenza.models import SPECS, PitchAutoregressiveModel, load_family
@@ -371,7 +371,8 @@ def _resume(
     if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
         raise ValueError(f"{path}: not a {RESUME_FORMAT} file{hint}")
     verify_content(payload, path, "benchmark resume file", hint)
-    if payload["run"] != run_key:
+    saved = payload["run"] | {"params": saved_model_params(payload["run"].get("params"))}
+    if saved != run_key:
         log.warning("%s: left by another run; discarding it, training from the start", path)
         path.unlink()
         return Progress(), 0.0

@@ -431,6 +431,16 @@ class ModelParams:
         _check_net_bounds(self.net)
 
 
+def saved_model_params(saved: object) -> dict | None:
+    """Model params saved by an earlier run (a resume file's), as today's schema reads them:
+    a key added since, whose default computes what the older code did, does not make the
+    older run one of "other params"; params today's schema refuses match nothing."""
+    try:
+        return dataclasses.asdict(from_dict(ModelParams, saved, "saved params"))
+    except (ParamsError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class ProfileParams:
     """Caps that a profile puts on every model's training and evaluation (0 = no cap).

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from cadenza.batches import epoch_batches, evaluate_loss, pick_device, windows
 from cadenza.checkpoint import load_data, save_checkpoint, save_data, verify_content
-from cadenza.config import ModelParams, ParamsError, TrainParams, from_dict
+from cadenza.config import ModelParams, TrainParams, saved_model_params
 from cadenza.data import cap_units, chosen_sources, load_units, make_info, to_stream
 from cadenza.io import atomic_path
 from cadenza.models import SPECS, Adversarial, load_family
@@ -382,7 +382,7 @@ def _resume(
     verify_content(payload, path, "resume file", RESUME_HINT)
     mismatch = (
         "other params"
-        if _with_defaults(payload.get("params")) != asdict(mp)
+        if saved_model_params(payload.get("params")) != asdict(mp)
         else "other prepared data"
         if payload.get("data") != fingerprint
         else ""
@@ -402,16 +402,6 @@ def _resume(
     torch.set_rng_state(payload["torch_rng"])
     _restore_cuda_rng(payload.get("cuda_rng"), path)
     return Progress(**{f.name: payload[f.name] for f in fields(Progress)})
-
-
-def _with_defaults(params: object) -> dict | None:
-    """A resume file's params as today's schema reads them: a key added since (with its
-    default, which computes what the older code did) does not make an older run "other
-    params"; params today's schema refuses match nothing."""
-    try:
-        return asdict(from_dict(ModelParams, params, "resume"))
-    except (ParamsError, TypeError):
-        return None
 
 
 def _restore_cuda_rng(states: list[torch.Tensor] | None, path: Path) -> None:
