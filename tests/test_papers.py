@@ -120,22 +120,36 @@ def test_the_committed_table_is_the_committed_runs(tmp_path):
     assert out.read_text() == committed.read_text()
 
 
+# Scored before `cap_units` spent its whole budget (docs/papers.md, "On a GPU"): this CUDA
+# seed's training accuracy is on 90.7 % of the training symbols, the CPU seed's on all of them.
+SCORED_ON_OTHER_UNITS = {("p001_folk-0.json", "train.accuracy")}
+
+
 def test_the_cuda_reruns_agree_with_the_cpu_within_noise():
-    """docs/papers.md: each CUDA rerun's figures lie within the table's noise (two standard
-    deviations over the CPU seeds, at least 0.001) of the same seed's on the CPU."""
+    """docs/papers.md: the CUDA reruns' figures lie within the table's noise (two standard
+    deviations over the CPU seeds, at least 0.001) of the same seed's on the CPU, where both
+    were scored on the same units, but for the 1 in 20 that two standard deviations let
+    through by chance (today 1 of 31: p003_midi's valid accuracy)."""
     cuda = sorted((RUNS.parent / "cuda").glob("*.json"))
     if not cuda:
         pytest.skip("reports/papers/cuda/ holds no GPU reruns")
     papers = load_yaml_as(PAPERS / "papers.yaml", Papers)
     runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))]
     by_cell = {(c.figure.model, c.figure.metric): c for c in cells(papers, runs)}
+    compared, outside = 0, []
     for path in cuda:
         gpu = json.loads(path.read_text())
         cpu = next(r for r in runs if (r["model"], r["seed"]) == (gpu["model"], gpu["seed"]))
         for (model, metric), cell in by_cell.items():
-            if model == gpu["model"]:
+            if model == gpu["model"] and (path.name, metric) not in SCORED_ON_OTHER_UNITS:
                 gap = abs(lookup(gpu, metric) - lookup(cpu, metric))
-                assert gap <= cell.noise, (path.name, metric, gap, cell.noise)
+                compared += 1
+                if gap > cell.noise:
+                    outside.append((path.name, metric, gap, cell.noise))
+    assert compared == 31
+    assert [(name, metric) for name, metric, *_ in outside] == [
+        ("p003_midi-0.json", "valid.accuracy")
+    ], ("docs/papers.md names the figures outside the noise", outside)
 
 
 def test_the_stride_one_logs_say_what_the_docs_say():

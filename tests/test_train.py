@@ -267,11 +267,15 @@ def test_tampered_or_truncated_checkpoint_is_refused(prepared, tmp_path):
         load_checkpoint(evil)
 
 
-def test_capped_units_keep_an_even_share_of_every_piece():
+def test_capped_units_keep_an_even_share_of_every_piece_and_spend_the_budget():
     units = {"a/1": list(range(100)), "b/1": list(range(10)), "b/2": list(range(40))}
     assert cap_units(units, 0) is units
+    assert cap_units(units, 150) is units and cap_units(units, 1000) is units  # it all fits
+    # by hand: b/1 whole (10), the other 50 split evenly over a/1 and b/2 (25 each)
     capped = cap_units(units, 60, floor=5)
-    assert capped == {"a/1": list(range(20)), "b/1": list(range(10)), "b/2": list(range(20))}
+    assert capped == {"a/1": list(range(25)), "b/1": list(range(10)), "b/2": list(range(25))}
+    # 149: b/1 whole, b/2 whole (40), a/1 the other 99
+    assert [len(u) for u in cap_units(units, 149).values()] == [99, 10, 40]
 
 
 def test_capped_units_hold_the_cap_with_many_pieces_and_hear_every_source():

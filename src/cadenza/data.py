@@ -135,17 +135,32 @@ def cap_units(units: Units, budget: int, floor: int = 2) -> Units:
     """At most `budget` units (and at least `floor`), spread over the pieces; 0 = everything.
 
     Why spread: the first `budget` units of the joined stream would score only the first
-    pieces in id order, often one source. Each kept piece gives its first `budget / k`
-    units; where that share would fall below `floor` (one window), k is cut to
-    `budget / floor` pieces, taken in turn from each source in a fixed pseudo-random order,
-    so that every source is heard and the cap holds however many pieces a corpus has.
+    pieces in id order, often one source. A split that fits the budget is kept whole. Else
+    each kept piece gives its first `share` units, the largest share the budget pays for
+    (`_even_share`: a piece shorter than it is kept whole and leaves its rest to the longer
+    ones, so the budget is spent). Where an equal share would fall below `floor` (one
+    window), only `budget / floor` pieces are kept, taken in turn from each source in a fixed
+    pseudo-random order, so that every source is heard and the cap holds however many pieces
+    a corpus has.
     """
-    if not budget or not units:
+    if not budget or sum(map(len, units.values())) <= budget:
         return units
     n_keep = min(len(units), max(1, budget // floor))
     kept = _spread_over_sources(list(units), n_keep)
-    share = max(budget // n_keep, floor)
+    share = max(_even_share([len(units[pid]) for pid in kept], budget), floor)
     return {pid: units[pid][:share] for pid in kept}
+
+
+def _even_share(lengths: list[int], budget: int) -> int:
+    """The largest `s` with sum(min(n, s) for n in lengths) <= budget (water-filling: the
+    short pieces are paid in full, the rest split evenly over the long ones)."""
+    remaining = budget
+    for rank, n in enumerate(sorted(lengths)):
+        longer = len(lengths) - rank
+        if n * longer > remaining:
+            return remaining // longer
+        remaining -= n
+    return max(lengths)
 
 
 def _spread_over_sources(piece_ids: list[str], n: int) -> list[str]:
