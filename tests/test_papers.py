@@ -20,14 +20,23 @@ from typer.testing import CliRunner
 
 from cadenza.checkpoint import load_checkpoint
 from cadenza.cli import app
-from cadenza.config import ModelParams, ParamsError, from_dict, load_params, load_yaml_as
+from cadenza.config import (
+    ModelParams,
+    ParamsError,
+    PrepareParams,
+    from_dict,
+    load_params,
+    load_yaml_as,
+)
 from cadenza.models.roll_gan import RollGAN
 from cadenza.papers import Figure, Papers
 from cadenza.papers.epoch001 import keras_epoch, kern_durations, song_symbols
 from cadenza.papers.gan import discriminator_scores
 from cadenza.papers.table import Cell, cells, lookup, table
+from cadenza.prepare.stage import prepare
 from cadenza.testing import archives
 from cadenza.testing.checkout import DATASETS, ROOT
+from cadenza.testing.corpora import write_corpus
 
 PAPERS = ROOT / "bench" / "papers"
 RUNS = ROOT / "reports" / "papers" / "runs"
@@ -360,3 +369,32 @@ def test_the_imagegan_figures_are_exact_for_a_discriminator_of_known_output():
     assert got["d_loss"] == pytest.approx((math.log(4 / 3) + math.log(4)) / 2)
     empty = discriminator_scores(model, stream[:50], 100, torch.Generator().manual_seed(0))
     assert empty == {"n_images": 0}
+
+
+def test_the_scored_units_script_counts_what_the_cap_keeps(tmp_path):
+    """bench/paper_scored_units.py, which docs/papers.md cites for paper 002's 249,923 and
+    999,980: on a prepared toy corpus each split's scored units are the whole split where it
+    fits the cap, and at most the cap where it does not."""
+    prepared = tmp_path / "prepared"
+    prepare(
+        write_corpus(tmp_path),
+        ["toy"],
+        prepared,
+        PrepareParams(valid_fraction=0.2, test_fraction=0.2),
+    )
+    papers = tmp_path / "papers.yaml"
+    spec = yaml.safe_load((PAPERS / "papers.yaml").read_text())
+    spec["eval_units"] = {"train": 300, "valid": 0, "test": 10**6}
+    papers.write_text(yaml.safe_dump(spec))
+    script = ROOT / "bench" / "paper_scored_units.py"
+    args = [sys.executable, str(script), "--prepared", str(prepared), "--papers", str(papers)]
+    out = subprocess.run([*args, "p003_chord"], capture_output=True, text=True, check=True).stdout
+    rows = {
+        cols[1]: [int(c.replace(",", "")) for c in cols[2:5]]
+        for cols in (line.strip("|").split(" | ") for line in out.splitlines()[2:])
+    }
+    assert set(rows) == {"train", "valid", "test", "valid (trainer)"}
+    (total, cap, kept) = rows["train"]
+    assert total > cap == 300 and cap - 51 < kept <= cap  # a window (seq_len 50 + 1) of slack
+    for split in ("valid", "test", "valid (trainer)"):
+        assert rows[split][0] == rows[split][2] > 0  # fits (or no cap): scored whole
