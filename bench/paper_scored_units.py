@@ -34,10 +34,10 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|")
     for name in args.models or papers.run:
         mp = params.models[name]
-        caps = [(split, papers.eval_units.get(split, 0)) for split in SPLITS]
-        caps.append(("valid (trainer)", mp.train.max_valid_units))
-        for split, cap in caps:
-            units = load_units(args.prepared, split.split()[0], mp, params.seed)
+        splits = {split: load_units(args.prepared, split, mp, params.seed) for split in SPLITS}
+        caps = [(split, papers.eval_units.get(split, 0), splits[split]) for split in SPLITS]
+        caps.append(("valid (trainer)", mp.train.max_valid_units, splits["valid"]))
+        for split, cap, units in caps:
             scored = cap_units(units, cap, mp.train.seq_len + 1)
             total, kept = (sum(map(len, u.values())) for u in (units, scored))
             share = f"{kept / total:.1%}" if total else "-"
