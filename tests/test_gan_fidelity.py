@@ -200,3 +200,29 @@ def test_without_statistics_the_first_batch_gives_them(caplog):
 def test_note_gan_bad_scaling_fails_naming_the_param():
     with pytest.raises(ParamsError, match="models.note_gan.net.scaling: must be one of"):
         model_params("note_gan", scaling="robust")
+
+
+# --------------------------------------------------------------------------- both
+
+
+def batch_norm_passes(module: nn.Module) -> int:
+    """Training-mode passes through `module`'s first batch norm (each moves its statistics)."""
+    return int(layers(module.modules(), nn.modules.batchnorm._BatchNorm)[0].num_batches_tracked)
+
+
+def test_a_step_runs_each_network_only_as_its_losses_need():
+    """Discriminator: real and fake for its update, fake for the generator's (3 passes, not the
+    6 of computing both losses twice); generator: a batch of fakes for each update (2)."""
+    model = roll_gan.RollGAN(model_params("roll_gan").net)
+    x = torch.rand(4, roll_gan.WIDTH, 128) < 0.1
+    roll_gan.train_step(model, x, None, roll_gan.make_optimizers(model, None))
+    assert batch_norm_passes(model.discriminator) == 3
+    mp = model_params("note_gan")
+    midi_gan = note_gan.build(mp.net, note_gan.make_info({"a/1": NOTES}, mp))
+    note_gan.train_step(
+        midi_gan,
+        torch.from_numpy(NOTES)[:, None],
+        None,
+        note_gan.make_optimizers(midi_gan, mp.train),
+    )
+    assert batch_norm_passes(midi_gan.generator) == 2

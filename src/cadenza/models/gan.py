@@ -1,45 +1,55 @@
 """What the two GANs of paper 004 share: the standard (non-saturating) BCE losses and the
-alternating update, one discriminator step then one generator step (Goodfellow et al. 2014)."""
+alternating update, one discriminator step then one generator step (Goodfellow et al. 2014).
+
+Each step runs the discriminator only on what its loss needs: real and fake images for its
+own update, fakes alone for the generator's. That is three passes a step. Computing both
+losses in both updates took six, and each unused pass in training mode still moved the batch
+norm's running statistics, which scoring in inference mode reads."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-M = TypeVar("M", bound=nn.Module)
 
-
-def adversarial_losses(
+def discriminator_loss(
     discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(discriminator loss on real vs detached fake, generator loss: fake judged real)."""
-    d_real, d_fake = discriminator(real), discriminator(fake.detach())
-    d_loss = F.binary_cross_entropy_with_logits(
+) -> torch.Tensor:
+    """Real judged real plus fake judged fake (`fake` as given: detach it to spare the
+    generator)."""
+    d_real, d_fake = discriminator(real), discriminator(fake)
+    return F.binary_cross_entropy_with_logits(
         d_real, torch.ones_like(d_real)
     ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-    g_score = discriminator(fake)
-    return d_loss, F.binary_cross_entropy_with_logits(g_score, torch.ones_like(g_score))
+
+
+def generator_loss(discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss: fakes judged real."""
+    score = discriminator(fake)
+    return F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
 
 
 def alternating_step(
-    losses: Callable[[M, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    model: M,
-    x: torch.Tensor,
+    discriminator: nn.Module,
+    real: torch.Tensor,
+    make_fake: Callable[[int], torch.Tensor],
     optimizers: list[torch.optim.Optimizer],
 ) -> float:
-    """One discriminator update, then one generator update; returns the generator loss."""
+    """One discriminator update on `real` and as many fresh fakes, then one generator update
+    on another batch of fakes; returns the generator loss. `make_fake(n)` draws n fakes."""
     g_opt, d_opt = optimizers
-    if len(x) == 1:  # batch norm needs two samples: a lone last window goes in twice
-        x = torch.cat([x, x])
-    d_loss, _ = losses(model, x)
+    if len(real) == 1:  # batch norm needs two samples: a lone last window goes in twice
+        real = torch.cat([real, real])
+    with torch.no_grad():  # the discriminator's update needs no generator gradients
+        fake = make_fake(len(real))
+    d_loss = discriminator_loss(discriminator, real, fake)
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
-    _, g_loss = losses(model, x)
+    g_loss = generator_loss(discriminator, make_fake(len(real)))
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()

@@ -20,13 +20,14 @@ from [0, `max_seconds`] (longer ones clipped) to [-1, 1].
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from cadenza.config import GenerateParams, ModelParams, TrainParams
-from cadenza.models.gan import adversarial_losses, alternating_step
+from cadenza.models.gan import alternating_step, discriminator_loss
 from cadenza.models.note_rnn import notes_from_features
 from cadenza.models.specs import NoteGANNet
 from cadenza.representations.tokens import Notes
@@ -123,10 +124,8 @@ def make_optimizers(model: NoteGAN, train: TrainParams) -> list[torch.optim.Opti
     ]
 
 
-def _losses(model: NoteGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    real = model.scale(x.reshape(-1, 3))
-    fake = model.generator(torch.randn(len(real), model.net.noise, device=real.device))
-    return adversarial_losses(model.discriminator, real, fake)
+def _make_fake(model: NoteGAN, device: torch.device) -> Callable[[int], torch.Tensor]:
+    return lambda n: model.generator(torch.randn(n, model.net.noise, device=device))
 
 
 def train_step(
@@ -143,12 +142,14 @@ def train_step(
             "did not call note_gan.make_info); taking them from the first batch"
         )
         model.fit(x.reshape(-1, 3))
-    return alternating_step(_losses, model, x, optimizers)
+    real = model.scale(x.reshape(-1, 3))
+    return alternating_step(model.discriminator, real, _make_fake(model, real.device), optimizers)
 
 
 def loss(model: NoteGAN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The discriminator's loss on real and generated notes (logged; not a quality score)."""
-    return _losses(model, x)[0]
+    real = model.scale(x.reshape(-1, 3))
+    return discriminator_loss(model.discriminator, real, _make_fake(model, real.device)(len(real)))
 
 
 @torch.no_grad()

@@ -18,12 +18,14 @@ the discriminator's output) and `decode: sample` (each cell drawn from its sigmo
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
 
 from cadenza.config import GenerateParams, ModelParams, TrainParams
-from cadenza.models.gan import adversarial_losses, alternating_step
+from cadenza.models.gan import alternating_step, discriminator_loss
 from cadenza.models.specs import RollGANNet
 from cadenza.representations.rolls import roll_to_notes
 from cadenza.representations.tokens import Notes
@@ -92,23 +94,22 @@ def make_optimizers(model: RollGAN, train: TrainParams) -> list[torch.optim.Opti
     ]
 
 
-def _losses(model: RollGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    real = model.images(x)
-    return adversarial_losses(model.discriminator, real, model.fake(len(real), real.device))
-
-
 def train_step(
     model: RollGAN, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer]
 ) -> float:
     """One discriminator update, then one generator update; returns the generator loss."""
     if x.shape[1] != WIDTH:
         raise ValueError(f"roll_gan needs windows of {WIDTH} frames: set train.seq_len: {WIDTH}")
-    return alternating_step(_losses, model, x, optimizers)
+    real = model.images(x)
+    return alternating_step(
+        model.discriminator, real, partial(model.fake, device=real.device), optimizers
+    )
 
 
 def loss(model: RollGAN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The discriminator's loss on real and generated images (logged; not a quality score)."""
-    return _losses(model, x)[0]
+    real = model.images(x)
+    return discriminator_loss(model.discriminator, real, model.fake(len(real), real.device))
 
 
 @torch.no_grad()
