@@ -186,7 +186,16 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(prepared, tmp_path, mo
         train("chord_lstm", mp, prepared, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
     assert (tmp_path / "cut" / "ckpt.resume.pt").exists()
     monkeypatch.setattr(trainer, "_save_resume", real_save)
-    train("chord_lstm", mp, prepared, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0)
+    killed = pd.read_csv(tmp_path / "cut.csv")
+    summary = train(
+        "chord_lstm", mp, prepared, tmp_path / "cut" / "ckpt.pt", tmp_path / "cut.csv", 0
+    )
+    # the killed process's two epochs are in the summary's time, as their log rows timed them
+    assert len(killed) == 2
+    assert summary["resumed_seconds"] == pytest.approx(
+        (killed["seconds"] + killed["valid_seconds"]).sum()
+    )
+    assert summary["resumed_seconds"] > 0
 
     assert not (tmp_path / "cut" / "ckpt.resume.pt").exists()
     full = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)

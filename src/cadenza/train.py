@@ -240,7 +240,7 @@ def train(
     if cfg.epochs == 0:  # a baseline that is not trained (unigram, untrained)
         checkpoint(epoch=0, step=0, valid_loss=float("nan"))
         _write_log(log_csv, [])
-        return {"epochs": 0, "steps": 0}
+        return {"epochs": 0, "steps": 0, "resumed_seconds": 0.0}
 
     adversarial = cast(Adversarial, family) if spec.adversarial else None  # GANs: two networks
     optimizers = (
@@ -256,6 +256,9 @@ def train(
     resume_path = ckpt_path.with_name(ckpt_path.stem + ".resume.pt")
     if resume_path.exists():  # a killed run left its last finished epoch: go on from there
         progress = _resume(resume_path, mp, fingerprint, model, optimizers, plateau, generator)
+    # the killed processes' share of the run, as their epochs logged it: a caller timing
+    # this call adds it, else a resumed run would look as fast as its last stretch
+    resumed_seconds = sum(row["seconds"] + row["valid_seconds"] for row in progress.rows)
 
     def step(batch: Batch) -> tuple[float, int]:
         x, y = (t.to(device) for t in batch)
@@ -306,7 +309,12 @@ def train(
     )
     progress = fit(name, model, optimizers[0], cfg, loop, progress, on_epoch)
     resume_path.unlink(missing_ok=True)  # finished: nothing to resume
-    return {"best_loss": progress.best, "epochs": len(progress.rows), "steps": progress.step}
+    return {
+        "best_loss": progress.best,
+        "epochs": len(progress.rows),
+        "steps": progress.step,
+        "resumed_seconds": resumed_seconds,
+    }
 
 
 def data_fingerprint(train_stream: torch.Tensor, valid_stream: torch.Tensor, info: dict) -> str:

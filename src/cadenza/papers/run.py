@@ -29,10 +29,12 @@ def run_cell(
     best weights on train, valid and test; return the run's figures (also the JSON `cadenza
     paper run` writes). Scoring the training split is how paper 001's "training accuracy"
     is measured, on the final weights rather than Keras' running average over the epoch.
-    A GAN has no likelihood: its splits get paper 004's losses and accuracies instead."""
+    A GAN has no likelihood: its splits get paper 004's losses and accuracies instead.
+    A resumed run's `seconds` count the killed processes' epochs too, as their log rows
+    timed them (their start-up is not in it)."""
     start = time.perf_counter()
     summary = train(name, mp, prepared, work / "ckpt.pt", work / "train.csv", seed)
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start + summary["resumed_seconds"]
     log_path = work / "train.csv"
     rows = pd.read_csv(log_path).to_dict("records") if log_path.stat().st_size else []
     result: dict[str, Any] = {
