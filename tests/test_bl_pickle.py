@@ -244,7 +244,7 @@ def test_fetch_refuses_a_malicious_mirror_and_forgets_it(tmp_path, marker):
                 BLPickleError,
                 match=rf"bl_musedata: {url} is not a "
                 r"Boulanger-Lewandowski pickle .*deleted it from the download "
-                r"cache: .*names the global (os|posix)\.system",
+                r"cache, so the next run downloads it again: .*names the global (os|posix)\.system",
             ):
                 _fetch("bl_musedata", url, tmp_path)
             assert len(site.requests) == attempt  # downloaded again: the bad copy was dropped

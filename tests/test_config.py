@@ -84,12 +84,30 @@ def test_shipped_params_are_valid():
             "models.chord_lstm.tokens: family token_lm reads tokens: give a token scheme",
         ),
         (lambda d: d.update(generat={}), "generat: unknown key"),
+        (
+            lambda d: d["flow"]["timeout_s"].update(trian=60),
+            "flow.timeout_s.trian: unknown stage kind (one of: benchmark, compare, default",
+        ),
+        (
+            lambda d: d["models"]["chord_lstm"]["train"].update(schedule="cyclic", lr=5e-5),
+            "models.chord_lstm.train.lr_min: must be <= lr (the cyclic schedule",
+        ),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, message):
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, mutate))
     assert message in str(err.value)
+
+
+def test_lr_min_binds_only_the_cyclic_schedule(tmp_path):
+    """A low lr on another schedule loads: lr_min is never read there, and an error naming
+    it would name a key the user never set."""
+    low = load_params(
+        _write(tmp_path, lambda d: d["models"]["chord_lstm"]["train"].update(lr=5e-5))
+    )
+    assert low.models["chord_lstm"].train.schedule != "cyclic"
+    assert low.models["chord_lstm"].train.lr == 5e-5
 
 
 def test_dataclasses_are_frozen():

@@ -45,6 +45,50 @@ def test_half_downloaded_part_from_a_killed_run_is_resumed(tmp_path):
     assert site.requests == [("/a.bin", "bytes=12345-")]
 
 
+def test_a_resume_answered_from_another_byte_is_discarded_not_spliced(tmp_path):
+    """A broken proxy answers `Range: bytes=12345-` with the whole file as a 206: appended,
+    it made a file 12,345 bytes too long, trusted on first use as it has no checksum."""
+    (tmp_path / "a.bin.part").write_bytes(BLOB[:12345])
+    site = Site()
+    site.files["/a.bin"] = BLOB
+    site.resume_from_zero.add("/a.bin")
+    with serve(site):
+        assert (
+            fetch_file(site.url("/a.bin"), tmp_path, "a.bin", backoff_s=0.01).read_bytes() == BLOB
+        )
+    assert site.requests == [("/a.bin", "bytes=12345-"), ("/a.bin", "")]
+
+
+def test_a_part_longer_than_the_file_is_discarded_and_a_whole_one_kept(tmp_path):
+    (tmp_path / "a.bin.part").write_bytes(BLOB + b"junk" * 250)
+    site = Site()
+    site.files["/a.bin"] = BLOB
+    with serve(site):
+        assert (
+            fetch_file(site.url("/a.bin"), tmp_path, "a.bin", backoff_s=0.01).read_bytes() == BLOB
+        )
+        assert site.requests == [("/a.bin", f"bytes={len(BLOB) + 1000}-"), ("/a.bin", "")]
+        (tmp_path / "b.bin.part").write_bytes(BLOB)  # complete: the 416 says the same length
+        assert fetch_file(site.url("/a.bin"), tmp_path, "b.bin", SHA).read_bytes() == BLOB
+    assert site.requests[-1] == ("/a.bin", f"bytes={len(BLOB)}-")
+
+
+def test_a_part_of_an_older_version_is_not_spliced_onto_the_new_one(tmp_path):
+    """If-Range carries the version the `.part` began from: the changed file comes whole."""
+    new = BLOB[::-1]
+    site = Site()
+    site.files["/a.bin"], site.etag["/a.bin"] = BLOB, '"v1"'
+    site.drop_after["/a.bin"] = 300_000
+    with serve(site):
+        with pytest.raises(RuntimeError, match="giving up after 1 attempts"):
+            fetch_file(site.url("/a.bin"), tmp_path, "a.bin", retries=0)  # a killed run
+        assert (tmp_path / "a.bin.part").stat().st_size == 300_000
+        site.files["/a.bin"], site.etag["/a.bin"] = new, '"v2"'
+        assert fetch_file(site.url("/a.bin"), tmp_path, "a.bin").read_bytes() == new
+    assert site.requests[-1] == ("/a.bin", "bytes=300000-") and site.if_range[-1] == '"v1"'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "a.bin.sha256"]
+
+
 def test_checksum_mismatch_stops_and_keeps_nothing(tmp_path):
     site = Site()
     site.files["/a.bin"] = BLOB[:-1] + b"X"
@@ -122,6 +166,22 @@ def _link(tf: tarfile.TarFile, name: str, target: str, kind=tarfile.SYMTYPE) -> 
             "pointing outside",
         ),
         ("bomb.zip", _zip({"big.bin": b"\0" * 3_000_000}), "more than 1,000,000 bytes"),
+        # a link read as text stays inside; through another symlink it lands outside
+        (
+            "chain.tar.gz",
+            _tar(lambda tf: (_link(tf, "x", "."), _link(tf, "l", "x/x/x/../../.."))),
+            r"l -> x/x/x/\.\./\.\./\.\.: a link through the symlink x is refused",
+        ),
+        (
+            "through.tar.gz",
+            _tar(lambda tf: (_link(tf, "a", "b"), _file(tf, "b/ok"), _file(tf, "a/evil"))),
+            "a/evil: written through the symlink a",
+        ),
+        (  # archive order cannot hide it: the file comes before the link it goes through
+            "later.tar.gz",
+            _tar(lambda tf: (_file(tf, "d/f"), _link(tf, "d", "."))),
+            "d/f: written through the symlink d",
+        ),
     ],
 )
 def test_unsafe_archives_are_refused_and_write_nothing(tmp_path, name, payload, message):

@@ -323,6 +323,18 @@ def test_an_explicit_max_extract_mb_overrides_the_default(zip_bomb):
         from_dict(SourceParams, {"max_extract_mb": 2**40}, "sources.essen")
 
 
+def test_a_bomb_given_as_a_large_corpus_is_still_capped_by_its_ratio(tmp_path):
+    """LPD-cleansed may unpack to 3.7 GB, but not from a 1 MB archive: the registry's size
+    alone let this 1 MB tar.gz write its 1 GB member as LPD's mirror."""
+    archive = _write(tmp_path, "lpd_cleansed.tar.gz", _tar_gz_bomb())
+    unpacked = SOURCES["lpd_cleansed"].files[0].unpacked
+    cap = extract_cap(archive, 0, unpacked)
+    assert cap == max(MIN_CAP, RATIO_CAP * archive.stat().st_size) < 100_000_000 < 2 * unpacked
+    with pytest.raises(UnsafeArchive, match=rf"more than {cap:,} bytes"):
+        safe_extract(archive, tmp_path / "out", cap)
+    assert _nothing_written(tmp_path / "out")
+
+
 def test_a_tar_gz_bomb_is_refused_at_its_first_header(tmp_path):
     """The 1 GB member's header comes first: refused before its data is inflated."""
     archive = _write(tmp_path, "bomb.tar.gz", _tar_gz_bomb())

@@ -20,6 +20,8 @@ import pytest
 import yaml
 from dvc.lock import LockError, make_lock
 
+from cadenza.cli import app
+from cadenza.config import STAGE_COMMANDS
 from cadenza.testing.checkout import ROOT
 from pipeline.dvc_run import LockHeld, StageTimeout, dvc_streamed, waiting_for_lock
 from pipeline.flow import save_experiment
@@ -194,3 +196,7 @@ def test_a_stage_is_routed_by_the_cadenza_command_it_runs():
     gpu = {s.name.rsplit(":", 1)[-1].split("@")[0] for s in stages if s.needs.gpu}
     assert gpu == {"train", "bench", "table"}, gpu  # `cadenza benchmark ...`, table included
     assert set(STAGE_KINDS) <= set(kinds.values())
+    # params.yaml's timeout keys are checked against the sub-commands a stage can run
+    assert set(kinds.values()) <= STAGE_COMMANDS
+    cli = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert (cli | {g.name for g in app.registered_groups}) - {"check", "flow"} == STAGE_COMMANDS

@@ -3,18 +3,21 @@ lies, cuts transfers short, sends garbage status lines and crafted links (issue 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cadenza.config import SourceParams
 from cadenza.sources.crawl import PoliteFetcher, crawl_piano_midi_de
@@ -24,7 +27,10 @@ from cadenza.sources.download import (
     DownloadTimeout,
     fetch_file,
 )
+from cadenza.sources.extract import CorruptArchive
 from cadenza.sources.fetch import fetch_source
+from cadenza.testing.archives import lpd_tar
+from cadenza.testing.checkout import ROOT
 from cadenza.testing.loopback import ERROR_PAGE, Site, serve
 
 PICKLE = pickle.dumps({"train": [[[60, 64]]] * 200, "valid": [], "test": []}, protocol=2)
@@ -215,6 +221,63 @@ def test_fetch_stage_writes_downloads_json(tmp_path):
         with pytest.raises(ChecksumError, match="changed since the first fetch"):
             fetch_source("lpd_cleansed", out, cache, SourceParams(url=url))
         assert _files(out) == before  # the last good fetch is untouched
+
+
+def test_a_truncated_tar_gz_with_a_matching_length_is_never_cached(tmp_path):
+    """The server's Content-Length matches what it sends, but the gzip ends early: refused
+    before it reaches the cache, and a cut copy already there is downloaded again."""
+    whole = lpd_tar(2)
+    site = Site()
+    site.files["/lpd.tar.gz"] = whole[:-5000]
+    cache = tmp_path / "cache"
+    with serve(site):
+        url = site.url("/lpd.tar.gz")
+        with pytest.raises(ContentError, match="ends before its trailer.*nothing was kept"):
+            fetch_file(url, cache, "lpd.tar.gz", **FAST)
+        assert _files(cache) == []
+        site.files["/lpd.tar.gz"] = whole
+        (cache / "lpd.tar.gz").write_bytes(whole[:-5000])  # cached by an older Cadenza
+        assert fetch_file(url, cache, "lpd.tar.gz", **FAST).read_bytes() == whole
+
+
+def test_a_damaged_archive_leaves_the_cache_so_the_next_run_asks_again(tmp_path):
+    """A sound gzip of a cut tar passes every download check and fails at extraction: the
+    error names the URL, and the cached copy and its first-fetch hash are gone, so the run
+    after the server is mended downloads the good file instead of failing on the old one."""
+    whole = lpd_tar(2)
+    with gzip.open(io.BytesIO(whole)) as fh:
+        raw = fh.read()
+    site = Site()
+    site.files["/lpd_cleansed.tar.gz"] = gzip.compress(raw[: len(raw) // 2])
+    out, cache = tmp_path / "raw", tmp_path / "cache"
+    with serve(site):
+        url = site.url("/lpd_cleansed.tar.gz")
+        with pytest.raises(CorruptArchive) as err:
+            fetch_source("lpd_cleansed", out, cache, SourceParams(url=url))
+        assert str(err.value).startswith(f"{url}: ")
+        assert "so the next run downloads it again" in str(err.value)
+        assert _files(cache) == []
+        site.files["/lpd_cleansed.tar.gz"] = whole
+        fetch_source("lpd_cleansed", out, cache, SourceParams(url=url))
+    assert len(list((out / "files").rglob("*.npz"))) == 2
+
+
+def test_a_failed_fetch_is_one_line_not_a_traceback(tmp_path):
+    site = Site()
+    site.files["/lpd_cleansed.tar.gz"] = lpd_tar(1)[:-5000]
+    params = tmp_path / "params.yaml"
+    with serve(site):
+        url = site.url("/lpd_cleansed.tar.gz")
+        shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params.write_text(yaml.safe_dump({**shipped, "sources": {"lpd_cleansed": {"url": url}}}))
+        command = [sys.executable, "-m", "cadenza.cli", "fetch", "lpd_cleansed"]
+        command += ["--out", str(tmp_path / "raw"), "--cache", str(tmp_path / "cache")]
+        done = subprocess.run(
+            [*command, "--params", str(params)], capture_output=True, text=True, check=False
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"error: ContentError: {url}: got a gzip stream" in done.stderr
 
 
 # --------------------------------------------------------------------------- https

@@ -54,6 +54,18 @@ def test_meter_text_round_trips():
     assert parse_meter("") == COMMON_TIME
 
 
+def test_a_late_change_keeps_its_bar_lines_through_the_text():
+    # six significant digits wrote 10000.25 as 10000.2: every later bar line a step early
+    meter = ((0.0, 4, 4), (10000.25, 3, 4), (20000.0625, 4, 4))
+    assert format_meter(meter) == "4/4@0 3/4@10000.25 4/4@20000.0625"
+    n = 20010 * SPB
+    assert np.array_equal(
+        bar_lines(parse_meter(format_meter(meter)), SPB, n), bar_lines(meter, SPB, n)
+    )
+    # a float32 tick time keeps its short form (prepared pieces written before stay the same)
+    assert format_meter(((0.0, 4, 4), (0.0052083334885537624, 3, 4))) == "4/4@0 3/4@0.00520833"
+
+
 def test_beats_restart_at_each_bar_line():
     # 3/8 bars of 36 steps: one beat of 24 and a half-beat of 12 in each
     windows, bars = beat_windows(np.array([0, 36, 72]), 108, SPB)

@@ -107,7 +107,13 @@ def fetch(
     if source not in params.sources:
         typer.echo(f"error: bad param: sources.{source}: not selected in params", err=True)
         raise typer.Exit(2)
-    fetch_source(source, out, cache, params.sources[source])
+    try:
+        fetch_source(source, out, cache, params.sources[source])
+    except (RuntimeError, OSError, ValueError) as err:  # the network's or a file's fault:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # each names the URL or file
+            raise  # --verbose: the traceback too
+        typer.echo(f"error: {type(err).__name__}: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -183,6 +183,13 @@ DEFAULT_STAGE_TIMEOUTS_S: dict[str, float] = {
     "default": 4 * 3600.0,  # generate, evaluate, reference, excerpts, render, report, ...
 }
 MAX_STAGE_TIMEOUT_S = 30 * 24 * 3600.0  # a month: longer is a typo, not a training
+# the `cadenza` sub-commands a DVC stage can run, its kind (pipeline/stages.py): a timeout key
+# must name one, or `default`, else a misspelt key would leave its stages on the default
+STAGE_COMMANDS = frozenset(
+    {"fetch", "prepare", "train", "generate", "evaluate", "reference", "excerpts", "render"}
+    | {"embeddings", "report", "compare", "plots", "sweep", "benchmark", "paper"}
+    | {"listening-test"}
+)
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,11 @@ class FlowParams:
 
     def __post_init__(self) -> None:
         for kind, seconds in self.timeout_s.items():
+            check(
+                kind in STAGE_COMMANDS | {"default"},
+                f"timeout_s.{kind}",
+                f"unknown stage kind (one of: {', '.join(sorted(STAGE_COMMANDS | {'default'}))})",
+            )
             check(
                 0 < seconds <= MAX_STAGE_TIMEOUT_S,
                 f"timeout_s.{kind}",
@@ -363,7 +375,12 @@ class TrainParams:
         check(0 <= self.stride <= self.seq_len, "stride", "must be in [0, seq_len] (0 = seq_len)")
         check(self.lr > 0, "lr", "must be > 0")
         check(self.lr <= MAX_LR, "lr", f"must be <= {MAX_LR:g}")
-        check(0 < self.lr_min <= self.lr, "lr_min", "must be in (0, lr]")
+        check(self.lr_min > 0, "lr_min", "must be > 0")
+        check(  # only the cyclic schedule reads it: another keeps any lr
+            self.schedule != "cyclic" or self.lr_min <= self.lr,
+            "lr_min",
+            "must be <= lr (the cyclic schedule runs from lr_min up to lr)",
+        )
         check(self.patience >= 0, "patience", "must be >= 0 (0 = no early stopping)")
         check(self.patience <= MAX_EPOCHS, "patience", f"must be <= {MAX_EPOCHS}")
         check(self.clip >= 0, "clip", "must be >= 0 (0 = no clipping)")

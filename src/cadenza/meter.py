@@ -20,7 +20,19 @@ COMMON_TIME: Meter = ((0.0, 4, 4),)
 
 
 def format_meter(meter: Meter) -> str:
-    return " ".join(f"{num}/{den}@{at:g}" for at, num, den in meter)
+    return " ".join(f"{num}/{den}@{_beat_text(at)}" for at, num, den in meter)
+
+
+def _beat_text(at: float) -> str:
+    """`at` in 6 significant digits, more where 6 would move it by over a microbeat.
+
+    Why: six digits cut a change at beat 10000.25 to 10000.2, and every later bar line of
+    the piece moved a step; a float32 tick time such as 0.00520833348855 keeps its short form."""
+    for digits in range(6, 17):
+        text = f"{at:.{digits}g}"
+        if abs(float(text) - at) <= 1e-6:
+            return text
+    return f"{at:.17g}"  # exact
 
 
 def parse_meter(text: str) -> Meter:

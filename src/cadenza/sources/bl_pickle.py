@@ -146,24 +146,3 @@ def _shown(value: object) -> str:
         return f"{reprlib.repr(value)} ({type(value).__name__})"
     except ValueError:
         return f"(a {type(value).__name__} too large to show)"
-
-
-def load_fetched(path: Path, cached: Path, source: str, origin: str) -> dict[str, list]:
-    """`load` for the file the downloader returned for `source` (fetched from `origin`).
-
-    On refusal the download cache forgets it: the cached copy and its trust-on-first-use hash
-    (`<cached>.sha256`) are deleted, so the next fetch downloads again instead of trusting the
-    same bad bytes. A user's own local copy (`path` outside the cache) is never deleted.
-    """
-    try:
-        return load(path)
-    except BLPickleError as err:
-        in_cache = path.resolve() == cached.resolve()
-        if in_cache:
-            path.unlink(missing_ok=True)
-            cached.with_name(cached.name + ".sha256").unlink(missing_ok=True)
-        fate = "deleted it from the download cache" if in_cache else "left the file in place"
-        raise BLPickleError(
-            f"{source}: {origin} is not a Boulanger-Lewandowski pickle in the "
-            f"published format; refused it and {fate}: {err}"
-        ) from err

@@ -5,8 +5,11 @@ error page, cut a transfer short without saying how long it was, drip one byte a
 send garbage instead of an HTTP status line; none of that may end up in the cache as a file.
 
 * Streams in chunks with a progress bar.
-* A partial download (`<name>.part`) is resumed with an HTTP Range request; a server that
-  ignores Range gets a fresh download. A `.part` file is never used as an archive.
+* A partial download (`<name>.part`) is resumed with an HTTP Range request, and only where
+  the server answers with the very next byte (its Content-Range); with `If-Range` where the
+  server named the file's version (ETag or Last-Modified), so a changed file is sent whole.
+  A server that ignores Range, resumes elsewhere, or says the `.part` is longer than the file
+  gets a fresh download. A `.part` file is never used as an archive.
 * Transient failures (connection drops, timeouts, protocol errors such as a bad status line,
   TLS errors, HTTP 5xx / 429, a transfer below `min_rate`) are retried with exponential
   backoff; anything else (404, 403, ...) fails at once. Every message names the URL.
@@ -15,8 +18,8 @@ send garbage instead of an HTTP status line; none of that may end up in the cach
 * Content sniffing: the bytes must look like the kind of file the cache name says (`.zip`,
   `.tar.gz`, `.pickle`, `.mid`, `.htm`); an HTML page is never a zip, gzip, pickle or MIDI
   file. A pickle without its final STOP or a zip without its end-of-central-directory record
-  came from a cut transfer: retried when the server gave no Content-Length (then a
-  `.tar.gz` must also decompress to its gzip trailer).
+  came from a cut transfer: retried when the server gave no Content-Length. A `.tar.gz` must
+  also decompress to its gzip trailer, before it is cached and every time it is used.
 * Checksums: a pinned sha256 is verified before the file is renamed into the cache. A file
   with none is trusted on first use: its sha256 is recorded beside it (`<name>.sha256`) and
   every later copy, cached or downloaded, must match. A mismatch deletes the bad bytes and
@@ -159,14 +162,15 @@ def fetch_file(
     try:
         digest = _accept(part, url, name, expected, size, origin, sidecar)
     except ChecksumError:
-        part.unlink(missing_ok=True)
+        _discard(part)
         raise
     except ContentError as err:
-        part.unlink(missing_ok=True)
+        _discard(part)
         raise ContentError(
             f"{err}; that is the server's answer, so it was not retried, and nothing was kept"
         ) from err
     os.replace(part, target)
+    _version_file(part).unlink(missing_ok=True)
     if origin == FIRST_FETCH and not expected:
         _record_first(sidecar, digest, name, url)
     _note(first_use, name, url, digest, target, origin)
@@ -181,6 +185,17 @@ def local_path(url: str) -> Path | None:
     if parsed.scheme == "":
         return Path(url).expanduser()
     return None
+
+
+def forget(path: Path, cached: Path) -> str:
+    """Delete a refused file from the download cache (`cached`), with its trust-on-first-use
+    hash, so that the next fetch downloads again instead of trusting the same bad bytes;
+    a user's own copy (`path` outside the cache) is never deleted. Says what was done."""
+    if path.resolve() != cached.resolve():
+        return "left the file in place"
+    path.unlink(missing_ok=True)
+    cached.with_name(cached.name + ".sha256").unlink(missing_ok=True)
+    return "deleted it from the download cache, so the next run downloads it again"
 
 
 def verify(path: Path, sha256: str, size: int, url: str = "") -> str:
@@ -205,6 +220,10 @@ def _accept(
     problem, _ = sniff(path, name)
     if problem:
         raise ContentError(f"{url}: got {problem}")
+    if expected_kind(name) == "gzip" and not _gzip_complete(path):  # cut, yet a whole length
+        raise ContentError(
+            f"{url}: got a gzip stream that fails its CRC or ends before its trailer"
+        )
     if expected and origin == FIRST_FETCH:
         digest = verify(path, "", size, url)
         if digest != expected:
@@ -268,7 +287,7 @@ def _download_with_retries(
             ):
                 problem, cut = "a gzip stream that ends before its trailer", True
             if cut and not length_known:
-                part.unlink(missing_ok=True)  # no length: resuming could not be checked
+                _discard(part)  # no length: resuming could not be checked
                 raise TransientError(f"transfer ended early with no Content-Length: {problem}")
             return
         except TransientError as err:
@@ -321,20 +340,53 @@ class _NoDowngrade(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoDowngrade)
 
 
+class _StalePart(TransientError):
+    """The `.part` cannot be continued (the server resumed elsewhere, or the file is shorter
+    than it): it is discarded and the next attempt starts from the first byte."""
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _version_file(part).unlink(missing_ok=True)
+
+
+def _version_file(part: Path) -> Path:
+    """Where the version (ETag or Last-Modified) of the file a `.part` began from is kept."""
+    return part.with_name(part.name + ".version")
+
+
 def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
     """One attempt; return whether the server said how long the file is (Content-Length,
     or a 416 for a complete `.part`)."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
+    version = _version_file(part)
     if have:
         headers["Range"] = f"bytes={have}-"
+        if version.is_file():  # a changed file comes whole (200), not as a splice
+            headers["If-Range"] = version.read_text()
     request = urllib.request.Request(url, headers=headers)
-    response = _open(request, have, limits, deadline)
+    try:
+        response = _open(request, have, limits, deadline)
+    except _StalePart:
+        _discard(part)
+        raise
     if response is None:
         return True
     with response:
-        if have and response.status != 206:
-            have = 0  # the server ignored Range: start over
+        if have and response.status == 206:
+            where = response.headers.get("Content-Range", "")
+            match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", where.strip())
+            if not match or int(match[1]) != have:
+                _discard(part)
+                raise _StalePart(
+                    f"asked to resume at byte {have}, the server sent Content-Range "
+                    f"{where!r}: the partial file is discarded"
+                )
+        elif have:
+            have = 0  # the server ignored Range, or the file changed (If-Range): start over
+        if not have:
+            _save_version(version, response)
         total = response.headers.get("Content-Length")
         total_bytes = int(total) + have if total and total.isdigit() else None
         with (
@@ -350,16 +402,33 @@ def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
     return total_bytes is not None
 
 
+def _save_version(version: Path, response: http.client.HTTPResponse) -> None:
+    """Keep the file's version for a later resume's If-Range: a strong ETag, else its date."""
+    etag = response.headers.get("ETag", "")
+    value = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    if value:
+        version.write_text(value)
+    else:
+        version.unlink(missing_ok=True)
+
+
 def _open(
     request: urllib.request.Request, have: int, limits: Limits, deadline: float
 ) -> http.client.HTTPResponse | None:
-    """The response, or None when a resumed `.part` is already complete (HTTP 416)."""
+    """The response, or None when a resumed `.part` is already complete (HTTP 416 with the
+    file's length equal to the `.part`'s)."""
     url = request.full_url
     try:
         return _OPENER.open(request, timeout=_socket_timeout(limits, deadline, url))
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # range beyond the end: the .part is complete or bigger
-            return None
+        if err.code == 416 and have:  # range beyond the end: the .part is complete or longer
+            length = (err.headers.get("Content-Range") or "").strip()
+            if length == f"bytes */{have}":
+                return None
+            raise _StalePart(
+                f"HTTP 416 to a resume at byte {have} (Content-Range {length!r}): the "
+                "partial file is not a prefix of this file; discarded"
+            ) from err
         if err.code >= 500 or err.code == 429:
             raise TransientError(f"HTTP {err.code}") from err
         raise RuntimeError(f"{url}: HTTP {err.code} {err.reason}") from err

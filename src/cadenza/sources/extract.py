@@ -2,9 +2,9 @@
 single byte is written.
 
 Refused, with the entry named: absolute paths, `..` components, symlinks or hardlinks that
-point outside the target, device files, and archives whose total uncompressed size is over
-the cap (a zip bomb). Tar extraction also goes through Python's `data` filter as a second
-line of defence.
+point outside the target, entries written or links pointing through a symlink of the archive,
+device files, and archives whose total uncompressed size is over the cap (a zip bomb). Tar
+extraction also goes through Python's `data` filter as a second line of defence.
 
 Integrity (issue #18): tarfile never reads a gzip stream's trailer, so a flipped byte in a
 `.tar.gz` used to extract "successfully" with wrong bytes. So before anything is written the
@@ -77,14 +77,18 @@ class CorruptArchive(RuntimeError):
 
 
 def extract_cap(archive: Path, max_extract_mb: int, unpacked: int) -> int:
-    """Bytes `archive` may unpack to: `max_extract_mb` when the params set it (> 0), else twice
-    what the registry says the file unpacks to (`unpacked`, bytes; room for a new release),
-    else `RATIO_CAP` times the archive's size, within [MIN_CAP, MAX_CAP]."""
+    """Bytes `archive` may unpack to: `max_extract_mb` when the params set it (> 0), else
+    `RATIO_CAP` times the archive's size, within [MIN_CAP, MAX_CAP], and no more than twice
+    what the registry says the file unpacks to (`unpacked`, bytes; room for a new release).
+
+    Why both: the registry's size alone let a 1 MB bomb given as LPD's mirror unpack to the
+    3.7 GB that LPD-cleansed may, and the ratio alone lets a small corpus grow 50-fold."""
+    by_ratio = min(MAX_CAP, max(MIN_CAP, RATIO_CAP * archive.stat().st_size))
     if max_extract_mb > 0:
         return max_extract_mb * 1_000_000
     if unpacked > 0:
-        return 2 * unpacked
-    return min(MAX_CAP, max(MIN_CAP, RATIO_CAP * archive.stat().st_size))
+        return min(2 * unpacked, by_ratio)
+    return by_ratio
 
 
 def safe_extract(
@@ -256,14 +260,18 @@ def _scan_tar(
     log.info("verifying %s (%.1f MB, %s)", archive, archive.stat().st_size / 1e6, kind)
     names: list[str] = []
     chosen: set[int] = set()
+    every: list[str] = []  # every entry's name, directories and links too
+    linked: list[tarfile.TarInfo] = []  # every symlink and hard link
     links, total = False, 0
     with _OPEN[kind](archive) as raw:
         try:
             with tarfile.open(fileobj=raw, mode="r|") as tf:
                 for index, m in enumerate(tf):
                     _check_name(archive, m.name)
+                    every.append(m.name)
                     if m.issym() or m.islnk():
                         _check_link(archive, m)
+                        linked.append(m)
                     elif not (m.isfile() or m.isdir()):
                         raise UnsafeArchive(f"{archive}: {m.name}: special files are refused")
                     if m.isfile():
@@ -279,6 +287,7 @@ def _scan_tar(
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as err:
             raise _stream_error(archive, kind, err) from err
         _drain(archive, kind, raw)
+    _check_through_symlinks(archive, every, linked)
     return names, chosen, links
 
 
@@ -340,6 +349,34 @@ def _check_link(archive: Path, member: tarfile.TarInfo) -> None:
             f"{archive}: {member.name} -> {member.linkname}: a link "
             "pointing outside the target is refused"
         )
+
+
+def _check_through_symlinks(archive: Path, names: list[str], linked: list[tarfile.TarInfo]) -> None:
+    """No entry is written through a symlink of the archive, and no link points through one.
+
+    Why: `_check_link` reads a link's target as text. Through another symlink the text and
+    the file system disagree: `x -> .` then `l -> x/x/x/../../..` reads as inside and lands
+    outside, and a long chain of such links also slipped past Python's `data` filter
+    (CVE-2025-4517). No corpus stores a link through a link, so none is allowed. Checked on
+    the whole archive, after the scan, so that archive order cannot hide a chain."""
+    symlinks = {PurePosixPath(m.name) for m in linked if m.issym()}
+    if not symlinks:
+        return
+    for name in names:
+        for parent in PurePosixPath(name).parents:
+            if parent in symlinks:
+                raise UnsafeArchive(
+                    f"{archive}: {name}: written through the symlink {parent}; refused"
+                )
+    for m in linked:
+        walked = PurePosixPath(m.name).parent if m.issym() else PurePosixPath()
+        for part in PurePosixPath(m.linkname).parts:
+            walked = walked.parent if part == ".." else walked / part
+            if walked in symlinks:
+                raise UnsafeArchive(
+                    f"{archive}: {m.name} -> {m.linkname}: a link through the symlink "
+                    f"{walked} is refused"
+                )
 
 
 def _check_total(archive: Path, total: int, max_bytes: int, param: str, exact: bool) -> None:

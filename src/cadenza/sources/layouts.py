@@ -27,10 +27,16 @@ from typing import TypeVar
 import pandas as pd
 
 from cadenza.config import SourceParams
-from cadenza.sources.bl_pickle import load_fetched
+from cadenza.sources.bl_pickle import BLPickleError, load
 from cadenza.sources.crawl import crawl_piano_midi_de
-from cadenza.sources.download import fetch_file, local_path
-from cadenza.sources.extract import Select, extract_cap, list_members, safe_extract
+from cadenza.sources.download import fetch_file, forget, local_path
+from cadenza.sources.extract import (
+    CorruptArchive,
+    Select,
+    extract_cap,
+    list_members,
+    safe_extract,
+)
 from cadenza.sources.folders import (
     PIANO_MIDI_DE_COPY,
     SPLIT_NAMES,
@@ -80,16 +86,26 @@ def _env_mirror(source: Source) -> str:
 def _unpack(
     source: Source, params: SourceParams, cache: Path, out: Path, choose: Chooser | None = None
 ) -> Path:
-    """Download and extract; under `limit`, only the entries `choose` picks are written."""
+    """Download and extract; under `limit`, only the entries `choose` picks are written.
+
+    A damaged archive is dropped from the download cache (see `forget`): kept, every later
+    run would fail on it without asking the server again."""
     archive = download(source, params, cache)
     files = out / "files"
     # `max_extract_mb` when set, else from what the registry knows the file unpacks to, else
     # from the archive's size
     max_bytes = extract_cap(archive, params.max_extract_mb, source.files[0].unpacked)
-    select = (
-        choose(archive, files, params, max_bytes) if choose is not None and params.limit else None
-    )
-    safe_extract(archive, files, max_bytes, select, param=f"sources.{source.name}.max_extract_mb")
+    param = f"sources.{source.name}.max_extract_mb"
+    try:
+        select = (
+            choose(archive, files, params, max_bytes)
+            if choose is not None and params.limit
+            else None
+        )
+        safe_extract(archive, files, max_bytes, select, param=param)
+    except CorruptArchive as err:
+        done = forget(archive, cache / source.files[0].name)
+        raise CorruptArchive(f"{_url(source, params)}: {err}; {done}") from err
     return files
 
 
@@ -258,11 +274,18 @@ def bl_pickle(source: Source, params: SourceParams, cache: Path, out: Path) -> l
     """The B-L pickles keep their fixed train / valid / test split; each piece is a row.
 
     The download is read with the no-code unpickler and checked against the published format
-    before it is copied: a bad file is refused (and dropped from the cache), never run.
+    before it is copied: a bad file is refused, never run, and dropped from the download
+    cache (see `forget`), so the next fetch downloads again instead of trusting the same bytes.
     """
     local = download(source, params, cache)
-    origin = _url(source, params)
-    data = load_fetched(local, cache / source.files[0].name, source.name, origin)
+    try:
+        data = load(local)
+    except BLPickleError as err:
+        raise BLPickleError(
+            f"{source.name}: {_url(source, params)} is not a Boulanger-Lewandowski pickle in "
+            f"the published format; refused it and {forget(local, cache / source.files[0].name)}"
+            f": {err}"
+        ) from err
     target = out / "files" / source.files[0].name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(local, target)

@@ -29,6 +29,10 @@ class Site:
         self.bad_status: dict[str, int] = {}  # path -> next N requests get a garbage status
         self.error_page: set[str] = set()  # paths answered 200 with an HTML error page
         self.redirect: dict[str, str] = {}  # path -> 302 to this URL
+        self.etag: dict[str, str] = {}  # path -> its ETag (then If-Range is honoured)
+        self.if_range: list[str] = []  # the If-Range header of each request ("" = none)
+        self.resume_from_zero: set[str] = set()  # paths that answer a Range with the whole
+        # body as a 206 from byte 0 (a broken cache or proxy)
         self.base = ""
 
     def url(self, path: str) -> str:
@@ -43,6 +47,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path = self.path.split("?")[0]
             site.requests.append((path, self.headers.get("Range", "")))
+            site.if_range.append(self.headers.get("If-Range", ""))
             if site.bad_status.get(path, 0) > 0:
                 site.bad_status[path] -= 1
                 self.wfile.write(b"GARBAGE \x00\xff not http\r\n\r\n")
@@ -62,10 +67,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 return
             start = 0
             rng = self.headers.get("Range", "")
+            if_range = self.headers.get("If-Range")
+            if if_range is not None and if_range != site.etag.get(path):
+                rng = ""  # another version than the client's: the whole new file
             if rng.startswith("bytes="):
-                start = int(rng[6:].split("-")[0])
+                start = 0 if path in site.resume_from_zero else int(rng[6:].split("-")[0])
                 if start >= len(body):
                     self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 self.send_response(206)
@@ -73,6 +83,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             payload = body[start:]
+            if path in site.etag:
+                self.send_header("ETag", site.etag[path])
             if path not in site.no_length:
                 self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
