@@ -220,7 +220,8 @@ def _accept(
     problem, _ = sniff(path, name)
     if problem:
         raise ContentError(f"{url}: got {problem}")
-    if expected_kind(name) == "gzip" and not _gzip_complete(path):  # cut, yet a whole length
+    # a cut stream whose length the server gave as whole, or one cached before this check
+    if expected_kind(name) == "gzip" and not _gzip_complete(path):
         raise ContentError(
             f"{url}: got a gzip stream that fails its CRC or ends before its trailer"
         )
@@ -312,8 +313,7 @@ def _download_with_retries(
 
 
 def _gzip_complete(path: Path) -> bool:
-    """Whether every gzip member in `path` runs to its trailer. Reads the whole file, so it
-    is used only where the server gave no length to compare with."""
+    """Whether every gzip member in `path` runs to its trailer (the whole file is read)."""
     try:
         check_stream(path, "gzip")
     except CorruptArchive:
