@@ -30,12 +30,16 @@ from cadenza.sources.download import (
 from cadenza.sources.extract import CorruptArchive
 from cadenza.sources.fetch import fetch_source
 from cadenza.testing.archives import lpd_tar
-from cadenza.testing.checkout import ROOT
+from cadenza.testing.checkout import DATASETS, ROOT
 from cadenza.testing.loopback import ERROR_PAGE, Site, serve
 
 PICKLE = pickle.dumps({"train": [[[60, 64]]] * 200, "valid": [], "test": []}, protocol=2)
 MIDI = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"
 FAST = {"retries": 2, "backoff_s": 0.01}
+needs_lpd = pytest.mark.skipif(
+    not (DATASETS / "lpd_cleansed_sample").is_dir(),
+    reason="needs ../shared/datasets/lpd_cleansed_sample (real LPD rolls)",
+)
 
 
 def _zip() -> bytes:
@@ -223,6 +227,7 @@ def test_fetch_stage_writes_downloads_json(tmp_path):
         assert _files(out) == before  # the last good fetch is untouched
 
 
+@needs_lpd
 def test_a_truncated_tar_gz_with_a_matching_length_is_never_cached(tmp_path):
     """The server's Content-Length matches what it sends, but the gzip ends early: refused
     before it reaches the cache, and a cut copy already there is downloaded again."""
@@ -240,6 +245,7 @@ def test_a_truncated_tar_gz_with_a_matching_length_is_never_cached(tmp_path):
         assert fetch_file(url, cache, "lpd.tar.gz", **FAST).read_bytes() == whole
 
 
+@needs_lpd
 def test_a_damaged_archive_leaves_the_cache_so_the_next_run_asks_again(tmp_path):
     """A sound gzip of a cut tar passes every download check and fails at extraction: the
     error names the URL, and the cached copy and its first-fetch hash are gone, so the run
@@ -262,6 +268,7 @@ def test_a_damaged_archive_leaves_the_cache_so_the_next_run_asks_again(tmp_path)
     assert len(list((out / "files").rglob("*.npz"))) == 2
 
 
+@needs_lpd
 def test_a_failed_fetch_is_one_line_not_a_traceback(tmp_path):
     site = Site()
     site.files["/lpd_cleansed.tar.gz"] = lpd_tar(1)[:-5000]
