@@ -72,6 +72,23 @@ def test_render_gives_audio_of_the_expected_length(tmp_path, fmt):
 
 
 @needs_synth
+@pytest.mark.parametrize("fmt", ["ogg", "wav"])
+def test_a_clip_renders_to_the_same_bytes_every_time(tmp_path, fmt):
+    """libsndfile gives each Ogg file a random stream serial: without `fix_ogg_serial`, DVC
+    saw `data/audio` change on every rerun of `render`."""
+    _piece(tmp_path / "midi" / "a.mid", 8)
+    params = ListenParams(format=fmt, clip_seconds=3.0, sample_rate=16000)
+    runs = [
+        render_folders({"m": tmp_path / "midi"}, tmp_path / f"audio{i}", params) for i in (0, 1)
+    ]
+    name = "a.ogg" if fmt == "ogg" else "a.wav"
+    first, second = ((tmp_path / f"audio{i}" / "m" / name).read_bytes() for i in (0, 1))
+    assert first == second and runs[0]["m"]["clips"] == runs[1]["m"]["clips"]
+    if fmt == "ogg":  # the rewritten pages still decode to the whole clip
+        assert 3.0 <= audio_seconds(tmp_path / "audio0" / "m" / name) <= 3.0 + MAX_RELEASE_S
+
+
+@needs_synth
 def test_an_unreadable_midi_costs_one_clip_only(tmp_path):
     midi = tmp_path / "midi"
     _piece(midi / "good.mid", 4)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import cast
 
 import symusic
+from mutagen.ogg import OggPage
 
 from cadenza.config import ListenParams
 from cadenza.io import atomic_dir, read_json, write_json
@@ -42,6 +43,7 @@ SOUNDFONTS = [
     "/usr/share/soundfonts/FluidR3_GM2-2.sf2",
 ]
 MAX_RELEASE_S = 4.0  # how long FluidSynth's voices may ring on after the cut (tests check)
+OGG_SERIAL = 0x43444E5A  # "CDNZ": every clip's one Ogg stream (see `fix_ogg_serial`)
 INSTALL_HINT = "apt install fluidsynth fluid-soundfont-gm"
 
 
@@ -129,9 +131,30 @@ def render_midi(midi: Path, out: Path, synth: Synth, params: ListenParams) -> fl
                 f"fluidsynth failed on {midi.name} (exit {proc.returncode}): "
                 f"{(proc.stderr or proc.stdout).strip()[-500:]}"
             )
+        if synth.suffix == ".ogg":
+            fix_ogg_serial(audio)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(audio, out)
     return audio_seconds(out)
+
+
+def fix_ogg_serial(path: Path) -> None:
+    """Give every page of the Ogg file `path` the serial number OGG_SERIAL (mutagen rewrites
+    each page's CRC).
+
+    Why: libsndfile draws a random serial for each file it writes, so the same clip rendered
+    twice gave other bytes, and DVC saw `data/audio` change on every rerun of `render`. A
+    clip holds one stream, so any fixed serial is as valid as a random one."""
+    pages = []
+    with open(path, "rb") as fh:
+        while True:
+            try:
+                pages.append(OggPage(fh))
+            except EOFError:
+                break
+    for page in pages:
+        page.serial = OGG_SERIAL
+    path.write_bytes(b"".join(page.write() for page in pages))
 
 
 def render_folders(folders: dict[str, Path], out: Path, params: ListenParams) -> dict[str, dict]:
