@@ -85,6 +85,10 @@ def test_shipped_params_are_valid():
         ),
         (lambda d: d.update(generat={}), "generat: unknown key"),
         (
+            lambda d: d["models"]["roll_lstm"].update(tokens={"scheme": "chord"}),
+            "models.roll_lstm.tokens: family roll_lstm reads frames, not tokens: remove the block",
+        ),
+        (
             lambda d: d["flow"]["timeout_s"].update(trian=60),
             "flow.timeout_s.trian: unknown stage kind (one of: benchmark, compare, default",
         ),

@@ -431,6 +431,11 @@ class ModelParams:
             "tokens",
             f"family {self.family} reads tokens: give a token scheme",
         )
+        check(  # else a `tokens:` block meant for another model would be silently ignored
+            spec.kind == "tokens" or self.tokens is None,
+            "tokens",
+            f"family {self.family} reads {spec.kind}, not tokens: remove the block",
+        )
         check(
             self.train.targets == "all" or spec.kind == "tokens",
             "train.targets",
