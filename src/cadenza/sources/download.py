@@ -292,6 +292,8 @@ def _download_with_retries(
                 raise TransientError(f"transfer ended early with no Content-Length: {problem}")
             return
         except TransientError as err:
+            if isinstance(err, _StalePart):
+                _discard(part)  # the next attempt starts from the first byte
             if attempt == retries:
                 raise RuntimeError(
                     f"{url}: giving up after {retries + 1} attempts; last error: {err}"
@@ -366,11 +368,7 @@ def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
         if version.is_file():  # a changed file comes whole (200), not as a splice
             headers["If-Range"] = version.read_text()
     request = urllib.request.Request(url, headers=headers)
-    try:
-        response = _open(request, have, limits, deadline)
-    except _StalePart:
-        _discard(part)
-        raise
+    response = _open(request, have, limits, deadline)
     if response is None:
         return True
     with response:
@@ -378,7 +376,6 @@ def _download(url: str, part: Path, limits: Limits, deadline: float) -> bool:
             where = response.headers.get("Content-Range", "")
             match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", where.strip())
             if not match or int(match[1]) != have:
-                _discard(part)
                 raise _StalePart(
                     f"asked to resume at byte {have}, the server sent Content-Range "
                     f"{where!r}: the partial file is discarded"
