@@ -12,7 +12,14 @@ import pytest
 
 from cadenza.config import EvaluateParams
 from cadenza.evaluate import on_grid, piece_metrics
-from cadenza.meter import COMMON_TIME, bar_lines, beat_windows, format_meter, parse_meter
+from cadenza.meter import (
+    COMMON_TIME,
+    bar_lines,
+    beat_windows,
+    format_meter,
+    main_meter,
+    parse_meter,
+)
 from cadenza.metrics import musegan, muspy_set, yang_lerch
 from cadenza.testing.checkout import SHARED
 
@@ -150,3 +157,48 @@ def test_bar_lines_agree_with_pretty_midi_on_real_files():
         if changing >= 12:
             break
     assert changing >= 12, "expected piano-midi.de files with meter changes"
+
+
+@pytest.mark.parametrize(
+    ("score", "meter", "first_bars"),
+    [
+        # bwv66.6: a quarter-note pickup, then 4/4 bars of 4 beats
+        ("music21:bach/bwv66.6", ((0.0, 1, 4), (1.0, 4, 4)), [0, 1, 5, 9]),
+        # bwv269: a pickup into 3/4; the expanded repeat plays the pickup bar again at beat 21
+        ("music21:bach/bwv269", ((0.0, 1, 4), (1.0, 3, 4), (21.0, 1, 4), (22.0, 3, 4)), [0, 1, 4]),
+        # a German folk song of Essen `erk` (**kern): an eighth-note pickup into 2/4
+        ("essen/europa/deutschl/erk/deut0567.krn", ((0.0, 1, 8), (0.5, 2, 4)), [0, 0.5, 2.5]),
+    ],
+)
+def test_a_pickup_is_a_short_first_bar(tmp_path, score, meter, first_bars):
+    """music21 writes a score's meter at beat 0 and no anacrusis: without the short first
+    bar every bar line of a piece that starts with a pickup falls early (bwv66.6's at 4, 8)."""
+    from cadenza.prepare.parse import parse_midi
+    from cadenza.sources.music21_convert import convert_all
+
+    what = score
+    if not score.startswith("music21:"):
+        what = str(SHARED / "datasets" / score)
+        if not (SHARED / "datasets").exists():
+            pytest.skip("../shared/datasets is absent (not beside the checkout)")
+    (row,) = convert_all([("piece", what)], tmp_path, 1, "pickup")
+    parsed = parse_midi(tmp_path / row["path"], "all")
+    assert parsed.time_signatures == meter
+    starts = bar_lines(parsed.time_signatures, SPB, 20 * SPB)
+    assert (starts[: len(first_bars)] / SPB).tolist() == first_bars
+    assert parsed.notes["onset_beats"].min() == 0.0  # the notes did not move
+
+
+@pytest.mark.parametrize(
+    ("meter", "end", "main"),
+    [
+        (((0.0, 1, 4), (1.0, 3, 4)), 49.0, (3, 4)),  # a pickup loses to the meter after it
+        (((0.0, 4, 4), (8.0, 3, 4), (11.0, 4, 4)), 20.0, (4, 4)),  # 8 + 9 beats of 4/4, 3 of 3/4
+        (((0.0, 6, 8), (3.0, 2, 4)), 10.0, (2, 4)),  # 3 beats of 6/8, 7 of 2/4
+        (((0.0, 3, 4), (6.0, 4, 4)), 12.0, (3, 4)),  # a tie goes to the earlier
+        (COMMON_TIME, 0.0, (4, 4)),
+    ],
+)
+def test_main_meter_covers_the_most_beats(meter, end, main):
+    """The time signature a sample of the piece is written in (`cadenza.generate`)."""
+    assert main_meter(meter, end) == main

@@ -66,6 +66,15 @@ def test_qualified_note_ratio():
     assert math.isnan(musegan.qualified_note_ratio(np.array([]), 3))
 
 
+@pytest.mark.parametrize("start", [0.0, 0.5, 1.5, 2.5, 7.25])
+def test_a_note_keeps_its_length_on_the_grid_wherever_it_starts(start):
+    # a 32nd (3 steps at 24 per beat) is qualified at any start; with halves rounded to even a
+    # start of 1.5 steps gave 2..4 (2 steps, unqualified) and 0.5 or 2.5 gave 4 steps
+    grid = on_grid((np.array([start / 24]), np.array([3 / 24]), np.array([60])), COMMON_TIME, 24)
+    assert (grid.end - grid.start).tolist() == [3]
+    assert musegan.qualified_note_ratio(grid.end - grid.start, 3) == 1.0
+
+
 def test_tonal_centroid_of_c_is_harte_vector():
     (centroid,) = musegan.tonal_centroids(roll_of([[60]]), np.array([0]))
     np.testing.assert_allclose(centroid, [0, 1, 0, 1, 0, 0.5], atol=1e-12)
@@ -166,7 +175,8 @@ def test_polyphony_rate_counts_more_than_threshold():
 
 def test_entropy_is_log2_of_uniform_choices():
     assert muspy_set.pitch_class_entropy(np.arange(60, 72)) == pytest.approx(math.log2(12))
-    assert muspy_set.pitch_entropy(np.array([60, 60])) == 0.0
+    one_pitch = muspy_set.pitch_entropy(np.array([60, 60]))
+    assert one_pitch == 0.0 and math.copysign(1, one_pitch) == 1  # 0.0, not -0.0 in the JSON
 
 
 def test_drum_pattern_by_hand():

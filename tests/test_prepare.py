@@ -84,6 +84,31 @@ def test_transposition_to_c(tmp_path):
     assert pitches == [60, 62, 64, 65, 67, 69, 71, 72]
 
 
+def test_notes_the_key_shift_moves_off_the_midi_range_are_counted_or_the_piece_rejected(
+    tmp_path,
+):
+    # G major (1 sharp) shifts by +5: of 115..127 in G major, the 5 notes up to 122 land at or
+    # below 127; a piece of only 123..127 loses every note and is rejected, not a crash
+    raw = tmp_path / "raw" / "toy"
+    high = [[(i, 1, p) for i, p in enumerate([115, 117, 119, 120, 122, 123, 124, 126, 127])]]
+    only_top = [[(i, 1, p) for i, p in enumerate([123, 124, 126, 127] * 3)]]
+    rows = []
+    for name, notes in (("high", high), ("top", only_top)):
+        write_score(raw / "midi" / f"{name}.mid", notes, key_sig=(1, 0))
+        rows.append(
+            {"piece_id": name, "format": "midi", "path": f"midi/{name}.mid", "status": "ok"}
+        )
+    write_manifest(raw, rows, TOY_SOURCE)
+    prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams(min_notes=3))
+    (piece,) = read_pieces(tmp_path / "out").itertuples()
+    assert (piece.piece_id, piece.key_shift, piece.n_notes) == ("toy/high", 5, 5)
+    assert "4 notes moved out of MIDI range by the key shift +5: dropped" in piece.repairs
+    assert sorted(read_table(tmp_path / "out", "notes").pitch) == [120, 122, 124, 125, 127]
+    (reject,) = pd.read_parquet(tmp_path / "out" / "rejects.parquet").itertuples()
+    assert reject.piece_id == "toy/top"
+    assert "too few notes: 0 < min_notes=3 after dropping 12" in reject.reason
+
+
 def test_piano_filter_keeps_programs_0_to_7_without_drums():
     assert keep_track(0, False, "piano") and keep_track(7, False, "piano")
     assert not keep_track(8, False, "piano") and not keep_track(0, True, "piano")

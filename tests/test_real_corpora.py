@@ -16,8 +16,12 @@ import math
 
 import pandas as pd
 import pytest
+import symusic
 import yaml
 
+from cadenza.config import ModelParams, from_dict
+from cadenza.generate import counts_in_seconds
+from cadenza.meter import main_meter, parse_meter
 from cadenza.testing import archives
 from cadenza.testing.checkout import SHARED
 from cadenza.testing.loopback import Site, serve
@@ -111,6 +115,26 @@ def test_every_model_is_trained_and_evaluated_per_source(mixed):
                 assert math.isfinite(row["nll"]), (model, source)
         samples = list((mixed / "data" / "generated" / model).glob("*.mid"))
         assert len(samples) == 2, model
+
+
+def test_samples_are_written_in_their_prompt_pieces_meter(mixed):
+    """Bars of a sample are as long as its prompt piece's (piano-midi.de has 3/4, 6/8, ...);
+    models that count in seconds have no bars and write 4/4."""
+    pieces = pd.read_parquet(mixed / "data" / "prepared" / "pieces.parquet")
+    pieces = pieces.set_index("piece_id")
+    for model, entry in MODELS.items():
+        in_seconds = counts_in_seconds(from_dict(ModelParams, entry, f"models.{model}"))
+        folder = mixed / "data" / "generated" / model
+        for row in pd.read_csv(folder / "samples.csv").itertuples():
+            piece = pieces.loc[row.prompt_piece]
+            num, den = (
+                (4, 4)
+                if in_seconds
+                else main_meter(parse_meter(piece.time_signatures), piece.duration_beats)
+            )
+            assert row.time_signature == f"{num}/{den}", (model, row.file)
+            written = symusic.Score(folder / row.file).time_signatures  # an empty one too
+            assert [(t.time, t.numerator, t.denominator) for t in written] == [(0, num, den)]
 
 
 def test_report_names_its_corpora_and_the_fallback(mixed):

@@ -231,7 +231,7 @@ def test_durations_filter_keeps_a_split_it_would_empty(caplog):
         ),
         (
             {"scheme": "chord", "next_after": "event"},
-            "m.tokens.next_after: applies to the pitch_next scheme only",
+            "m.tokens.next_after: applies to the pitch_next scheme only, not chord",
         ),
         ({"scheme": "midi_message", "ticks_per_beat": 0}, "m.tokens.ticks_per_beat: must be >= 1"),
         (
@@ -244,7 +244,24 @@ def test_durations_filter_keeps_a_split_it_would_empty(caplog):
         ),
         (
             {"scheme": "event", "midi_tracks": "concat"},
-            "m.tokens.midi_tracks: applies to the midi_message scheme only",
+            "m.tokens.midi_tracks: applies to the midi_message scheme only, not event",
+        ),
+        (  # each field another scheme reads is refused, not silently ignored
+            {"scheme": "chord", "velocity_bins": 16},
+            "m.tokens.velocity_bins: applies to the event scheme only, not chord",
+        ),
+        (
+            {"scheme": "melody", "max_polyphony": 2},
+            "m.tokens.max_polyphony: applies to the chord scheme only, not melody",
+        ),
+        (
+            {"scheme": "event", "steps_per_beat": 4},
+            "m.tokens.steps_per_beat: applies to the chord / pitch_next / melody / lowest "
+            "schemes only, not event",
+        ),
+        (
+            {"scheme": "pitch_next", "max_delta_ticks": 960},
+            "m.tokens.max_delta_ticks: applies to the midi_message scheme only, not pitch_next",
         ),
         (
             {"scheme": "melody", "durations": [0.5, -1]},

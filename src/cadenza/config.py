@@ -239,6 +239,18 @@ class FlowParams:
         return merged.get(kind, merged["default"])
 
 
+# the token fields that only some schemes read (the others apply to every scheme)
+_SCHEME_FIELDS: dict[str, tuple[str, ...]] = {
+    "steps_per_beat": ("chord", "pitch_next", "melody", "lowest"),  # the grid schemes
+    "max_polyphony": ("chord",),
+    "velocity_bins": ("event",),
+    "next_after": ("pitch_next",),
+    "ticks_per_beat": ("midi_message",),
+    "max_delta_ticks": ("midi_message",),
+    "midi_tracks": ("midi_message",),
+}
+
+
 @dataclass(frozen=True)
 class TokenParams:
     """How notes become tokens (see `cadenza.representations.tokens`)."""
@@ -294,11 +306,6 @@ class TokenParams:
             "next_after",
             f"must be one of ['step', 'event'], got {self.next_after!r}",
         )
-        check(
-            self.next_after == "step" or self.scheme == "pitch_next",
-            "next_after",
-            "applies to the pitch_next scheme only",
-        )
         check(self.ticks_per_beat >= 1, "ticks_per_beat", "must be >= 1")
         check(
             self.ticks_per_beat <= MAX_TICKS_PER_BEAT,
@@ -316,11 +323,16 @@ class TokenParams:
             "midi_tracks",
             f"must be one of ['merge', 'concat'], got {self.midi_tracks!r}",
         )
-        check(
-            self.midi_tracks == "merge" or self.scheme == "midi_message",
-            "midi_tracks",
-            "applies to the midi_message scheme only",
-        )
+        # a field another scheme reads would be silently ignored: refuse it unless it is left
+        # at its default
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, schemes in _SCHEME_FIELDS.items():
+            check(
+                self.scheme in schemes or getattr(self, name) == defaults[name],
+                name,
+                f"applies to the {' / '.join(schemes)} scheme{'s' if len(schemes) > 1 else ''} "
+                f"only, not {self.scheme}",
+            )
         check(all(d > 0 for d in self.durations), "durations", "every duration must be > 0")
         check(
             len(set(self.durations)) == len(self.durations),

@@ -43,7 +43,7 @@ from cadenza.metrics.yang_lerch import PieceNotes
 from cadenza.models import SPECS, FrameScorer, load_family
 from cadenza.prepare.parse import RejectedPiece, parse_midi
 from cadenza.prepare.shards import read_pieces
-from cadenza.representations.rolls import note_steps, steps_to_roll
+from cadenza.representations.rolls import steps_to_roll
 from cadenza.representations.tokens import PAD_ID, UNK_ID, Notes
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def on_grid(notes: Notes, meter: Meter, steps_per_beat: int) -> PieceNotes:
     """Notes in beats -> integer steps on the metric grid, sorted by (start, pitch), with the
     bar lines of every time-signature change (`cadenza.meter`)."""
     onset, duration, pitch = notes
-    start, end = note_steps(onset, duration, steps_per_beat)
+    start, end = _grid_steps(onset, duration, steps_per_beat)
     order = np.lexsort((pitch, start))
     return PieceNotes(
         start=start[order],
@@ -62,6 +62,22 @@ def on_grid(notes: Notes, meter: Meter, steps_per_beat: int) -> PieceNotes:
         steps_per_beat=steps_per_beat,
         bar_starts=bar_lines(meter, steps_per_beat, int(end.max(initial=0))),
     )
+
+
+def _grid_steps(
+    onset: np.ndarray, duration: np.ndarray, steps_per_beat: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) steps, end exclusive and > start, halves rounded up.
+
+    Why not `note_steps` (np.rint, halves to even, as the models' grids were built): a length
+    is measured here (QN), and with halves to even a note of exactly 3 steps that starts at
+    step 1.5 spans 2 to 4, two steps. Rounding halves up moves start and end alike, so a note
+    of k steps keeps k steps wherever it starts."""
+    onset_steps = np.asarray(onset, dtype=np.float64) * steps_per_beat
+    end_steps = onset_steps + np.asarray(duration, dtype=np.float64) * steps_per_beat
+    start = np.floor(onset_steps + 0.5).astype(np.int64)
+    end = np.floor(end_steps + 0.5).astype(np.int64)
+    return start, np.maximum(end, start + 1)
 
 
 def piece_roll(p: PieceNotes) -> np.ndarray:

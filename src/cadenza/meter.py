@@ -45,6 +45,16 @@ def parse_meter(text: str) -> Meter:
     return tuple(out) or COMMON_TIME
 
 
+def main_meter(meter: Meter, end_beats: float) -> tuple[int, int]:
+    """The time signature that covers most of a piece's beats (a pickup's short bar or a
+    passing change loses to the meter around it); ties go to the earlier one."""
+    spans: dict[tuple[int, int], float] = {}
+    for i, (at, num, den) in enumerate(meter):
+        until = meter[i + 1][0] if i + 1 < len(meter) else max(end_beats, at)
+        spans[(num, den)] = spans.get((num, den), 0.0) + until - at
+    return max(spans, key=lambda signature: spans[signature]) if spans else (4, 4)
+
+
 def bar_lines(meter: Meter, steps_per_beat: int, n_steps: int) -> np.ndarray:
     """The start step of every bar covering steps 0 .. n_steps - 1 (at least one bar).
 

@@ -83,7 +83,7 @@ def entropy_bits(counts: np.ndarray) -> float:
     if total == 0:
         return float("nan")
     p = counts[counts > 0] / total
-    return float(-(p * np.log2(p)).sum())
+    return float((p * np.log2(1 / p)).sum())  # not -(p log p): one bin would give -0.0
 
 
 def pitch_entropy(pitch: np.ndarray) -> float:

@@ -9,7 +9,9 @@ Per feature:
    evaluated on ONE shared grid (the reference code evaluates the two on different grids,
    which makes its KL meaningless);
 5. report KL(intra_R || inter) and the overlapping area OA = integral of min(p, q).
-   OA = 1 and KL = 0: G is, for this feature, as close to R as R is to itself.
+   OA = 1 and KL = 0: G is, for this feature, as close to R as R is to itself. (A copy of
+   R scores a little below: its inter-set distances include each piece against itself, 0,
+   which the leave-one-out intra-set ones leave out; mgeval does the same.)
 
 Features are the paper's, computed from notes on the beat grid. Two choices, since pieces
 differ in length: "per bar" features are averaged over bars (the paper's fixed-length

@@ -305,6 +305,17 @@ def encode_piece(
     shift = shift_to_c(key) if transpose else 0
     pitch = notes["pitch"] + shift
     keep = (pitch >= 0) & (pitch <= 127)
+    repairs = list(parsed.repairs)
+    if not keep.all():  # a note the shift moves off the MIDI range goes, and says so
+        dropped = int((~keep).sum())
+        repairs.append(
+            f"{dropped} notes moved out of MIDI range by the key shift {shift:+d}: dropped"
+        )
+        if keep.sum() < params.min_notes:
+            raise RejectedPiece(
+                f"too few notes: {int(keep.sum())} < min_notes={params.min_notes} after "
+                f"dropping {dropped} the key shift {shift:+d} moved out of MIDI range"
+            )
     order = np.lexsort((notes["track"][keep], pitch[keep], notes["onset_beats"][keep]))
     cols = {name: notes[name][keep][order] for name in NOTE_ARRAYS}
     cols["pitch"] = pitch[keep][order]
@@ -329,7 +340,7 @@ def encode_piece(
         "key_original": key.name,
         "key_method": key.method,
         "key_shift": shift,
-        "repairs": "; ".join(parsed.repairs),
+        "repairs": "; ".join(repairs),
     }
     return piece, cols, roll
 

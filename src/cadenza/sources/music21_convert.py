@@ -5,11 +5,17 @@ of the Essen songs) and reads Humdrum **kern. Conversion is slow (about 0.3 s a 
 the process pool (`cadenza.parallel`). A piece music21 cannot convert (bwv277's repeats cannot
 be expanded), or whose worker process dies, becomes a manifest row with its reason instead of
 stopping the stage. An ABC file holding many tunes gives one row per tune.
+
+Pickups: music21 writes a score's time signature at beat 0 and nothing for an anacrusis, so
+the bar lines of a piece that starts with a pickup (31 of the first 40 chorales, most folk
+songs) would fall a pickup's length early. `_mark_pickup` writes the pickup as a short bar
+(1/4 then 4/4, as notation programs export it); the notes do not move.
 """
 
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 from tqdm import tqdm
@@ -79,6 +85,7 @@ def _write(piece_id: str, score, what: str, out: Path) -> dict:
     from music21 import midi
 
     try:
+        _mark_pickup(score)
         midi_file = midi.translate.music21ObjectToMidiFile(score)
         rel = f"midi/{piece_id}.mid"
         with atomic_path(out / rel) as tmp:
@@ -90,6 +97,37 @@ def _write(piece_id: str, score, what: str, out: Path) -> dict:
     row = _row(piece_id, what, title=_title(score, piece_id))
     row.update(path=rel, sha256=sha256_file(out / rel))
     return row
+
+
+def _mark_pickup(score) -> None:
+    """Give a first bar shorter than its time signature a time signature of its own length.
+
+    Every part is marked alike, so the MIDI tracks agree on the bar lines (music21 repeats the
+    marked bar where it expands a repeat back to the start, as the score plays)."""
+    from music21 import meter, stream
+
+    for part in score.getElementsByClass(stream.Part) or [score]:
+        measures = part.getElementsByClass(stream.Measure)
+        if len(measures) < 2:
+            continue
+        first = measures[0]
+        signature = first.timeSignature or first.getContextByClass(meter.TimeSignature)
+        if signature is None:
+            continue
+        have = Fraction(first.duration.quarterLength)
+        if not 0 < have < Fraction(signature.barDuration.quarterLength):
+            continue
+        # the pickup's length over the signature's own denominator, halved until it counts
+        # whole beats (a dotted-eighth pickup in 4/4 is 3/16)
+        denominator = signature.denominator
+        while (have * denominator / 4).denominator != 1 and denominator < 64:
+            denominator *= 2
+        beats = have * denominator / 4
+        if beats.denominator != 1:
+            continue
+        if measures[1].timeSignature is None:
+            measures[1].timeSignature = meter.TimeSignature(signature.ratioString)
+        first.timeSignature = meter.TimeSignature(f"{beats.numerator}/{denominator}")
 
 
 def _row(piece_id: str, what: str, title: str = "", reason: str = "") -> dict:
