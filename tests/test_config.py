@@ -96,6 +96,14 @@ def test_shipped_params_are_valid():
             lambda d: d["models"]["chord_lstm"]["train"].update(schedule="cyclic", lr=5e-5),
             "models.chord_lstm.train.lr_min: must be <= lr (the cyclic schedule",
         ),
+        (  # a source option its layout does not read would be silently ignored
+            lambda d: d["sources"].update(bach_chorales={"subset": "bwv1"}),
+            "sources.bach_chorales.subset: bach_chorales does not read it (only: lpd_cleansed,",
+        ),
+        (
+            lambda d: d["sources"].update(maestro_v2={"metadata": "m.csv"}),
+            "sources.maestro_v2.metadata: maestro_v2 does not read it (only: midi_dir)",
+        ),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, message):

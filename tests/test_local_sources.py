@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -150,11 +154,24 @@ def test_midi_dir_default_columns_are_the_field_names(tmp_path):
         ),
         ("file\na/x.mid\nx.mid\n", {"metadata": "m.csv"}, r"line 3: a second row for a/x\.mid"),
         (None, {"columns": {"file": "path"}}, r"sources\.midi_dir\.columns: given without"),
+        (  # Latin-1, an empty file, broken quoting: the param and the file, in one line
+            b"file,title\na/x.mid,Caf\xe9\n",
+            {"metadata": "m.csv"},
+            r"sources\.midi_dir\.metadata: .*m\.csv: not a readable CSV .*UnicodeDecodeError",
+        ),
+        ("", {"metadata": "m.csv"}, r"sources\.midi_dir\.metadata: .*m\.csv: .*EmptyDataError"),
+        (
+            'file,title\n"a/x.mid,Air\n',
+            {"metadata": "m.csv"},
+            r"sources\.midi_dir\.metadata: .*m\.csv: not a readable CSV .*ParserError",
+        ),
     ],
 )
 def test_midi_dir_metadata_errors_name_what_is_wrong(tmp_path, csv, params, message):
     own = _own_folder(tmp_path / "own")
-    if csv is not None:
+    if isinstance(csv, bytes):
+        (own / "m.csv").write_bytes(csv)
+    elif csv is not None:
         (own / "m.csv").write_text(csv)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         _fetch("midi_dir", tmp_path, url=str(own), **params)
@@ -193,6 +210,61 @@ def test_midi_dir_same_name_with_two_suffixes_is_one_piece(tmp_path):
     assert manifest.status.tolist() == ["ok", "rejected"]
     assert "same piece id as a.MIDI" in manifest.reason.iloc[1]
     assert _files(tmp_path / "raw" / "midi_dir" / "files") == ["a.MIDI"]
+
+
+def test_midi_dir_keeps_a_file_name_that_is_not_utf8(tmp_path):
+    # `café.mid` written by an old system in Latin-1: a name Python can list but not write
+    # to a UTF-8 manifest; it used to stop the whole fetch
+    own = tmp_path / "own"
+    write_score(own / "plain.mid", chorale_like(np.random.default_rng(3)))
+    latin1 = os.fsencode(own) + b"/caf\xe9.mid"
+    with open(latin1, "wb") as f:
+        f.write((own / "plain.mid").read_bytes())
+    manifest = _fetch("midi_dir", tmp_path, url=str(own))
+    assert manifest.piece_id.tolist() == ["caf\\xe9", "plain"]
+    assert manifest.status.tolist() == ["ok", "ok"]
+    assert manifest.sha256.iloc[0] == manifest.sha256.iloc[1]
+    prepare(tmp_path / "raw", ["midi_dir"], tmp_path / "prepared", PrepareParams())
+    assert "midi_dir/caf\\xe9" in set(read_pieces(tmp_path / "prepared").piece_id)
+
+
+def test_midi_dir_rejects_an_unreadable_file_and_fetches_the_rest(tmp_path):
+    """One file the fetch may not read is a rejected row, not a failed run. As root (who
+    reads anything), the fetch runs under `setpriv` without the file-access capabilities."""
+    own = tmp_path / "own"
+    rng = np.random.default_rng(4)
+    for name in ("a.mid", "b_secret.mid", "c.mid"):
+        write_score(own / name, chorale_like(rng))
+    (own / "b_secret.mid").chmod(0)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; from cadenza.config import SourceParams; "
+        "from cadenza.sources.fetch import fetch_source; "
+        "fetch_source('midi_dir', Path(sys.argv[1]), Path(sys.argv[2]), "
+        "SourceParams(url=sys.argv[3]))",
+        str(tmp_path / "raw" / "midi_dir"),
+        str(tmp_path / "cache"),
+        str(own),
+    ]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: every file is readable")
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", *command]
+    subprocess.run(command, check=True, capture_output=True)
+    manifest = pd.read_csv(tmp_path / "raw" / "midi_dir" / "manifest.csv", dtype=str)
+    assert manifest.status.tolist() == ["ok", "rejected", "ok"]
+    assert manifest.reason.iloc[1] == "unreadable: Permission denied"
+    assert _files(tmp_path / "raw" / "midi_dir" / "files") == ["a.mid", "c.mid"]
+
+
+def test_midi_dir_subset_keeps_one_subfolder(tmp_path):
+    own = _own_folder(tmp_path / "own")
+    manifest = _fetch("midi_dir", tmp_path, url=str(own), subset="a")
+    assert manifest.piece_id.tolist() == ["a/deeper/z", "a/x"]  # tree order
+    with pytest.raises(FileNotFoundError, match=r"under sources\.midi_dir\.subset 'nowhere'"):
+        _fetch("midi_dir", tmp_path / "again", url=str(own), subset="nowhere")
 
 
 def test_params_reject_an_unknown_metadata_field():

@@ -693,11 +693,26 @@ def load_params(path: Path | str = PARAMS) -> Params:
     params = load_yaml_as(path, Params)
     from cadenza.sources.registry import SOURCES  # late import: registry imports nothing back
 
-    for name in params.sources:
+    for name, given in params.sources.items():
         if name not in SOURCES:
             known = ", ".join(sorted(SOURCES))
             raise ParamsError(f"sources.{name}: unknown source (known: {known})")
+        layout = SOURCES[name].layout
+        for option, layouts in _LAYOUT_OPTIONS.items():
+            if getattr(given, option) and layout not in layouts:
+                readers = ", ".join(n for n, s in SOURCES.items() if s.layout in layouts)
+                raise ParamsError(
+                    f"sources.{name}.{option}: {name} does not read it (only: {readers})"
+                )
     return params
+
+
+# the source params that only some layouts read: given to another, they would be ignored
+_LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "subset": ("lpd", "essen_kern", "midi_dir"),
+    "metadata": ("midi_dir",),
+    "columns": ("midi_dir",),
+}
 
 
 def _check_sha256(value: str, name: str) -> None:

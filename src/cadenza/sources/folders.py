@@ -29,6 +29,11 @@ PIANO_MIDI_DE_COPY = (
 )
 
 
+def under(rel: str, subset: str) -> bool:
+    """Whether relative path `rel` is `subset` or inside it (`sources.<name>.subset`)."""
+    return not subset or rel == subset or rel.startswith(subset.rstrip("/") + "/")
+
+
 def tree_key(rel: str | PurePath) -> tuple[str, ...]:
     """Tree order of a relative path, the same on every machine and file system: a folder's
     files stay together ("a/x" before "a-b/x"), which plain string order does not promise."""
@@ -45,12 +50,13 @@ def piano_midi_de_copy(folder: Path, out: Path, params: SourceParams, key: str) 
         raise FileNotFoundError(
             f"{key}: {shown(folder)}: no midis/ folder in it; expected {PIANO_MIDI_DE_COPY}"
         )
-    rels = [f"midis/{rel}" for rel in _midi_files(folder / "midis")]
+    files = {f"midis/{rel}": f"midis/{real}" for rel, real in _midi_files(folder / "midis").items()}
+    rels = list(files)
     if not rels:
         raise FileNotFoundError(
             f"{key}: {shown(folder)}: no .mid files under midis/; expected {PIANO_MIDI_DE_COPY}"
         )
-    meta = _piano_midi_de_metadata(folder, rels)
+    meta = _piano_midi_de_metadata(folder, rels, key)
     rows = []
     for rel in rels[: params.limit or None]:
         path = PurePosixPath(rel)
@@ -66,23 +72,21 @@ def piano_midi_de_copy(folder: Path, out: Path, params: SourceParams, key: str) 
                 "format": "midi",
                 "path": rel,
                 "source_path": rel,
-                **_copy_checksummed(folder / rel, out / rel),
-                "status": "ok",
-                "reason": "",
+                **_copy_checksummed(folder / files[rel], out / rel),
             }
         )
     log.info("piano-midi.de: %d files read from the local copy %s", len(rows), folder)
     return rows
 
 
-def _piano_midi_de_metadata(folder: Path, rels: list[str]) -> dict[str, dict[str, str]]:
+def _piano_midi_de_metadata(folder: Path, rels: list[str], key: str) -> dict[str, dict[str, str]]:
     """metadata.csv rows by the real file's relative path; {} (titles from file names, as
     the crawl does) where the copy has no metadata.csv."""
     csv = folder / "metadata.csv"
     if not csv.is_file():
         log.warning("%s: no metadata.csv; titles and composers come from the file paths", folder)
         return {}
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table = _read_csv(csv, f"{key} (its metadata.csv)")
     if "midi" not in table.columns:
         raise ValueError(
             f"{csv}: no 'midi' column (the file of each row); expected the "
@@ -116,10 +120,12 @@ def midi_dir(source: Source, params: SourceParams, cache: Path, out: Path) -> li
     folder = _local_folder(
         params.url, f"{key}.url", "a folder of .mid/.midi files (searched recursively)"
     )
-    rels = _midi_files(folder)
+    files = {rel: real for rel, real in _midi_files(folder).items() if under(rel, params.subset)}
+    rels = list(files)
     if not rels:
+        within = f" under {key}.subset {params.subset!r}" if params.subset else ""
         raise FileNotFoundError(
-            f"{key}.url: {shown(folder)}: no .mid/.midi files in it or its subfolders "
+            f"{key}.url: {shown(folder)}: no .mid/.midi files in it or its subfolders{within} "
             "(hidden files and folders are skipped); expected a folder of MIDI files"
         )
     meta = _midi_dir_metadata(folder, rels, params, key)
@@ -137,8 +143,6 @@ def midi_dir(source: Source, params: SourceParams, cache: Path, out: Path) -> li
             "format": "midi",
             "path": f"files/{rel}",
             "source_path": rel,
-            "status": "ok",
-            "reason": "",
         }
         if piece_id in first:  # a.mid next to a.MIDI: one id must name one piece
             row.update(
@@ -148,7 +152,7 @@ def midi_dir(source: Source, params: SourceParams, cache: Path, out: Path) -> li
             )
         else:
             first[piece_id] = rel
-            row.update(_copy_checksummed(folder / rel, out / "files" / rel))
+            row.update(_copy_checksummed(folder / files[rel], out / "files" / rel))
         rows.append(row)
     log.info("%s: %d MIDI files from %s", source.name, len(rows), folder)
     return rows
@@ -174,8 +178,9 @@ def shown(path: Path) -> str:
     return str(path) if path.is_absolute() else f"{path} (in {Path.cwd()})"
 
 
-def _midi_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of the MIDI files under `folder`, any suffix case, tree order.
+def _midi_files(folder: Path) -> dict[str, str]:
+    """The MIDI files under `folder`, any suffix case, in tree order: their relative POSIX
+    paths as `_printable` text, each mapped to its path on disk.
 
     Hidden files and folders are skipped (`.git`, macOS `._x.mid` resource forks: not MIDI);
     folder symlinks are not followed, so a link loop cannot make the walk endless.
@@ -187,7 +192,14 @@ def _midi_files(folder: Path) -> list[str]:
             path = Path(dirpath, name)
             if not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES) and path.is_file():
                 found.append(PurePosixPath(path.relative_to(folder).as_posix()))
-    return [str(rel) for rel in sorted(found, key=tree_key)]
+    return {_printable(str(rel)): str(rel) for rel in sorted(found, key=tree_key)}
+
+
+def _printable(rel: str) -> str:
+    """A file name that is not UTF-8 (`café.mid` written in Latin-1) with its odd bytes
+    escaped (`caf\\xe9.mid`): the piece id and the copy's name must be writable text, and
+    the manifest is UTF-8."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _midi_dir_metadata(
@@ -213,7 +225,7 @@ def _midi_dir_metadata(
             f"{key}.metadata: {shown(csv)}: no such file; expected a "
             f"CSV describing the files (relative to {key}.url, or absolute)"
         )
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    table = _read_csv(csv, f"{key}.metadata")
     table.columns = [str(c).strip() for c in table.columns]
     for name, column in params.columns.items():
         if column not in table.columns:
@@ -268,8 +280,25 @@ def _midi_dir_metadata(
     return meta
 
 
+def _read_csv(csv: Path, key: str) -> pd.DataFrame:
+    """A metadata CSV as text columns; one that is not UTF-8 CSV text names the param."""
+    try:
+        return pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(
+            f"{key}: {shown(csv)}: not a readable CSV (UTF-8 text, a header line, one row a "
+            f"file): {type(err).__name__}: {err}"
+        ) from None
+
+
 def _copy_checksummed(src: Path, dst: Path) -> dict:
-    """Copy a file into the fetch folder; its size and sha256 pin what was fetched."""
+    """Copy a file into the fetch folder; its size and sha256 pin what was fetched. A file
+    that cannot be read (permissions, a vanished file) is a rejected row, not a failed run."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-    return {"size": dst.stat().st_size, "sha256": sha256_file(dst)}
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as err:
+        dst.unlink(missing_ok=True)
+        log.warning("cannot read %s: %s", src, err.strerror or err)
+        return {"path": "", "status": "rejected", "reason": f"unreadable: {err.strerror or err}"}
+    return {"size": dst.stat().st_size, "sha256": sha256_file(dst), "status": "ok", "reason": ""}

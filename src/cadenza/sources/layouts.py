@@ -44,6 +44,7 @@ from cadenza.sources.folders import (
     piano_midi_de_copy,
     shown,
     tree_key,
+    under,
 )
 from cadenza.sources.music21_convert import convert_all
 from cadenza.sources.registry import Format, Source
@@ -116,10 +117,6 @@ def _first_entries(archive: Path, keep: Callable[[str], bool], limit: int) -> Se
     return lambda name: str(PurePosixPath(name)) in wanted
 
 
-def _under(rel: str, subset: str) -> bool:
-    return not subset or rel == subset or rel.startswith(subset.rstrip("/") + "/")
-
-
 def _limit(rows: list[T], params: SourceParams) -> list[T]:
     return rows[: params.limit] if params.limit else rows
 
@@ -181,7 +178,7 @@ def lpd(source: Source, params: SourceParams, cache: Path, out: Path) -> list[di
     rows = []
     for path in sorted(files.rglob("*.npz"), key=lambda p: tree_key(p.relative_to(files))):
         rel = path.relative_to(files)
-        if _under(str(rel), params.subset):
+        if under(str(rel), params.subset):
             rows.append(
                 {
                     "piece_id": f"{path.parent.name}/{path.stem}",
@@ -200,7 +197,7 @@ def _lpd_entries(archive: Path, files: Path, params: SourceParams, max_bytes: in
     """The first `limit` rolls under `subset`, listed in a first pass over the tarball."""
     return _first_entries(
         archive,
-        lambda name: name.endswith(".npz") and _under(str(PurePosixPath(name)), params.subset),
+        lambda name: name.endswith(".npz") and under(str(PurePosixPath(name)), params.subset),
         params.limit,
     )
 
@@ -232,7 +229,7 @@ def essen_kern(source: Source, params: SourceParams, cache: Path, out: Path) -> 
     jobs = []
     for path in sorted(files.rglob("*.krn"), key=lambda p: tree_key(p.relative_to(files))):
         rel = _essen_rel(PurePosixPath(path.relative_to(files).as_posix()))
-        if _under(str(rel), params.subset):
+        if under(str(rel), params.subset):
             jobs.append((str(rel.with_suffix("")), str(path)))
     rows = convert_all(_limit(jobs, params), out, params.workers, "fetch essen")
     for row in rows:
@@ -245,7 +242,7 @@ def _essen_entries(archive: Path, files: Path, params: SourceParams, max_bytes: 
     return _first_entries(
         archive,
         lambda name: (
-            name.endswith(".krn") and _under(str(_essen_rel(PurePosixPath(name))), params.subset)
+            name.endswith(".krn") and under(str(_essen_rel(PurePosixPath(name))), params.subset)
         ),
         params.limit,
     )
