@@ -101,7 +101,7 @@ def test_no_structured_mutant_crashes_hangs_or_overallocates(structured_outcomes
         ("overlong_vlq", "rejected", "unreadable MIDI"),
         ("running_status_at_start", "rejected", "running status"),
         ("format_unknown", "rejected", "format 30583"),
-        ("format_2", "ok", "notes"),
+        ("format_2", "rejected", "format 2 (independent sequences) is not supported"),
         ("orphan_note_off", "ok", "notes"),
         ("overlapping_same_pitch", "ok", "notes"),
         ("extra_unknown_chunks", "ok", "notes"),

@@ -47,6 +47,33 @@ def test_fewer_tracks_than_the_header_declares_is_refused(tmp_path):
     assert len(parse_midi(write(tmp_path, midi(track(*NOTES))), "all").notes["pitch"]) == 6
 
 
+@pytest.mark.parametrize("declared", [0, 1])
+def test_more_tracks_than_the_header_declares_are_all_read(tmp_path, declared):
+    # right hand and left hand in two chunks under a header that declares fewer: symusic
+    # would read only the declared ones (and none for 0), so a hand would vanish
+    left = [bytes([e[0], *e[1:-2], e[-2] - 24, e[-1]]) for e in NOTES]  # an octave lower
+    parsed = parse_midi(
+        write(tmp_path, midi(track(*NOTES), track(*left), declared=declared)), "all"
+    )
+    assert sorted(set(parsed.notes["pitch"].tolist())) == [36, 40, 60, 64]
+    assert len(parsed.notes["pitch"]) == 12
+    assert parsed.repairs == (f"the header declares {declared} tracks, 2 are present: all read",)
+
+
+def test_running_status_across_a_sysex_is_refused(tmp_path):
+    # a GM reset SysEx, then note events with no status byte: the SysEx cancelled the 0x90
+    # running status, and symusic drops what follows
+    sysex = b"\x00\xf0\x05\x7e\x7f\x09\x01\xf7"
+    bare = [b"\x00\x3c\x40", b"\x83\x60\x3c\x00"] * 5  # note on / off by running status
+    data = midi(track(b"\x00\x90\x3c\x40", b"\x83\x60\x3c\x00", sysex, *bare))
+    with pytest.raises(RejectedPiece, match="a SysEx cancels running status"):
+        parse_midi(write(tmp_path, data), "all")
+    # the same with a status byte after the SysEx is fine, as is running status elsewhere
+    restated = [b"\x00\x90\x3c\x40", *bare[1:]]  # the first event after it names 0x90
+    fixed = midi(track(b"\x00\x90\x3c\x40", b"\x83\x60\x3c\x00", sysex, *restated))
+    assert len(parse_midi(write(tmp_path, fixed), "all").notes["pitch"]) == 6
+
+
 def chunk_ends(data: bytes) -> list[int]:
     """The offset just past each chunk of a MIDI file."""
     ends, pos = [], 14

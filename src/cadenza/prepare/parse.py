@@ -18,8 +18,11 @@ fuzz harness and the regression cases.
 
 Structural checks (issue #17), because a number computed from a silently damaged file is
 worse than a rejected file: a file with fewer track chunks than its header declares is cut
-short (a hand would be lost), so it is refused; a tempo meta event whose length is not 3 (the
-parser would read the next event's bytes as the tempo) or a tempo over `MAX_BPM` is refused;
+short (a hand would be lost), so it is refused, and one with more has every chunk read (the
+repair is recorded); a channel event that leans on running status across a SysEx is refused
+(symusic drops it); a format-2 file (independent sequences) is refused; a tempo meta event
+whose length is not 3 (the parser would read the next event's bytes as the tempo) or a tempo
+over `MAX_BPM` is refused;
 a key signature outside the standard (|sharps| > 7, mode not 0/1) is ignored and the key is
 estimated from the notes, and an invalid time signature is ignored; both are recorded in
 `ParsedPiece.repairs`, which the pieces table keeps.
@@ -31,6 +34,7 @@ music (`cadenza.metrics.bars`); a piece without one is 4/4, the MIDI default.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -95,14 +99,16 @@ def read_midi_bytes(path: Path | str) -> bytes:
         raise RejectedPiece(f"unreadable file: {type(err).__name__}: {err}") from err
 
 
-def check_midi_bytes(data: bytes) -> None:
-    """Refuse bytes that are not a well-framed Standard MIDI File, naming what is wrong.
+def check_midi_bytes(data: bytes) -> int:
+    """Refuse bytes that are not a well-framed Standard MIDI File, naming what is wrong;
+    return the number of track chunks present.
 
     Why: symusic is C++; checking the framing here means no claimed length ever reaches an
     allocation, whatever the symusic version. Checked: the `MThd` magic, a 6-byte header, a
-    format of 0, 1 or 2, ticks per quarter > 0 (SMPTE time is refused: nothing here uses it),
-    and every chunk length against the bytes left in the file. Unknown chunk types are
-    allowed (the standard says to skip them).
+    format of 0 or 1 (format 2 holds independent sequences, not the parts of one piece),
+    ticks per quarter > 0 (SMPTE time is refused: nothing here uses it), and every chunk
+    length against the bytes left in the file. Unknown chunk types are allowed (the standard
+    says to skip them).
     """
     if len(data) > MAX_FILE_BYTES:
         raise RejectedPiece(f"file too large for a MIDI file: over {MAX_FILE_BYTES:,} bytes")
@@ -116,6 +122,8 @@ def check_midi_bytes(data: bytes) -> None:
     fmt, division = int.from_bytes(data[8:10], "big"), int.from_bytes(data[12:14], "big")
     if fmt > 2:
         raise RejectedPiece(f"bad MIDI header: format {fmt} (only 0, 1 and 2 exist)")
+    if fmt == 2:  # read as one piece, its sequences would sound at once
+        raise RejectedPiece("MIDI format 2 (independent sequences) is not supported")
     if division & 0x8000:
         raise RejectedPiece("SMPTE time division is not supported")
     if division == 0:
@@ -140,6 +148,8 @@ def check_midi_bytes(data: bytes) -> None:
             f"truncated file: the header declares {declared} tracks, only {len(tracks)} are present"
         )
     _check_tempo_events(tracks)
+    _check_running_status(tracks)
+    return len(tracks)
 
 
 def _check_tempo_events(tracks: list[bytes]) -> None:
@@ -165,6 +175,23 @@ def _check_tempo_events(tracks: list[bytes]) -> None:
 _SUSPECT_TEMPO = re.compile(rb"\xff\x51(?!\x03)")  # FF 51 not followed by a length of 3
 
 
+def _check_running_status(tracks: list[bytes]) -> None:
+    """Refuse a channel event that follows a SysEx without a status byte of its own.
+
+    Why: the standard says a SysEx cancels running status, and symusic then drops the
+    events that lean on it, so a hand's notes would vanish without a word. Only tracks
+    holding an F0 or F7 byte can hold a SysEx, so only those are walked."""
+    for index, track in enumerate(tracks):
+        if b"\xf0" not in track and b"\xf7" not in track:
+            continue
+        kinds = [kind for kind, _, _ in _events(track)]
+        if "no status" in kinds and "sysex" in kinds[: kinds.index("no status")]:
+            raise RejectedPiece(
+                f"malformed track {index}: a channel event after a SysEx has no status "
+                "byte (a SysEx cancels running status)"
+            )
+
+
 def _suspect_tempo(track: bytes) -> bool:
     """Whether some `FF 51` in `track` is not followed by a length byte of 3 (a regex: the
     piano-midi.de files hold thousands of tempo events, too many for a Python loop)."""
@@ -172,9 +199,16 @@ def _suspect_tempo(track: bytes) -> bool:
 
 
 def _meta_events(track: bytes) -> list[tuple[int, int]]:
-    """(type, length) of every meta event of one track chunk, walking its events (running
-    status included). A malformed tail ends the walk: symusic judges the rest."""
-    out, pos, status = [], 0, 0
+    """(type, length) of every meta event of one track chunk."""
+    return [(kind, length) for event, kind, length in _events(track) if event == "meta"]
+
+
+def _events(track: bytes) -> Iterator[tuple[str, int, int]]:
+    """Walk one track chunk's events: ("meta", type, length), ("sysex", F0 or F7, length),
+    ("channel", status, 0), and last ("no status", 0, 0) for a data byte that no status
+    governs. Running status survives meta events (files rely on it; readers allow it) but
+    not a SysEx. A malformed tail ends the walk: symusic judges the rest."""
+    pos, status = 0, 0
     try:
         while pos < len(track):
             _, pos = _varlen(track, pos)  # delta time
@@ -182,20 +216,23 @@ def _meta_events(track: bytes) -> list[tuple[int, int]]:
             if byte == 0xFF:
                 kind = track[pos + 1]
                 length, pos = _varlen(track, pos + 2)
-                out.append((kind, length))
                 pos += length
+                yield "meta", kind, length
             elif byte in (0xF0, 0xF7):
                 length, pos = _varlen(track, pos + 1)
                 pos += length
+                status = 0
+                yield "sysex", byte, length
             else:
                 if byte & 0x80:
                     status, pos = byte, pos + 1
                 elif not status:
-                    break
+                    yield "no status", 0, 0
+                    return
                 pos += 1 if status & 0xF0 in (0xC0, 0xD0) else 2
+                yield "channel", status, 0
     except IndexError:
-        pass
-    return out
+        return
 
 
 def _varlen(data: bytes, pos: int) -> tuple[int, int]:
@@ -212,9 +249,14 @@ def _varlen(data: bytes, pos: int) -> tuple[int, int]:
 def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
     data = read_midi_bytes(path)
     try:
-        check_midi_bytes(data)
+        present = check_midi_bytes(data)
     except RejectedPiece as err:
         raise RejectedPiece(f"unreadable MIDI: {err}") from None
+    repairs: list[str] = []
+    declared = int.from_bytes(data[10:12], "big")
+    if present > declared:  # symusic reads only the declared tracks: a hand would be lost
+        data = data[:10] + present.to_bytes(2, "big") + data[12:]
+        repairs.append(f"the header declares {declared} tracks, {present} are present: all read")
     try:
         score = symusic.core.ScoreTick.from_midi(data)  # what `symusic.Score` builds, typed
     except Exception as err:  # noqa: BLE001 - symusic raises RuntimeError/ValueError freely
@@ -250,7 +292,6 @@ def parse_midi(path: Path | str, track_filter: str) -> ParsedPiece:
         )
     notes = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     _check_times(notes)
-    repairs: list[str] = []
     key_sig = None
     if len(beats.key_signatures):
         ks = beats.key_signatures[0]
