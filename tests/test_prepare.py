@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pandas as pd
@@ -107,6 +108,27 @@ def test_notes_the_key_shift_moves_off_the_midi_range_are_counted_or_the_piece_r
     (reject,) = pd.read_parquet(tmp_path / "out" / "rejects.parquet").itertuples()
     assert reject.piece_id == "toy/top"
     assert "too few notes: 0 < min_notes=3 after dropping 12" in reject.reason
+
+
+def test_a_byte_identical_copy_is_left_out_so_no_piece_is_in_two_splits(tmp_path):
+    # one piece under 7 names (the probe's folder: 4 went to train, 1 to valid, 2 to test)
+    raw = tmp_path / "raw" / "toy"
+    scale = [[(i, 1, 60 + s) for i, s in enumerate([0, 2, 4, 5, 7, 9, 11, 12])]]
+    write_score(raw / "midi" / "other.mid", [[(i, 1, 62) for i in range(8)]])
+    rows = [{"piece_id": "other", "path": "midi/other.mid"}]
+    for i in range(7):
+        write_score(raw / "midi" / f"copy{i}.mid", scale)
+        rows.append({"piece_id": f"copy{i}", "path": f"midi/copy{i}.mid"})
+    for row in rows:
+        data = (raw / row["path"]).read_bytes()
+        row.update(format="midi", status="ok", sha256=hashlib.sha256(data).hexdigest())
+    write_manifest(raw, rows, TOY_SOURCE)
+    counts = prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams())
+    assert sorted(read_pieces(tmp_path / "out").piece_id) == ["toy/copy0", "toy/other"]
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")
+    assert rejects.piece_id.tolist() == [f"copy{i}" for i in range(1, 7)]
+    assert rejects.reason.str.startswith("duplicate of toy/copy0 (the same file, sha256 ").all()
+    assert counts["filtered_out"] == 6 and counts["rejected"] == 0
 
 
 def test_piano_filter_keeps_programs_0_to_7_without_drums():

@@ -64,6 +64,7 @@ def prepare(
     notes: list[dict[str, np.ndarray]] = []
     rolls: list[dict[str, np.ndarray]] = []
     rejects: list[tuple] = []
+    first_copy: dict[str, str] = {}  # sha256 -> the piece id of its first file
     n_files = 0
     for name in sources:
         folder = raw_root / name
@@ -74,10 +75,17 @@ def prepare(
         for row in manifest[manifest.status != "ok"].itertuples():
             rejects.append((name, row.piece_id, row.source_path, "fetch", row.reason))
         ok = manifest[manifest.status == "ok"]
+        unique = []
+        for row in ok.itertuples(index=False):
+            copy_of = _seen_before(first_copy, f"{name}/{row.piece_id}", getattr(row, "sha256", ""))
+            if copy_of:
+                rejects.append((name, row.piece_id, row.source_path, "filter", copy_of))
+            else:
+                unique.append(row)
         # absolute: a Dask worker's working directory can be anywhere on the shared filesystem
         jobs = [
             FileJob(folder.absolute(), name, SimpleNamespace(**row._asdict()), source, params)
-            for row in ok.itertuples(index=False)
+            for row in unique
         ]
         n_files += len(jobs)
         results = map_ordered(prepare_file, jobs, runner, must_see=[folder.absolute()])
@@ -141,6 +149,20 @@ def prepare(
         out,
     )
     return counts
+
+
+def _seen_before(first_copy: dict[str, str], piece_id: str, sha256: str) -> str:
+    """Why a file is left out as a copy of one met earlier (in any source), or "".
+
+    Why: byte-identical files under two names (LPD files one MIDI matched to several tracks,
+    a folder holding a piece twice) would each draw a split, and the same music would then be
+    trained on and tested on."""
+    if not sha256:  # the B-L pickles' pieces share one file and have none
+        return ""
+    if sha256 in first_copy:
+        return f"duplicate of {first_copy[sha256]} (the same file, sha256 {sha256[:12]}...)"
+    first_copy[sha256] = piece_id
+    return ""
 
 
 @dataclass(frozen=True)
