@@ -93,6 +93,44 @@ def test_temp_names_of_similar_targets_do_not_collide(tmp_path):
     assert (tmp_path / "data" / "raw.csv").read_text() == "a,b\n"
 
 
+# a writer killed between atomic_dir's two renames: the old folder is away, the new not in
+HANG_IN_SWAP = """
+import os, sys, time
+from pathlib import Path
+from cadenza.io import atomic_dir
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if Path(src).name == "folder":
+        print("swapping", flush=True)
+        time.sleep(60)
+os.replace = replace
+with atomic_dir(Path(sys.argv[1]) / "folder") as tmp:
+    (tmp / "new.bin").write_bytes(b"new")
+"""
+
+
+def test_a_kill_inside_the_swap_loses_nothing(tmp_path):
+    (tmp_path / ".dvc").mkdir()
+    data = tmp_path / "data"
+    (data / "folder").mkdir(parents=True)
+    (data / "folder" / "old.bin").write_bytes(b"old, complete")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANG_IN_SWAP, str(data)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "swapping\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (data / "folder").exists()  # the old one sits under its temporary name
+    # the next write puts it back first: even when that write fails too, nothing is lost
+    with pytest.raises(RuntimeError), atomic_dir(data / "folder"):
+        raise RuntimeError("killed again")
+    assert _all_files(data) == ["folder", "folder/old.bin"]
+    assert (data / "folder" / "old.bin").read_bytes() == b"old, complete"
+    assert _all_files(tmp_path / TEMP_SUBDIR) == []
+
+
 def test_failed_write_keeps_the_old_target(tmp_path):
     (tmp_path / "f.txt").write_text("old")
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "f.txt") as tmp:

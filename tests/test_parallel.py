@@ -4,6 +4,11 @@ file); a worker process that dies takes only its own item with it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +27,7 @@ from cadenza.prepare.stage import (
     prepare,
     reject_row,
 )
+from cadenza.testing.checkout import ROOT
 from cadenza.testing.corpora import snapshot, write_corpus
 from cadenza.testing.crashing import EXIT_ON, SEGFAULT_ON, die_or_raise, square_or_die
 
@@ -116,3 +122,40 @@ def test_dask_map_redoes_a_killed_task_alone_and_names_the_culprit():
             )
         )
     assert results == [WorkerDied(-11) if n == SEGFAULT_ON else n * n for n in range(12)]
+
+
+# a stage whose pool is busy when the stage itself is SIGKILLed
+KILLED_STAGE = """
+import sys
+from cadenza.config import RunnerParams
+from cadenza.parallel import map_ordered
+from cadenza.testing.crashing import note_pid_and_hang
+list(map_ordered(note_pid_and_hang, [sys.argv[1]] * 2, RunnerParams(kind="process", workers=2)))
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's reaper may be slow to collect it)."""
+    try:
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_pool_workers_exit_when_their_stage_is_killed(tmp_path):
+    stage = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STAGE, str(tmp_path)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    stage.send_signal(signal.SIGKILL)
+    stage.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "orphaned pool workers still running"

@@ -66,11 +66,14 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     """Yield a temporary directory; swap it in as `target` on success.
 
     The old `target` is first renamed away (atomic), then deleted after the swap, so a kill
-    leaves either the old folder, the new one, or (for an instant) none: never a mix.
+    leaves either the old folder, the new one, or, killed between the two renames, the old
+    one under its temporary name: never a mix. The next write of `target` puts that one back
+    before anything else, so a second kill cannot lose it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     folder, prefix = temp_location(target)
+    restore_swapped_out(folder, prefix, target)
     remove_stale_temps(folder, prefix)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder))
     os.chmod(tmp, 0o777 & ~current_umask())
@@ -119,6 +122,24 @@ def temp_location(target: Path) -> tuple[Path, str]:
             rel = (parent / target.name).relative_to(root)
             return folder, "." + "%".join(rel.parts) + "."
     return target.parent, f".{target.name}."
+
+
+def restore_swapped_out(folder: Path, prefix: str, target: Path) -> bool:
+    """Put back the old `target` that a kill between `atomic_dir`'s two renames left under
+    its temporary name (only when `target` itself is missing)."""
+    if target.exists():
+        return False
+    olds = [
+        Path(entry.path)
+        for entry in os.scandir(folder)
+        if entry.name.startswith(prefix)
+        and entry.name.endswith(".old.tmp")
+        and _TEMP_TAIL.fullmatch(entry.name[len(prefix) :])
+    ]
+    if not olds:
+        return False
+    os.replace(max(olds, key=lambda path: path.stat().st_mtime), target)
+    return True
 
 
 def remove_stale_temps(folder: Path, prefix: str) -> int:

@@ -31,6 +31,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -143,7 +145,9 @@ def _process_map(fn: Callable, items: list, workers: int) -> Iterator[Any]:
         rest = items[done:]
         chunk = chunk_size(len(rest), workers)
         try:
-            with ProcessPoolExecutor(workers, mp_context=SPAWN) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=SPAWN, initializer=exit_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 for result in pool.map(fn, rest, chunksize=chunk):
                     yield result
                     done += 1
@@ -158,6 +162,21 @@ def _process_map(fn: Callable, items: list, workers: int) -> Iterator[Any]:
             for result in _isolated_map(fn, suspects):
                 yield result
                 done += 1
+
+
+def exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: exit once the process that started it is gone.
+
+    Why: a SIGKILLed stage cannot shut its pool down, and its idle workers (hundreds of MB
+    each, with a parser's imports) would live on under PID 1 forever. A daemon thread polls
+    the parent id once a second; the worker's own work never waits for it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _isolated_map(fn: Callable, items: list) -> Iterator[Any]:

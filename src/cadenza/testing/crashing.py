@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 SEGFAULT_ON = 5  # this item's worker dies as a segfaulting parser's would
 EXIT_ON = 30  # this one's calls os._exit(3), as a C library's abort path could
@@ -27,3 +28,11 @@ def die_or_raise(n: int) -> int:
     if n == RAISE_ON:
         raise ValueError(f"item {n} is bad")
     return square_or_die(n)
+
+
+def note_pid_and_hang(folder: str) -> None:
+    """Write this worker's pid into `folder`, then hang: the pool of a stage about to be
+    killed."""
+    with open(os.path.join(folder, f"{os.getpid()}.pid"), "w") as fh:
+        fh.write("busy")
+    time.sleep(120)
