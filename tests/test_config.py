@@ -104,6 +104,18 @@ def test_shipped_params_are_valid():
             lambda d: d["sources"].update(maestro_v2={"metadata": "m.csv"}),
             "sources.maestro_v2.metadata: maestro_v2 does not read it (only: midi_dir)",
         ),
+        (  # what fetch would refuse, refused before any stage runs
+            lambda d: d["sources"].update(midi_dir={}),
+            "sources.midi_dir.url: not set; expected a local folder of .mid/.midi files",
+        ),
+        (
+            lambda d: d["sources"].update(midi_dir={"url": "https://example.org/midi/"}),
+            "sources.midi_dir.url: https://example.org/midi/; expected a local folder",
+        ),
+        (
+            lambda d: d["sources"].update(midi_dir={"url": "x", "columns": {"file": "path"}}),
+            "sources.midi_dir.columns: given without sources.midi_dir.metadata",
+        ),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, mutate, message):

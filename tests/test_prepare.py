@@ -142,3 +142,27 @@ def test_parse_rejects_non_midi(tmp_path):
     path.write_bytes(b"<html>not a midi file</html>")
     with pytest.raises(RejectedPiece, match="unreadable MIDI"):
         parse_midi(path, "all")
+
+
+def test_prepare_cli_says_what_failed_in_one_line(tmp_path):
+    # no fetched corpus under --raw: one line naming the missing file, exit 1, no traceback
+    from typer.testing import CliRunner
+
+    from cadenza.cli import app
+    from cadenza.testing.checkout import ROOT
+
+    out = tmp_path / "prepared"
+    argv = [
+        "prepare",
+        "--raw",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--params",
+        str(ROOT / "params.yaml"),
+    ]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: FileNotFoundError: ") and "source.json" in line
+    assert not out.exists()

@@ -78,6 +78,19 @@ def _clear_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A failure the input caused (the network, a file, a corpus with no usable piece) is one
+    line that names it, exit code 1; with `--verbose`, the traceback too."""
+    try:
+        yield
+    except (RuntimeError, OSError, ValueError) as err:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        typer.echo(f"error: {type(err).__name__}: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _model(params: Params, name: str) -> ModelParams:
     """Model `name` of params.yaml, checked before any work: a typo exits 2, not a KeyError."""
     if name not in params.models:
@@ -107,13 +120,8 @@ def fetch(
     if source not in params.sources:
         typer.echo(f"error: bad param: sources.{source}: not selected in params", err=True)
         raise typer.Exit(2)
-    try:
+    with _one_line_errors():
         fetch_source(source, out, cache, params.sources[source])
-    except (RuntimeError, OSError, ValueError) as err:  # the network's or a file's fault:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):  # each names the URL or file
-            raise  # --verbose: the traceback too
-        typer.echo(f"error: {type(err).__name__}: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -124,7 +132,8 @@ def prepare(
     from cadenza.prepare.stage import prepare as run_prepare
 
     params = _params(params_file)
-    run_prepare(raw, list(params.sources), out, params.prepare, params.runner)
+    with _one_line_errors():
+        run_prepare(raw, list(params.sources), out, params.prepare, params.runner)
 
 
 @app.command()

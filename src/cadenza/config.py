@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -704,8 +705,20 @@ def load_params(path: Path | str = PARAMS) -> Params:
                 raise ParamsError(
                     f"sources.{name}.{option}: {name} does not read it (only: {readers})"
                 )
+        if given.columns and not given.metadata:
+            raise ParamsError(
+                f"sources.{name}.columns: given without sources.{name}.metadata "
+                "(the CSV they name columns of)"
+            )
+        if layout == "midi_dir" and (not given.url or urlsplit(given.url).scheme in REMOTE):
+            raise ParamsError(
+                f"sources.{name}.url: {given.url or 'not set'}; expected a local folder of "
+                ".mid/.midi files (a path or file:// URL)"
+            )
     return params
 
+
+REMOTE = ("http", "https", "ftp")  # URL schemes that name no local folder
 
 # the source params that only some layouts read: given to another, they would be ignored
 _LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {

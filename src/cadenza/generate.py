@@ -12,9 +12,9 @@ seconds are the seconds the model meant.
 Meter: a sample of a model that counts in beats is written in its prompt piece's main time
 signature (`cadenza.meter.main_meter`), so that its bars, which EB, UPC, TD and the per-bar
 features count, are as long as the test pieces' bars it is compared with (in 4/4, copies of
-25 piano-midi.de pieces in other meters scored UPC 1.3 above the pieces themselves). The first bar starts at the continuation's
-first beat: where that beat fell in the piece's bar is not kept. Models that count in seconds
-have no bars to follow and are written in 4/4.
+25 piano-midi.de pieces in other meters scored UPC 1.3 above the pieces themselves). The
+first bar starts at the continuation's first beat: where that beat fell in the piece's bar is
+not kept. Models that count in seconds have no bars to follow and are written in 4/4.
 """
 
 from __future__ import annotations
