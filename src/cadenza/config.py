@@ -710,7 +710,7 @@ def load_params(path: Path | str = PARAMS) -> Params:
                 f"sources.{name}.columns: given without sources.{name}.metadata "
                 "(the CSV they name columns of)"
             )
-        if layout == "midi_dir" and (not given.url or urlsplit(given.url).scheme in REMOTE):
+        if layout == "midi_dir" and (not given.url or urlsplit(given.url).scheme in _REMOTE):
             raise ParamsError(
                 f"sources.{name}.url: {given.url or 'not set'}; expected a local folder of "
                 ".mid/.midi files (a path or file:// URL)"
@@ -718,7 +718,7 @@ def load_params(path: Path | str = PARAMS) -> Params:
     return params
 
 
-REMOTE = ("http", "https", "ftp")  # URL schemes that name no local folder
+_REMOTE = ("http", "https", "ftp")  # URL schemes that name no local folder
 
 # the source params that only some layouts read: given to another, they would be ignored
 _LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
