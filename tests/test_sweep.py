@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from cadenza.cli import app
+from cadenza.config import ParamsError
 from cadenza.sweep import (
     Sweep,
     experiments,
@@ -81,15 +84,38 @@ def test_every_sweep_chooses_on_the_valid_split():
         assert not sweep.test_metric or sweep.test_metric.split(":")[0] in test, name
 
 
-def test_a_sweep_cannot_choose_on_its_test_file():
-    with pytest.raises(ValueError, match="both read from reports/metrics/m.json"):
-        Sweep(
-            about="",
-            target="t",
-            grid={},
-            metric="reports/metrics/m.json:accuracy",
-            test_metric="reports/metrics/m.json:accuracy",
-        )
+def test_a_sweep_cannot_choose_on_its_test_file(tmp_path):
+    spec = {
+        "about": "",
+        "target": "t",
+        "grid": {},
+        "metric": "reports/metrics/m.json:accuracy",
+        "test_metric": "reports/metrics/m.json:accuracy",
+    }
+    (tmp_path / "sweeps.yaml").write_text(yaml.safe_dump({"s": spec}))
+    with pytest.raises(ParamsError, match=r"s\.test_metric: read from the same file as metric"):
+        load_sweeps(tmp_path / "sweeps.yaml")
+
+
+def test_a_failed_experiment_is_no_result_of_its_point():
+    # `dvc exp show` lists a failed experiment with its baseline's metrics and an error
+    point = {"models.m.train.seq_len": -1}
+    failed = {
+        "name": "x",
+        "failed": True,
+        "params": {"params.yaml:models.m.train.seq_len": -1},
+        "metrics": {"reports/valid/m.json:accuracy": 0.54},
+    }
+    assert find([failed], point) is None
+    assert find([{**failed, "failed": False}], point) is not None
+
+
+def test_sweep_jobs_must_be_at_least_one():
+    result = CliRunner().invoke(
+        app, ["sweep", "paper002_seq_len", "-j", "0", "--project", str(ROOT)]
+    )
+    assert result.exit_code == 2
+    assert "--jobs 0: must be at least 1" in result.output
 
 
 @pytest.mark.slow

@@ -423,6 +423,9 @@ def sweep(
     if name not in sweeps:
         typer.echo(f"error: no sweep {name!r} (known: {', '.join(sweeps)})", err=True)
         raise typer.Exit(2)
+    if jobs < 1:
+        typer.echo(f"error: --jobs {jobs}: must be at least 1 (experiments run at once)", err=True)
+        raise typer.Exit(2)
     try:
         table = run_sweep(
             project, name, sweeps[name], jobs, out or project / paths.sweep_reports(name)
@@ -431,6 +434,14 @@ def sweep(
         typer.echo(f"error: sweep {name}: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
+    failed = int(table.experiment.isna().sum())
+    if failed:  # the table is written either way; the exit code says not every point ran
+        typer.echo(
+            f"error: sweep {name}: {failed} of {len(table)} points produced no result "
+            "(`dvc exp show` and `dvc queue logs` say why)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @bench_app.command("bl")

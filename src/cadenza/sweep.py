@@ -32,6 +32,7 @@ from cadenza.config import from_dict, load_yaml
 from cadenza.dvc_cli import run_dvc, run_dvc_spawning
 from cadenza.io import atomic_path, flatten
 from cadenza.plotting import plt, save_png
+from cadenza.validation import check
 
 log = logging.getLogger(__name__)
 # points waiting (queued, or running on a worker that died) with no live queue worker and no
@@ -52,12 +53,12 @@ class Sweep:
     test_metric: str = ""  # reported beside, test split: reports/metrics/m.json:accuracy
 
     def __post_init__(self) -> None:
-        if self.test_metric and self.test_metric.split(":")[0] == self.metric.split(":")[0]:
-            raise ValueError(
-                f"sweep metric and test_metric are both read from "
-                f"{self.metric.split(':')[0]}: choose on the valid split's file "
-                "and report the test split's"
-            )
+        check(
+            not self.test_metric or self.test_metric.split(":")[0] != self.metric.split(":")[0],
+            "test_metric",
+            f"read from the same file as metric ({self.metric.split(':')[0]}): choose on the "
+            "valid split's file and report the test split's",
+        )
 
 
 def load_sweeps(path: Path) -> dict[str, Sweep]:
@@ -100,6 +101,8 @@ def experiments(project: Path) -> list[dict]:
                 records.append(
                     {
                         "name": rev.get("name"),
+                        # a failed experiment still shows its baseline's metrics: not a result
+                        "failed": bool(rev.get("error")),
                         "params": _by_file(data.get("params") or {}),
                         "metrics": _by_file(data.get("metrics") or {}),
                     }
@@ -108,10 +111,11 @@ def experiments(project: Path) -> list[dict]:
 
 
 def find(records: list[dict], point: dict[str, Any]) -> dict | None:
-    """The experiment whose params match the point and that produced metrics."""
+    """The experiment whose params match the point and that ran to its metrics."""
     for record in records:
         params = record["params"]
-        if record["metrics"] and all(params.get(f"params.yaml:{k}") == v for k, v in point.items()):
+        matches = all(params.get(f"params.yaml:{k}") == v for k, v in point.items())
+        if matches and record["metrics"] and not record["failed"]:
             return record
     return None
 
