@@ -104,6 +104,18 @@ def test_shipped_params_are_valid():
             lambda d: d["sources"].update(maestro_v2={"metadata": "m.csv"}),
             "sources.maestro_v2.metadata: maestro_v2 does not read it (only: midi_dir)",
         ),
+        (  # a model name becomes a stage name, a folder and a word of a shell command
+            lambda d: d["models"].update({"x;touch PWNED;true": d["models"]["chord_lstm"]}),
+            "models.x;touch PWNED;true: a model name is letters, digits, '_' and '-'",
+        ),
+        (
+            lambda d: d["models"].update({"my model": d["models"]["chord_lstm"]}),
+            "models.my model: a model name is letters",
+        ),
+        (
+            lambda d: d["models"]["folk_lstm"].update(prefer_sources=["esen"]),
+            "models.folk_lstm.prefer_sources: unknown source 'esen' (known: ",
+        ),
         (  # what fetch would refuse, refused before any stage runs
             lambda d: d["sources"].update(midi_dir={}),
             "sources.midi_dir.url: not set; expected a local folder of .mid/.midi files",

@@ -14,6 +14,7 @@ imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 import typing
 from dataclasses import dataclass, field
@@ -239,6 +240,8 @@ class FlowParams:
         merged = {**DEFAULT_STAGE_TIMEOUTS_S, **self.timeout_s}
         return merged.get(kind, merged["default"])
 
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 # the token fields that only some schemes read (the others apply to every scheme)
 _SCHEME_FIELDS: dict[str, tuple[str, ...]] = {
@@ -611,6 +614,12 @@ class Params:
         )
         check(len(self.sources) > 0, "sources", "select at least one source")
         check(len(self.models) > 0, "models", "list at least one model")
+        for name in self.models:  # it names stages, folders and shell words: nothing else
+            check(
+                MODEL_NAME.fullmatch(name) is not None,
+                f"models.{name}",
+                "a model name is letters, digits, '_' and '-', starting with a letter or digit",
+            )
         check(
             self.profile in self.profiles,
             "profile",
@@ -715,6 +724,13 @@ def load_params(path: Path | str = PARAMS) -> Params:
                 f"sources.{name}.url: {given.url or 'not set'}; expected a local folder of "
                 ".mid/.midi files (a path or file:// URL)"
             )
+    for name, model in params.models.items():
+        for source in model.prefer_sources:
+            if source not in SOURCES:
+                known = ", ".join(sorted(SOURCES))
+                raise ParamsError(
+                    f"models.{name}.prefer_sources: unknown source {source!r} (known: {known})"
+                )
     return params
 
 
