@@ -166,3 +166,17 @@ def test_prepare_cli_says_what_failed_in_one_line(tmp_path):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: FileNotFoundError: ") and "source.json" in line
     assert not out.exists()
+
+
+def test_an_empty_split_is_said_at_prepare(tmp_path, caplog):
+    # one piece: it lands in one split, and the other two are empty
+    raw = tmp_path / "raw" / "toy"
+    write_score(raw / "midi" / "one.mid", [[(i, 1, 60 + i) for i in range(8)]])
+    row = {"piece_id": "one", "format": "midi", "path": "midi/one.mid", "status": "ok"}
+    write_manifest(raw, [row], TOY_SOURCE)
+    with caplog.at_level("WARNING", logger="cadenza.prepare.stage"):
+        counts = prepare(tmp_path / "raw", ["toy"], tmp_path / "out", PrepareParams())
+    empty = [split for split in ("train", "valid", "test") if not counts[split]["pieces"]]
+    assert len(empty) == 2
+    for split in empty:
+        assert f"the {split} split is empty (1 pieces in all)" in caplog.text

@@ -47,7 +47,10 @@ def generate(
     model, mp, payload = load_checkpoint(ckpt, device)
     prompts = load_units(prepared, "test", mp, seed)
     if not prompts:
-        raise RuntimeError(f"{prepared}: the test split is empty; no prompts to start from")
+        raise ValueError(
+            f"{prepared}: the test split is empty, so there is no prompt to start from: add "
+            "pieces, or raise prepare.test_fraction"
+        )
     piece_ids = sorted(prompts)
     generator = torch.Generator().manual_seed(seed)
     sample_fn = load_family(mp.family).sample

@@ -121,6 +121,15 @@ def prepare(
         split: {"pieces": int((pieces_df.split == split).sum()), "notes": notes_rows.get(split, 0)}
         for split in SPLITS
     }
+    for split in SPLITS:  # e.g. 5 pieces at test_fraction 0.1: say so before generate fails
+        if not counts[split]["pieces"]:
+            log.warning(
+                "the %s split is empty (%d pieces in all): add pieces or change "
+                "prepare.valid_fraction / test_fraction; the stages that read it will fail "
+                "or score nothing",
+                split,
+                len(pieces_df),
+            )
     counts["rejected"] = int((rejects_df.stage != "filter").sum())
     counts["filtered_out"] = int((rejects_df.stage == "filter").sum())  # e.g. LPD, no piano
     with atomic_dir(out) as tmp:
