@@ -315,6 +315,27 @@ def test_power_analysis_matches_the_normal_approximation():
     assert power["listeners_per_group_unpaired"] == 64 and power["sd"] == 2.0
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--n", "6", "--n-real", "-2"], "--n-real -2: must be in [1, --n - 1]"),
+        (["--n", "6", "--n-real", "0"], "--n-real 0: must be in [1, --n - 1]"),
+        (["--n", "6", "--n-real", "6"], "--n-real 6: must be in [1, --n - 1]"),
+        (["--n", "6", "--seed", "-5"], "--seed -5: must be >= 0"),
+        (["--n", "6", "-m", MODELS[0], "-m", "nosuch"], "--model nosuch: no rendered samples in"),
+    ],
+)
+def test_make_refuses_options_it_cannot_honour(tmp_path, audio_root, args, says):
+    from typer.testing import CliRunner
+
+    from cadenza.cli import app
+
+    argv = ["listening-test", "make", "--audio", str(audio_root), "--out", str(tmp_path / "t")]
+    result = CliRunner().invoke(app, [*argv, "--key", str(tmp_path / "k.json"), *args])
+    assert result.exit_code == 2 and says in result.output
+    assert not (tmp_path / "t").exists()
+
+
 def test_cli_make_then_analyze(tmp_path, audio_root):
     def cadenza(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -315,6 +315,15 @@ def listening_make(
     if n < 2:
         typer.echo("error: --n must be at least 2 (one real, one model clip)", err=True)
         raise typer.Exit(2)
+    if n_real is not None and not 1 <= n_real < n:
+        typer.echo(
+            f"error: --n-real {n_real}: must be in [1, --n - 1] (a real clip and a model clip)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if seed is not None and seed < 0:
+        typer.echo(f"error: --seed {seed}: must be >= 0", err=True)
+        raise typer.Exit(2)
     try:
         made = make_test(
             audio,

@@ -58,6 +58,15 @@ POWER_ASSUMPTIONS = {
 # --------------------------------------------------------------------------- make
 
 
+def _rendered(audio_root: Path) -> list[str]:
+    """The model folders of `audio_root` that hold clips."""
+    return sorted(
+        p.name
+        for p in audio_root.iterdir()
+        if p.is_dir() and p.name != REAL and not p.name.startswith(".") and _clips(p)
+    )
+
+
 def choose_clips(
     audio_root: Path, n: int, n_real: int, models: list[str] | None, rng: np.random.Generator
 ) -> list[tuple[str, Path]]:
@@ -73,6 +82,13 @@ def choose_clips(
         if p.is_dir() and p.name != REAL and not p.name.startswith(".")
     )
     per_model = {m: _clips(audio_root / m) for m in names}
+    if models:  # a name asked for by mistake must not just drop out of the test
+        missing = [m for m in models if not per_model[m]]
+        if missing:
+            raise ValueError(
+                f"--model {missing[0]}: no rendered samples in {audio_root / missing[0]} "
+                f"(rendered: {', '.join(_rendered(audio_root)) or 'none'})"
+            )
     per_model = {m: rng.permutation(clips).tolist() for m, clips in per_model.items() if clips}
     if not per_model:
         raise ValueError(
