@@ -256,6 +256,45 @@ def test_serve_without_a_server_says_what_to_do(tmp_path):
     assert "prefect server start" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "edit", "says"),
+    [
+        (["run", "--target", "nosuch"], None, "error: --target nosuch: Stage 'nosuch' not found"),
+        (["run", "--project", "nowhere"], None, "error: --project nowhere: no dvc.yaml in it"),
+        (
+            ["run"],
+            {"lock_wait_s": -5},
+            "error: bad param: flow.lock_wait_s: must be in [0, ",
+        ),
+        (["serve", "--cron", "not a cron"], None, "error: --cron 'not a cron': Invalid cron"),
+    ],
+)
+def test_flow_commands_refuse_a_typo_in_one_line_before_any_server(tmp_path, args, edit, says):
+    """No Prefect server starts: each refusal comes first, with exit code 2."""
+    project = tmp_path / "p"
+    project.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / ".dvc", project / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    if edit:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["flow"].update(edit)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(_env(tmp_path), PREFECT_API_URL="http://127.0.0.1:9/api")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cadenza.cli", "flow", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(says), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 # the worker's toy project: `data` runs the bare `cadenza` command; `score` writes a metric
 # (committed as nll 2, written as 1.5) and a cached output; sub/dvc.yaml, like bench/bl, has
 # a stage no run makes

@@ -553,6 +553,7 @@ def flow_run(
     """Reproduce the DAG of dvc.yaml as a Prefect flow, one task per stage."""
     from cadenza.settings import apply_offline_settings
 
+    _check_flow_inputs(project, target or [])
     apply_offline_settings(project)
     from pipeline.flow import reproduce
     from pipeline.prefect_server import prefect_api
@@ -571,6 +572,25 @@ def flow_run(
         typer.echo(f"flow run cancelled: {stages.message}", err=True)
         raise typer.Exit(1)
     typer.echo(f"flow finished; stages reproduced or up to date: {', '.join(stages)}")
+
+
+def _check_flow_inputs(project: Path, targets: list[str]) -> None:
+    """The project, its params and the targets, checked before a Prefect server starts: a
+    typo is one line and exit code 2, not a flow run that fails with a traceback."""
+    from dvc.exceptions import DvcException
+
+    from pipeline.stages import stage_order
+
+    if not (project / "dvc.yaml").is_file():
+        typer.echo(f"error: --project {project}: no dvc.yaml in it", err=True)
+        raise typer.Exit(2)
+    _params(project / paths.PARAMS)
+    if targets:
+        try:
+            stage_order(str(project), targets)
+        except DvcException as err:
+            typer.echo(f"error: --target {' '.join(targets)}: {err}", err=True)
+            raise typer.Exit(2) from None
 
 
 @flow_app.command("serve")
@@ -609,9 +629,16 @@ def flow_serve(
     except (ZoneInfoNotFoundError, ValueError):
         typer.echo(f"error: --timezone {timezone!r} is not an IANA time zone", err=True)
         raise typer.Exit(2) from None
-    apply_offline_settings(project)
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
+
+    try:
+        schedule = Cron(cron, timezone=timezone)
+    except ValueError as err:
+        typer.echo(f"error: --cron {cron!r}: {err}", err=True)
+        raise typer.Exit(2) from None
+    _check_flow_inputs(project, target or [])
+    apply_offline_settings(project)
 
     from pipeline.flow import reproduce
 
@@ -620,7 +647,7 @@ def flow_serve(
     )
     reproduce.serve(
         name=name,
-        schedules=[Cron(cron, timezone=timezone)],
+        schedules=[schedule],
         parameters={
             "project": str(project.resolve()),
             "targets": target or [],
