@@ -444,3 +444,23 @@ def test_the_report_shows_the_analysed_table(tmp_path):
     assert rows[REAL]["rating_sd"] == "1.000" and rows["m"]["yes_melody"] == "0.000"
     assert rows["m"]["diff_vs_real"] == "-5.000" and rows[REAL]["diff_vs_real"] == "-"
     assert float(rows["m"]["p_welch"]) < 0.01
+
+
+def test_analyze_names_a_missing_or_broken_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from cadenza.cli import app
+
+    broken = tmp_path / "answers_1.json"
+    broken.write_text("{not json")
+    runner = CliRunner()
+    missing_key = runner.invoke(
+        app, ["listening-test", "analyze", str(broken), "--key", str(tmp_path / "none.json")]
+    )
+    assert missing_key.exit_code == 2
+    assert f"error: key {tmp_path / 'none.json'}: cannot be read" in missing_key.output
+    write_json(tmp_path / "key.json", {"test_id": "t", "clips": {}})
+    bad = runner.invoke(
+        app, ["listening-test", "analyze", str(broken), "--key", str(tmp_path / "key.json")]
+    )
+    assert bad.exit_code == 2 and f"error: answers file {broken}: not JSON" in bad.output

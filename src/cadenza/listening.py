@@ -20,6 +20,7 @@ import secrets
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -288,7 +289,7 @@ def read_answers(files: list[Path], key: dict) -> pd.DataFrame:
     """One row per (listener, clip) with the clip's source from the key."""
     rows = []
     for i, path in enumerate(files):
-        data = read_json(path)
+        data = _json_file(path, "answers file")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a {FORMAT} answers file")
         if data.get("test_id") != key["test_id"]:
@@ -403,10 +404,20 @@ def power_text(power: dict) -> str:
     )
 
 
+def _json_file(path: Path, what: str) -> Any:
+    """A JSON file the user hands in; missing or not JSON is a ValueError naming it."""
+    try:
+        return read_json(path)
+    except OSError as err:
+        raise ValueError(f"{what} {path}: cannot be read: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path}: not JSON ({err})") from None
+
+
 def analyze(answer_files: list[Path], key_path: Path, out: Path) -> dict:
     """Answers + key -> `out` (JSON): the per-source table, the counts and the power
     analysis; the report renders it."""
-    key = read_json(key_path)
+    key = _json_file(key_path, "key")
     frame = read_answers(answer_files, key)
     if frame.empty:
         raise ValueError("no answers in the given files")
