@@ -525,3 +525,37 @@ def test_every_declared_metrics_file_is_in_git():
         "declared metrics that a fresh clone lacks (git add them, or stop "
         f"declaring them): {missing}"
     )
+
+
+def _tracked_params(project: Path) -> dict[str, dict]:
+    """Each stage's params values as DVC reads them for `dvc status`."""
+    from dvc.dependency.param import ParamsDependency
+
+    with Repo(str(project)) as repo:
+        return {
+            stage.name: {
+                str(dep.def_path): dep.read_params()
+                for dep in stage.deps
+                if isinstance(dep, ParamsDependency)
+            }
+            for stage in repo.index.stages
+        }
+
+
+def test_a_profile_that_is_not_selected_reruns_nothing(tmp_path):
+    """Adding a `gpu` profile beside `quick` must not make every model retrain; a change of
+    the selected profile's caps must."""
+    import yaml
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    for name in ("dvc.yaml", "params.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    before = _tracked_params(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["profiles"]["gpu"] = {"max_epochs": 100}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _tracked_params(tmp_path) == before
+    params["profiles"][params["profile"]]["max_epochs"] += 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    after = _tracked_params(tmp_path)
+    assert after["train@chord_lstm"] != before["train@chord_lstm"]
