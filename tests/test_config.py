@@ -116,6 +116,10 @@ def test_shipped_params_are_valid():
             lambda d: d["models"]["folk_lstm"].update(prefer_sources=["esen"]),
             "models.folk_lstm.prefer_sources: unknown source 'esen' (known: ",
         ),
+        (
+            lambda d: d["runner"].update(kind="dask", dask_address="not a url"),
+            "runner.dask_address: 'not a url' is no scheduler address; expected",
+        ),
         (  # what fetch would refuse, refused before any stage runs
             lambda d: d["sources"].update(midi_dir={}),
             "sources.midi_dir.url: not set; expected a local folder of .mid/.midi files",

@@ -174,6 +174,12 @@ class RunnerParams:
     def __post_init__(self) -> None:
         check(self.workers >= 0, "workers", "must be >= 0 (0 = one per core)")
         check(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
+        check(  # else prepare starts its work and only then fails on the address
+            not self.dask_address or DASK_ADDRESS.fullmatch(self.dask_address) is not None,
+            "dask_address",
+            f"{self.dask_address!r} is no scheduler address; expected [protocol://]host:port, "
+            "e.g. tcp://10.0.0.5:8786",
+        )
 
 
 # a stage's default timeout by kind (its `cadenza` sub-command); `default` for every other kind
@@ -241,6 +247,8 @@ class FlowParams:
         return merged.get(kind, merged["default"])
 
 
+# a Dask scheduler's address: [protocol://]host:port, an IPv6 host in brackets
+DASK_ADDRESS = re.compile(r"([a-z]+://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 # the token fields that only some schemes read (the others apply to every scheme)
