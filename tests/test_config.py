@@ -104,6 +104,14 @@ def test_shipped_params_are_valid():
             lambda d: d["sources"].update(maestro_v2={"metadata": "m.csv"}),
             "sources.maestro_v2.metadata: maestro_v2 does not read it (only: midi_dir)",
         ),
+        (  # music21 ships the chorales: a mirror for them would be ignored
+            lambda d: d["sources"].update(bach_chorales={"url": "https://example.org/x.zip"}),
+            "sources.bach_chorales.url: bach_chorales does not read it (only: ",
+        ),
+        (
+            lambda d: d["sources"].update(maestro_v2={"delay_s": 5.0}),
+            "sources.maestro_v2.delay_s: maestro_v2 does not read it (only: piano_midi_de)",
+        ),
         (  # a model name becomes a stage name, a folder and a word of a shell command
             lambda d: d["models"].update({"x;touch PWNED;true": d["models"]["chord_lstm"]}),
             "models.x;touch PWNED;true: a model name is letters, digits, '_' and '-'",
@@ -391,13 +399,13 @@ def test_every_integer_param_has_an_upper_bound(section):
     ],
 )
 def test_sha256_must_be_empty_or_64_hex_digits(tmp_path, value, ok):
-    path = _write(tmp_path, _set(("sources", "bach_chorales", "sha256"), value))
+    path = _write(tmp_path, lambda d: d["sources"].update(maestro_v2={"sha256": value}))
     if ok:
-        assert load_params(path).sources["bach_chorales"].sha256 == value
+        assert load_params(path).sources["maestro_v2"].sha256 == value
         return
     with pytest.raises(ParamsError) as err:
         load_params(path)
-    assert "sources.bach_chorales.sha256: must be empty or exactly 64 hex digits" in str(err.value)
+    assert "sources.maestro_v2.sha256: must be empty or exactly 64 hex digits" in str(err.value)
 
 
 # ------------------------------------------------------------------ duplicate YAML keys

@@ -717,7 +717,7 @@ def load_params(path: Path | str = PARAMS) -> Params:
             raise ParamsError(f"sources.{name}: unknown source (known: {known})")
         layout = SOURCES[name].layout
         for option, layouts in _LAYOUT_OPTIONS.items():
-            if getattr(given, option) and layout not in layouts:
+            if getattr(given, option) != _SOURCE_DEFAULTS[option] and layout not in layouts:
                 readers = ", ".join(n for n, s in SOURCES.items() if s.layout in layouts)
                 raise ParamsError(
                     f"sources.{name}.{option}: {name} does not read it (only: {readers})"
@@ -744,11 +744,22 @@ def load_params(path: Path | str = PARAMS) -> Params:
 
 _REMOTE = ("http", "https", "ftp")  # URL schemes that name no local folder
 
-# the source params that only some layouts read: given to another, they would be ignored
+# the source params that only some layouts read: set for another, they would be ignored
+_DOWNLOADS = ("maestro", "lpd", "essen_kern", "bl_pickle")  # a file fetched by `download`
 _LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "url": (*_DOWNLOADS, "piano_midi_de", "midi_dir"),  # music21's chorales ship with it
+    "sha256": _DOWNLOADS,
+    "retries": _DOWNLOADS,
+    "max_extract_mb": ("maestro", "lpd", "essen_kern"),  # the archives
+    "delay_s": ("piano_midi_de",),  # the crawler
+    "workers": ("music21_chorales", "essen_kern"),  # music21's conversion pool
     "subset": ("lpd", "essen_kern", "midi_dir"),
     "metadata": ("midi_dir",),
     "columns": ("midi_dir",),
+}
+_SOURCE_DEFAULTS = {
+    f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    for f in dataclasses.fields(SourceParams)
 }
 
 
