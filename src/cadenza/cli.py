@@ -629,18 +629,18 @@ def flow_serve(
     except (ZoneInfoNotFoundError, ValueError):
         typer.echo(f"error: --timezone {timezone!r} is not an IANA time zone", err=True)
         raise typer.Exit(2) from None
+    _check_flow_inputs(project, target or [])
+    apply_offline_settings(project)  # before Prefect is imported: it reads them then
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
+
+    from pipeline.flow import reproduce
 
     try:
         schedule = Cron(cron, timezone=timezone)
     except ValueError as err:
         typer.echo(f"error: --cron {cron!r}: {err}", err=True)
         raise typer.Exit(2) from None
-    _check_flow_inputs(project, target or [])
-    apply_offline_settings(project)
-
-    from pipeline.flow import reproduce
 
     one_at_a_time = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
