@@ -575,16 +575,18 @@ def flow_run(
 
 
 def _check_flow_inputs(project: Path, targets: list[str]) -> None:
-    """The project, its params and the targets, checked before a Prefect server starts: a
-    typo is one line and exit code 2, not a flow run that fails with a traceback."""
+    """The project, its `flow:` params and the targets, checked before a Prefect server
+    starts: a typo is one line and exit code 2, not a flow run that fails with a traceback.
+    Only `flow:`: the flow runs any DVC project, and its stages validate their own params."""
     from dvc.exceptions import DvcException
 
+    from pipeline.flow_settings import flow_settings
     from pipeline.stages import stage_order
 
     if not (project / "dvc.yaml").is_file():
         typer.echo(f"error: --project {project}: no dvc.yaml in it", err=True)
         raise typer.Exit(2)
-    _params(project / paths.PARAMS)
+    _loaded(lambda _: flow_settings(str(project)), project / paths.PARAMS)
     if targets:
         try:
             stage_order(str(project), targets)

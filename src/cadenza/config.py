@@ -716,7 +716,9 @@ def load_params(path: Path | str = PARAMS) -> Params:
             known = ", ".join(sorted(SOURCES))
             raise ParamsError(f"sources.{name}: unknown source (known: {known})")
         layout = SOURCES[name].layout
-        for option, layouts in _LAYOUT_OPTIONS.items():
+        # a built-in layout's ignored settings are refused; a recipe's own layout
+        # (docs/extending.md) reads what its code reads
+        for option, layouts in _LAYOUT_OPTIONS.items() if layout in _BUILT_IN_LAYOUTS else ():
             if getattr(given, option) != _SOURCE_DEFAULTS[option] and layout not in layouts:
                 readers = ", ".join(n for n, s in SOURCES.items() if s.layout in layouts)
                 raise ParamsError(
@@ -757,6 +759,7 @@ _LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
     "metadata": ("midi_dir",),
     "columns": ("midi_dir",),
 }
+_BUILT_IN_LAYOUTS = {"music21_chorales", *(x for ls in _LAYOUT_OPTIONS.values() for x in ls)}
 _SOURCE_DEFAULTS = {
     f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     for f in dataclasses.fields(SourceParams)
