@@ -129,13 +129,7 @@ def restore_swapped_out(folder: Path, prefix: str, target: Path) -> bool:
     its temporary name (only when `target` itself is missing)."""
     if target.exists():
         return False
-    olds = [
-        Path(entry.path)
-        for entry in os.scandir(folder)
-        if entry.name.startswith(prefix)
-        and entry.name.endswith(".old.tmp")
-        and _TEMP_TAIL.fullmatch(entry.name[len(prefix) :])
-    ]
+    olds = [Path(e.path) for e in _temps_of(folder, prefix) if e.name.endswith(".old.tmp")]
     if not olds:
         return False
     os.replace(max(olds, key=lambda path: path.stat().st_mtime), target)
@@ -144,16 +138,22 @@ def restore_swapped_out(folder: Path, prefix: str, target: Path) -> bool:
 
 def remove_stale_temps(folder: Path, prefix: str) -> int:
     """Delete the temps a killed atomic write of the same target left in `folder`."""
-    removed = 0
-    for entry in os.scandir(folder):
-        if entry.name.startswith(prefix) and _TEMP_TAIL.fullmatch(entry.name[len(prefix) :]):
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    temps = _temps_of(folder, prefix)
+    for entry in temps:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+    return len(temps)
+
+
+def _temps_of(folder: Path, prefix: str) -> list[os.DirEntry]:
+    """The temporary copies (new and swapped-out old) that writes of one target left."""
+    return [
+        entry
+        for entry in os.scandir(folder)
+        if entry.name.startswith(prefix) and _TEMP_TAIL.fullmatch(entry.name[len(prefix) :])
+    ]
 
 
 def write_json(path: Path | str, data: Any) -> None:

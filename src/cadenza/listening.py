@@ -59,12 +59,12 @@ POWER_ASSUMPTIONS = {
 # --------------------------------------------------------------------------- make
 
 
-def _rendered(audio_root: Path) -> list[str]:
-    """The model folders of `audio_root` that hold clips."""
+def _model_folders(audio_root: Path) -> list[str]:
+    """The model folders of `audio_root` (everything but the real excerpts), by name."""
     return sorted(
         p.name
         for p in audio_root.iterdir()
-        if p.is_dir() and p.name != REAL and not p.name.startswith(".") and _clips(p)
+        if p.is_dir() and p.name != REAL and not p.name.startswith(".")
     )
 
 
@@ -77,18 +77,14 @@ def choose_clips(
     if not real:
         reason = read_status(audio_root / REAL).get("unavailable") or "no clips"
         raise ValueError(f"no real excerpts to play in {audio_root / REAL}: {reason}")
-    names = models or sorted(
-        p.name
-        for p in audio_root.iterdir()
-        if p.is_dir() and p.name != REAL and not p.name.startswith(".")
-    )
-    per_model = {m: _clips(audio_root / m) for m in names}
+    per_model = {m: _clips(audio_root / m) for m in models or _model_folders(audio_root)}
     if models:  # a name asked for by mistake must not just drop out of the test
         missing = [m for m in models if not per_model[m]]
         if missing:
+            rendered = [m for m in _model_folders(audio_root) if _clips(audio_root / m)]
             raise ValueError(
                 f"--model {missing[0]}: no rendered samples in {audio_root / missing[0]} "
-                f"(rendered: {', '.join(_rendered(audio_root)) or 'none'})"
+                f"(rendered: {', '.join(rendered) or 'none'})"
             )
     per_model = {m: rng.permutation(clips).tolist() for m, clips in per_model.items() if clips}
     if not per_model:
